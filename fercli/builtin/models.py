@@ -1,0 +1,28 @@
+"""Built-in model architectures. Factories import torch only when a model is built."""
+
+from fercli.hookspecs import hookimpl
+
+
+def seed_cnn(num_classes: int = 7):
+    from fercli.models import SeedCNN
+
+    return SeedCNN(num_classes)
+
+
+def vgg(num_classes: int = 7):
+    from fercli.models import VGGNet
+
+    return VGGNet(num_classes, widths=(64, 128, 256, 512))
+
+
+def vgg_small(num_classes: int = 7):
+    from fercli.models import VGGNet
+
+    return VGGNet(num_classes, widths=(32, 64, 128, 256), dropout=0.3)
+
+
+@hookimpl
+def register_models(register):
+    register("seed-cnn", seed_cnn, "The seed notebook's 3-conv CNN (32/64/128 filters, fc 512).")
+    register("vgg", vgg, "VGG-style, batch norm, 8 convs (64-512 filters), global pooling.")
+    register("vgg-small", vgg_small, "Half-width vgg (32-256 filters): 4x cheaper.")

@@ -1,0 +1,80 @@
+"""The `fercli` command group. Commands live in fercli.commands, one module each; they parse
+options and call library functions."""
+
+import sys
+import traceback
+
+import click
+
+from fercli import __version__
+from fercli.config import default_map, read_config
+from fercli.errors import FercliError
+from fercli.progress import settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fercli")
+@click.option("-v", "--verbose", is_flag=True, help="More detail; full tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or status lines.")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False),
+    help="TOML file of option defaults (default: ./fercli.toml if present).",
+)
+@click.option(
+    "--plugins-dir", type=click.Path(file_okay=False),
+    envvar="FERCLI_PLUGINS_DIR", help="Folder of drop-in *.py plugins (or FERCLI_PLUGINS_DIR).",
+)
+@click.pass_context
+def cli(ctx, verbose, quiet, config_path, plugins_dir):
+    """Facial-expression recognition: clean FER-2013-style data, train, export, predict."""
+    settings["verbose"], settings["quiet"] = verbose, quiet
+    if plugins_dir:
+        from fercli.plugins import load_plugins_dir
+
+        load_plugins_dir(plugins_dir)
+    config, path = read_config(config_path)
+    ctx.default_map = default_map(config, cli.commands)
+    ctx.obj = {"config_path": path}
+
+
+def _add_commands() -> None:
+    from fercli.commands import ALL
+
+    for command in ALL:
+        cli.add_command(command)
+    # Commands from plugins: load them only when the name asked for is not built in.
+    argv = sys.argv[1:]
+    if any(a not in cli.commands and not a.startswith("-") for a in argv[:3]) or "--help" in argv:
+        from fercli.plugins import load_plugins, pm
+
+        load_plugins()
+        pm.hook.register_commands(cli=cli)
+
+
+def main(argv=None) -> None:
+    """Entry point: user errors become one line and exit 2; tracebacks only with -v."""
+    _add_commands()
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="fercli", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+    except FercliError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"Error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+        sys.exit(1)

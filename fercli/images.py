@@ -1,0 +1,102 @@
+"""One preprocessing for every image fercli reads, in training and in prediction alike.
+
+1. Open with Pillow (decompression-bomb protection on: an image over
+   `Image.MAX_IMAGE_PIXELS` is refused), apply the EXIF orientation.
+2. 16-bit and 32-bit grayscale are scaled to 8 bits by their full range (x / 256 for
+   16-bit); transparency is flattened onto black; colour becomes luma
+   (Pillow's "L": L = R*299/1000 + G*587/1000 + B*114/1000).
+3. A non-square image is centre-cropped to a square; the square is resized to
+   `size` x `size` with Pillow's bilinear filter (antialiased when shrinking).
+
+The result is a (size, size) uint8 array.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_SIZE = 48
+SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Bump when the preprocessing changes: it is part of the dataset cache key.
+PREPROCESS_VERSION = 1
+
+
+class ImageError(Exception):
+    """An image that cannot be read; the message is the reason."""
+
+
+def is_image_path(path: str | Path) -> bool:
+    name = Path(path).name
+    return not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as Pillow "L" at its own size, EXIF orientation applied."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return to_gray(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise ImageError(_reason(exc)) from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    message = str(exc) or type(exc).__name__
+    if "cannot identify image file" in message:
+        return "not an image (or an unsupported format)"
+    return message
+
+
+def to_gray(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit "L" (see the module docstring)."""
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "P", "La", "RGBa") and (
+        im.mode != "P" or "transparency" in im.info
+    ):
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+    return im if im.mode == "L" else im.convert("L")
+
+
+def to_array(im: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Centre-crop a gray image to a square and resize it to (size, size) uint8."""
+    w, h = im.size
+    if w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def load_image(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Read any common image file as a (size, size) uint8 array; raises ImageError."""
+    return to_array(open_image(path), size)
+
+
+def load_many(paths, size: int = IMAGE_SIZE):
+    """Decode a chunk of paths: (uint8 array (n, size, size), [(index, reason), ...])."""
+    out = np.zeros((len(paths), size, size), np.uint8)
+    errors = []
+    for i, path in enumerate(paths):
+        try:
+            out[i] = load_image(path, size)
+        except ImageError as exc:
+            errors.append((i, str(exc)))
+    return out, errors

@@ -1,0 +1,53 @@
+"""Model architectures for 48x48 single-channel faces (imports torch: keep it off the
+`clean` and `predict-dir` paths; the built-in plugin only imports this when a model is built)."""
+
+import torch
+from torch import nn
+
+
+class SeedCNN(nn.Module):
+    """The seed notebook's network: three conv/ReLU/max-pool stages (32, 64, 128 filters),
+    a 512-unit fully connected layer, dropout 0.5."""
+
+    def __init__(self, num_classes: int = 7, image_size: int = 48):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        side = image_size // 8
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(128 * side * side, 512), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class VGGNet(nn.Module):
+    """VGG-style network with batch norm: stages of two 3x3 convolutions and 2x2 max pooling,
+    global average pooling, dropout, one linear layer. Works for any input size >= 16."""
+
+    def __init__(self, num_classes: int = 7, widths=(64, 128, 256, 512), dropout: float = 0.4):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 1
+        for width in widths:
+            layers += _conv_bn_relu(cin, width) + _conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
+            cin = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

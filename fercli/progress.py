@@ -1,0 +1,76 @@
+"""Progress bars on a terminal, plain lines elsewhere, silence with --quiet."""
+
+import sys
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+settings = {"quiet": False, "verbose": False}
+console = Console(stderr=True)
+
+
+def interactive() -> bool:
+    return not settings["quiet"] and sys.stderr.isatty()
+
+
+def say(message: str) -> None:
+    """A status line on stderr, unless --quiet."""
+    if not settings["quiet"]:
+        console.print(message, highlight=False, markup=False, soft_wrap=True)
+
+
+class _Plain:
+    """Stand-in for a rich task off a terminal: a line at most every 10 s, and one at the end."""
+
+    def __init__(self, total, description):
+        self.total, self.description, self.done = total, description, 0
+        self.fields: dict = {}
+        self._last = time.monotonic()
+
+    def advance(self, n=1, **fields):
+        self.done += n
+        self.fields.update(fields)
+        if not settings["quiet"] and time.monotonic() - self._last > 10:
+            self._last = time.monotonic()
+            self._line()
+
+    def _line(self):
+        extra = " ".join(f"{k}={v}" for k, v in self.fields.items())
+        print(f"{self.description}: {self.done}/{self.total} {extra}".rstrip(), file=sys.stderr)
+
+    def close(self):
+        if not settings["quiet"] and self.total:
+            self._line()
+
+
+class _Rich:
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
+
+    def advance(self, n=1, **fields):
+        self.progress.update(self.task, advance=n, **fields)
+
+
+@contextmanager
+def bar(total: int | None, description: str, fields: tuple[str, ...] = ()):
+    """`with bar(n, "Decoding") as b: b.advance(k, loss="0.12")`."""
+    if not interactive():
+        plain = _Plain(total, description)
+        yield plain
+        plain.close()
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn(f"{f}={{task.fields[{f}]}}") for f in fields]
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total, **{f: "-" for f in fields})
+        yield _Rich(progress, task)
