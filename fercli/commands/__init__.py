@@ -1,5 +1,7 @@
 """One module per command; each defines a click command that calls library code."""
 
 from fercli.commands.plugins_cmd import plugins_command
+from fercli.commands.synth import synth_command
+from fercli.commands.train import train_command
 
-ALL = [plugins_command]
+ALL = [plugins_command, synth_command, train_command]
