@@ -37,26 +37,38 @@ def cli(ctx, verbose, quiet, config_path, plugins_dir):
     ctx.obj = {"config_path": path}
 
 
-def _add_commands() -> None:
+def _add_commands(args: list[str]) -> None:
     from fercli.commands import ALL
 
     for command in ALL:
         cli.add_command(command)
     # Commands from plugins: load them only when the name asked for is not built in.
-    argv = sys.argv[1:]
-    if any(a not in cli.commands and not a.startswith("-") for a in argv[:3]) or "--help" in argv:
+    # click resolves the subcommand before the group callback runs, so --plugins-dir is
+    # looked for here too.
+    wanted = [a for a in args[:3] if not a.startswith("-")]
+    if any(a not in cli.commands for a in wanted) or {"--help", "-h"} & set(args):
         from fercli.plugins import load_plugins, pm
 
-        load_plugins()
+        load_plugins(_plugins_dir_arg(args))
         pm.hook.register_commands(cli=cli)
+
+
+def _plugins_dir_arg(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == "--plugins-dir" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--plugins-dir="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def main(argv=None) -> None:
     """Entry point: user errors become one line and exit 2; tracebacks only with -v."""
-    _add_commands()
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    verbose = "-v" in args or "--verbose" in args
     try:
-        cli.main(args=argv, prog_name="fercli", standalone_mode=False)
+        _add_commands(args)
+        cli.main(args=args, prog_name="fercli", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -116,3 +116,22 @@ def test_empty_folder_is_fine_and_a_rerun_is_a_no_op(tmp_path):
     assert files_of(tmp_path / "d") == before
     with pytest.raises(FercliError, match="not empty"):
         make_synthetic(tmp_path / "d", per_class=5)
+
+
+def test_synth_command(run_cli, tmp_path):
+    result = run_cli("synth", tmp_path / "d", "--per-class", "4", "--seed", "5")
+    assert result.exit_code == 0, result.output
+    assert "Planted for `fercli clean`" in result.stdout
+    assert len(list((tmp_path / "d" / "train" / "happy").glob("happy_*.jpg"))) >= 4
+    again = run_cli("synth", tmp_path / "d", "--per-class", "4", "--seed", "5")
+    assert again.exit_code == 0 and "left as it is" in again.stdout
+    other = run_cli("synth", tmp_path / "d", "--per-class", "4", "--seed", "6")
+    assert other.exit_code == 2
+    assert other.stderr.startswith("Error: ") and "not empty" in other.stderr
+
+
+def test_synth_fixture_is_a_dataset(synth_root, synth_copy):
+    from fercli.dataset import find_splits
+
+    assert find_splits(synth_root) == ["train", "test"]
+    assert (synth_copy / MANIFEST).read_bytes() == (synth_root / MANIFEST).read_bytes()

@@ -1,0 +1,126 @@
+"""Shared fixtures: an isolated cache and plugin state for every test, the synthetic dataset,
+the real FER-2013 copy (skipped where absent), and ways to run the CLI."""
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FER2013_DEFAULT = REPO.parent / "shared" / "fer2013"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """Each test gets its own dataset cache, no stray plugin settings, default output settings."""
+    from fercli.progress import settings
+
+    monkeypatch.setenv("FERCLI_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    for name in ("FERCLI_NO_ENTRY_POINTS", "FERCLI_PLUGINS_DIR", "FERCLI_TRACE_PLUGINS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(settings, "quiet", False)
+    monkeypatch.setitem(settings, "verbose", False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_plugins():
+    """Undo whatever a test registers on the plugin manager or adds to the command group."""
+    from fercli import plugins
+    from fercli.cli import cli
+
+    registered = {plugins.pm.get_name(p): p for p in plugins.pm.get_plugins()}
+    info, dirs, loaded = dict(plugins.plugin_info), set(plugins._loaded_dirs), plugins._loaded
+    commands = dict(cli.commands)
+    yield
+    for plugin in plugins.pm.get_plugins():
+        if plugins.pm.get_name(plugin) not in registered:
+            plugins.pm.unregister(plugin)
+    for name, plugin in registered.items():
+        if not plugins.pm.is_registered(plugin):
+            plugins.pm.register(plugin, name=name)
+    plugins.plugin_info.clear()
+    plugins.plugin_info.update(info)
+    plugins._loaded_dirs.clear()
+    plugins._loaded_dirs.update(dirs)
+    plugins._loaded = loaded
+    cli.commands.clear()
+    cli.commands.update(commands)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A synthetic dataset (40 faces per class in train, 10 in test, planted problems),
+    made once per session. Read only: use `synth_copy` to change files."""
+    from fercli.synth import make_synthetic
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    make_synthetic(root, per_class=40, seed=0)
+    return root
+
+
+@pytest.fixture
+def synth_copy(synth_root, tmp_path) -> Path:
+    """A fresh copy of the synthetic dataset that the test may change."""
+    return Path(shutil.copytree(synth_root, tmp_path / "synth"))
+
+
+@pytest.fixture
+def fer2013() -> Path:
+    """The real FER-2013 copy (`FERCLI_FER2013`, else ../shared/fer2013), or skip."""
+    path = Path(os.environ.get("FERCLI_FER2013") or FER2013_DEFAULT)
+    if not (path / "train").is_dir():
+        pytest.skip(f"FER-2013 not found at {path} (set FERCLI_FER2013)")
+    return path
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run `fercli ARGS...` in this process: run_cli("synth", path) -> CliResult."""
+    from fercli.cli import main
+
+    def run(*args) -> CliResult:
+        args = [str(a) for a in args]
+        monkeypatch.setattr(sys, "argv", ["fercli", *args])
+        capsys.readouterr()
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def run_fercli():
+    """Run `python -m fercli ARGS...` in a subprocess (same environment, incl. the test's cache
+    dir): run_fercli("plugins", "--json", cwd=..., env={...}) -> CompletedProcess (text)."""
+
+    def run(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "fercli", *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+        )
+
+    return run
