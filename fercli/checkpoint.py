@@ -30,11 +30,15 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint; a clear FercliError for anything that is not one."""
     path = Path(path)
     if not path.is_file():
-        raise FercliError(f"checkpoint {path} not found: pass a best.pt or last.pt from a run folder.")
+        raise FercliError(
+            f"checkpoint {path} not found: pass a best.pt or last.pt from a run folder."
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise FercliError(f"{path} is not a readable fercli checkpoint ({exc.__class__.__name__}).") from None
+        raise FercliError(
+            f"{path} is not a readable fercli checkpoint ({exc.__class__.__name__})."
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise FercliError(f"{path} is not a fercli checkpoint: train one with `fercli train`.")
     return ckpt

@@ -17,12 +17,16 @@ from fercli.progress import settings
 @click.option("-v", "--verbose", is_flag=True, help="More detail; full tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or status lines.")
 @click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False),
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
     help="TOML file of option defaults (default: ./fercli.toml if present).",
 )
 @click.option(
-    "--plugins-dir", type=click.Path(file_okay=False),
-    envvar="FERCLI_PLUGINS_DIR", help="Folder of drop-in *.py plugins (or FERCLI_PLUGINS_DIR).",
+    "--plugins-dir",
+    type=click.Path(file_okay=False),
+    envvar="FERCLI_PLUGINS_DIR",
+    help="Folder of drop-in *.py plugins (or FERCLI_PLUGINS_DIR).",
 )
 @click.pass_context
 def cli(ctx, verbose, quiet, config_path, plugins_dir):

@@ -124,7 +124,9 @@ def cache_dir() -> Path:
 
 def _cache_key(root: Path, split, samples, classes, size) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([str(root.resolve()), split, list(classes), size, PREPROCESS_VERSION]).encode())
+    h.update(
+        json.dumps([str(root.resolve()), split, list(classes), size, PREPROCESS_VERSION]).encode()
+    )
     for s in samples:
         st = os.stat(root / s.rel)
         h.update(f"{s.rel}\t{s.label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
@@ -145,7 +147,9 @@ def decode(paths: list, size: int = IMAGE_SIZE, workers: int | None = None, labe
             pool = None
         else:
             pool = ProcessPoolExecutor(max_workers=workers)
-            results = pool.map(load_many, [paths[i : i + chunk] for i in starts], [size] * len(starts))
+            results = pool.map(
+                load_many, [paths[i : i + chunk] for i in starts], [size] * len(starts)
+            )
         try:
             for start, (arr, errs) in zip(starts, results):
                 images[start : start + len(arr)] = arr
@@ -158,7 +162,12 @@ def decode(paths: list, size: int = IMAGE_SIZE, workers: int | None = None, labe
 
 
 def load_split(
-    root, split: str, *, classes=None, size: int = IMAGE_SIZE, use_cache: bool = True,
+    root,
+    split: str,
+    *,
+    classes=None,
+    size: int = IMAGE_SIZE,
+    use_cache: bool = True,
     workers: int | None = None,
 ) -> SplitData:
     """Load one split as a SplitData; unreadable files are left out and listed in `errors`."""
@@ -204,15 +213,25 @@ def _write_cache(path: Path, data: SplitData) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"errors": data.errors, "file_list_hash": data.file_list_hash}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, images=data.images, labels=data.labels,
-                 paths=np.array(data.paths, dtype=object).astype(str), meta=json.dumps(meta))
+        np.savez(
+            f,
+            images=data.images,
+            labels=data.labels,
+            paths=np.array(data.paths, dtype=object).astype(str),
+            meta=json.dumps(meta),
+        )
 
 
 def _read_cache(path: Path, root, split, classes) -> SplitData:
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
         return SplitData(
-            root=root, split=split, classes=classes, images=z["images"], labels=z["labels"],
-            paths=[str(p) for p in z["paths"]], errors=[tuple(e) for e in meta["errors"]],
+            root=root,
+            split=split,
+            classes=classes,
+            images=z["images"],
+            labels=z["labels"],
+            paths=[str(p) for p in z["paths"]],
+            errors=[tuple(e) for e in meta["errors"]],
             file_list_hash=meta["file_list_hash"],
         )

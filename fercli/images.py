@@ -42,8 +42,13 @@ def open_image(path: str | Path) -> Image.Image:
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 return to_gray(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageError(_reason(exc)) from None
 
 

@@ -12,13 +12,22 @@ class SeedCNN(nn.Module):
     def __init__(self, num_classes: int = 7, image_size: int = 48):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         side = image_size // 8
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(128 * side * side, 512), nn.ReLU(), nn.Dropout(0.5),
+            nn.Flatten(),
+            nn.Linear(128 * side * side, 512),
+            nn.ReLU(),
+            nn.Dropout(0.5),
             nn.Linear(512, num_classes),
         )
 
@@ -27,7 +36,11 @@ class SeedCNN(nn.Module):
 
 
 def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class VGGNet(nn.Module):

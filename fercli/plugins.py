@@ -57,7 +57,9 @@ def load_plugins(plugins_dir: str | os.PathLike | None = None) -> None:
         if os.environ.get("FERCLI_TRACE_PLUGINS"):
             pm.add_hookcall_monitoring(_trace_before, _trace_after)
         for name in DEFAULT_PLUGINS:
-            _register(importlib.import_module(name), PluginInfo(name, "built-in", __version__, name))
+            _register(
+                importlib.import_module(name), PluginInfo(name, "built-in", __version__, name)
+            )
         if not os.environ.get("FERCLI_NO_ENTRY_POINTS"):
             _load_entry_points()
     for folder in (plugins_dir, os.environ.get("FERCLI_PLUGINS_DIR")):
@@ -74,7 +76,9 @@ def _load_entry_points() -> None:
         except Exception as exc:  # a broken plugin must not break fercli
             warn(f"plugin {ep.name!r} ({ep.value}) failed to load and is skipped: {exc!r}")
             continue
-        _register(module, PluginInfo(ep.name, "entry point", version, dist.name if dist else ep.value))
+        _register(
+            module, PluginInfo(ep.name, "entry point", version, dist.name if dist else ep.value)
+        )
 
 
 def load_plugins_dir(folder: str | os.PathLike) -> None:

@@ -18,12 +18,14 @@ def plugins_report() -> list[dict]:
         regs = registers.get(name, {})
         if "register_commands" in hooks:
             regs["commands"] = ["(adds CLI commands)"]
-        report.append({
-            "name": name,
-            "origin": info.origin if info else "registered at run time",
-            "version": info.version if info else "-",
-            "source": info.source if info else "-",
-            "hooks": sorted(hooks),
-            "registers": regs,
-        })
+        report.append(
+            {
+                "name": name,
+                "origin": info.origin if info else "registered at run time",
+                "version": info.version if info else "-",
+                "source": info.source if info else "-",
+                "hooks": sorted(hooks),
+                "registers": regs,
+            }
+        )
     return report

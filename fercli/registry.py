@@ -50,7 +50,7 @@ def entries(kind: str) -> dict[str, Entry]:
 
 
 def names(kind: str, pattern: str = "*") -> list[str]:
-    """Registered names of one kind matching a shell-style wildcard, e.g. `names("model", "vgg*")`."""
+    """Registered names of one kind matching a wildcard, e.g. `names("model", "vgg*")`."""
     return [n for n in entries(kind) if fnmatch.fnmatchcase(n, pattern)]
 
 

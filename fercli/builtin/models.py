@@ -12,7 +12,7 @@ def seed_cnn(num_classes: int = 7):
 def vgg(num_classes: int = 7):
     from fercli.models import VGGNet
 
-    return VGGNet(num_classes, widths=(64, 128, 256, 512))
+    return VGGNet(num_classes, widths=(48, 96, 192, 384))
 
 
 def vgg_small(num_classes: int = 7):
@@ -24,5 +24,5 @@ def vgg_small(num_classes: int = 7):
 @hookimpl
 def register_models(register):
     register("seed-cnn", seed_cnn, "The seed notebook's 3-conv CNN (32/64/128 filters, fc 512).")
-    register("vgg", vgg, "VGG-style, batch norm, 8 convs (64-512 filters), global pooling.")
-    register("vgg-small", vgg_small, "Half-width vgg (32-256 filters): 4x cheaper.")
+    register("vgg", vgg, "VGG-style, batch norm, 8 convs (48-384 filters), global pooling.")
+    register("vgg-small", vgg_small, "Narrow vgg (32-256 filters): about 2x cheaper.")

@@ -1,0 +1,115 @@
+"""`fercli train`: train a model on ROOT/train, validate on val or a hold-out of train."""
+
+import click
+
+
+@click.command("train")
+@click.argument("data_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--model", default="vgg", show_default=True, help="Registered model name (`fercli plugins`)."
+)
+@click.option("--epochs", "num_epochs", default=30, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--lr", "learning_rate", default=0.05, show_default=True, type=float, help="Peak learning rate."
+)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--weight-decay", default=5e-4, show_default=True, type=float)
+@click.option(
+    "--schedule",
+    type=click.Choice(["onecycle", "cosine", "plateau", "none"]),
+    default="onecycle",
+    show_default=True,
+)
+@click.option(
+    "--augment",
+    default="flip,rotate,crop,jitter",
+    show_default=True,
+    help="Comma-separated augmenter names, or none.",
+)
+@click.option(
+    "--balance",
+    type=click.Choice(["none", "oversample", "weights"]),
+    default="none",
+    show_default=True,
+    help="Class balancing for minority classes.",
+)
+@click.option("--label-smoothing", default=0.0, show_default=True, type=click.FloatRange(0, 0.5))
+@click.option(
+    "--mixup",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Mixup alpha; 0 is off.",
+)
+@click.option(
+    "--val-fraction",
+    default=0.1,
+    show_default=True,
+    type=float,
+    help="Stratified hold-out of train for validation when there is no val split.",
+)
+@click.option(
+    "--patience",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Early stopping after this many epochs without a better val accuracy; 0 is off.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--amp",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Mixed precision: bf16 on CPUs that support it, fp16 on CUDA.",
+)
+@click.option("--image-size", default=48, show_default=True, type=click.IntRange(16))
+@click.option(
+    "--max-minutes",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Stop after the epoch that passes this wall time; 0 is no limit.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>-<model>)."
+)
+@click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")
+def train_command(resume, **options):
+    """Train a model on DATA_DIR/train and write checkpoints, metrics and plots."""
+    from fercli.errors import FercliError
+    from fercli.training import TrainConfig, train
+
+    if resume is None and options["data_dir"] is None:
+        raise FercliError("missing DATA_DIR: `fercli train DATA_DIR` (or data_dir in fercli.toml).")
+    config = None if resume else TrainConfig.from_dict(options)
+    metrics = train(config, resume=resume)
+    _summary(metrics)
+
+
+def _summary(metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    report = metrics["val_report"]
+    table = Table("class", "precision", "recall", "f1", "support", title="Validation (best epoch)")
+    for name, row in report["per_class"].items():
+        table.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    console.print(
+        f"best epoch {metrics['best']['epoch']}: val accuracy {report['accuracy']:.4f}, "
+        f"macro F1 {report['macro_f1']:.4f}, weighted F1 {report['weighted_f1']:.4f}; "
+        f"{metrics['epochs_run']} epochs in {metrics['elapsed_s'] / 60:.1f} min; "
+        f"run folder {metrics['out']}"
+    )
