@@ -69,6 +69,32 @@ def synth_copy(synth_root, tmp_path) -> Path:
 
 
 @pytest.fixture
+def fake_dist(tmp_path, monkeypatch):
+    """Make an installed-looking distribution without pip: a `*.dist-info` folder with
+    METADATA and entry_points.txt on sys.path. fake_dist("my-plugin", "1.0", {"name":
+    "module"}, modules={"module": "source"}, paths=[folder with the modules])."""
+    from fercli import plugins
+
+    def make(name, version, entry_points, modules=None, paths=()):
+        site = tmp_path / f"site-{name}"
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        lines = [f"{ep} = {target}" for ep, target in entry_points.items()]
+        (info / "entry_points.txt").write_text("[fercli]\n" + "\n".join(lines) + "\n")
+        for module, source in (modules or {}).items():
+            (site / f"{module}.py").write_text(source)
+        for path in (*paths, site):
+            monkeypatch.syspath_prepend(str(path))
+        for module in modules or {}:
+            monkeypatch.delitem(sys.modules, module, raising=False)
+        monkeypatch.setattr(plugins, "_loaded", False)  # discover again on next use
+        return site
+
+    return make
+
+
+@pytest.fixture
 def fer2013() -> Path:
     """The real FER-2013 copy (`FERCLI_FER2013`, else ../shared/fer2013), or skip."""
     path = Path(os.environ.get("FERCLI_FER2013") or FER2013_DEFAULT)
