@@ -66,12 +66,47 @@ def _plugins_dir_arg(args: list[str]) -> str | None:
     return None
 
 
+def _hoist_group_options(args: list[str]) -> list[str]:
+    """`fercli train --config X` means `fercli --config X train`: the group's own options given
+    after the subcommand move before it, unless the subcommand has an option of that name."""
+    takes_value = {
+        opt: not param.is_flag
+        for param in cli.params
+        if isinstance(param, click.Option) and param.name != "version"
+        for opt in param.opts + param.secondary_opts
+    }
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        name = args[i].split("=", 1)[0]
+        i += 2 if takes_value.get(name) and "=" not in args[i] else 1
+    if i >= len(args) or args[i] not in cli.commands:
+        return args
+    command = cli.commands[args[i]]
+    own = {o for p in command.params for o in p.opts + getattr(p, "secondary_opts", [])}
+    front, rest, j = args[:i], [args[i]], i + 1
+    while j < len(args):
+        arg = args[j]
+        if arg == "--":
+            rest += args[j:]
+            break
+        name = arg.split("=", 1)[0]
+        width = 2 if takes_value.get(name) and "=" not in arg else 1
+        if name in takes_value and name not in own:
+            front += args[j : j + width]
+        else:
+            rest.append(arg)
+            width = 1
+        j += width
+    return front + rest
+
+
 def main(argv=None) -> None:
     """Entry point: user errors become one line and exit 2; tracebacks only with -v."""
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     verbose = "-v" in args or "--verbose" in args
     try:
         _add_commands(args)
+        args = _hoist_group_options(args)
         cli.main(args=args, prog_name="fercli", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

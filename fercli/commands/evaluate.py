@@ -1,0 +1,81 @@
+"""`fercli evaluate [MODEL] ROOT`: accuracy, F1 and confusion matrix of a model on a split."""
+
+import json
+
+import click
+
+
+@click.command("evaluate")
+@click.argument("model", required=False)
+@click.argument("data_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--split", default="test", show_default=True, help="Split of ROOT to score.")
+@click.option("--tta", is_flag=True, help="Test-time augmentation: average with the mirror image.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for metrics.json and confusion_matrix.png.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.pass_context
+def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device):
+    """Score MODEL (a checkpoint .pt, a run folder, or an .onnx file; default: the bundled
+    model) on ROOT/<split>.
+
+    Prints accuracy, macro and weighted F1, per-class precision/recall/F1 and the confusion
+    matrix (rows: true class, columns: predicted).
+    """
+    from pathlib import Path
+
+    from fercli.errors import FercliError
+    from fercli.evaluation import evaluate, write_outputs
+
+    # One argument is ROOT when it is a data folder (not a model file or a run folder), so
+    # `fercli evaluate ROOT` uses the bundled model.
+    given_root = ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE
+    if model and not given_root and Path(model).is_dir() and not (Path(model) / "best.pt").exists():
+        model, data_dir = None, model
+    if data_dir is None:
+        raise FercliError(
+            "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
+        )
+    result = evaluate(model, data_dir, split=split, tta=tta, device=device)
+    written = write_outputs(result, out) if out else []
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_report(result)
+    for path in written:
+        click.echo(f"Wrote {path}", err=True)
+
+
+def _print_report(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    classes = result["classes"]
+    console.print(
+        f"{result['model']} on {result['root']}/{result['split']} "
+        f"({result['count']} images{', TTA' if result['tta'] else ''}): "
+        f"accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}, "
+        f"weighted F1 {result['weighted_f1']:.4f}",
+        highlight=False,
+    )
+    table = Table("class", "precision", "recall", "f1", "support", title="Per class")
+    for name, row in result["per_class"].items():
+        table.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
+    console.print(table)
+    matrix = Table("true \\ predicted", *classes, title="Confusion matrix")
+    for name, row in zip(classes, result["confusion_matrix"]):
+        matrix.add_row(name, *(str(v) for v in row))
+    console.print(matrix)

@@ -1,0 +1,143 @@
+"""`fercli evaluate`: score a model (a training checkpoint or an ONNX file) on a dataset split.
+
+Both kinds of model see the images through the same preprocessing (fercli.images via the
+cached split of fercli.dataset) and are scored by the same report (fercli.metrics), so their
+numbers compare directly. Checkpoints run in full fp32 precision, as the exported ONNX model
+does.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fercli.dataset import load_split
+from fercli.errors import FercliError
+from fercli.progress import say
+from fercli.util import atomic_write_text
+
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model" / "fercli-default.onnx"
+METRICS = "metrics.json"
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The model file: the given one, a run folder's best.pt, or the bundled default model."""
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise FercliError(
+                f"no MODEL given and the bundled default model {DEFAULT_MODEL} is missing: "
+                "pass a checkpoint (runs/<run>/best.pt) or an .onnx file."
+            )
+        return DEFAULT_MODEL
+    path = Path(model)
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt"
+        raise FercliError(f"{path} is a folder without best.pt: pass a checkpoint or .onnx file.")
+    if not path.is_file():
+        raise FercliError(f"model {path} not found: pass a checkpoint (.pt) or an .onnx file.")
+    return path
+
+
+def check_classes(root, split: str, classes) -> None:
+    """Every class folder of the split must be one of the model's classes; classes without
+    a folder only get a warning (their recall is reported as 0)."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        return  # load_split says what is missing
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [c for c in present if c not in classes]
+    if unknown:
+        raise FercliError(
+            f"{folder} has class folder(s) {', '.join(unknown)} that the model does not know "
+            f"(its classes: {', '.join(classes)}): evaluate on data labelled with those classes."
+        )
+    missing = [c for c in classes if c not in present]
+    if missing:
+        say(f"Warning: {folder} has no folder for class(es) {', '.join(missing)}.")
+
+
+def evaluate(
+    model: str | Path | None,
+    root: str | Path,
+    split: str = "test",
+    tta: bool = False,
+    device: str = "auto",
+) -> dict:
+    """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
+    on ROOT/<split>, with provenance (model, data, skipped files)."""
+    from fercli.metrics import classification_report
+
+    path = resolve_model(model)
+    if path.suffix.lower() == ".onnx":
+        scorer = _onnx_scorer(path, device)
+        kind = "onnx"
+    else:
+        scorer = _CheckpointScorer(path, device)
+        kind = "checkpoint"
+    classes = scorer.classes
+    check_classes(root, split, classes)
+    data = load_split(root, split, classes=classes, size=scorer.image_size)
+    for rel, reason in data.errors:
+        say(f"Warning: skipped unreadable {rel}: {reason} (run `fercli clean {root}` to find all)")
+    scores = scorer(data.images, tta=tta)
+    report = classification_report(data.labels, scores.argmax(1), classes)
+    return {
+        "model": str(path),
+        "model_format": kind,
+        "root": str(Path(root)),
+        "split": split,
+        "tta": tta,
+        **report,
+        "file_list_hash": data.file_list_hash,
+        "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
+    }
+
+
+class _CheckpointScorer:
+    def __init__(self, path: Path, device: str):
+        from fercli.checkpoint import build_model, load_checkpoint
+        from fercli.training import resolve_device
+
+        ckpt = load_checkpoint(path)
+        self.classes = tuple(ckpt["classes"])
+        self.image_size = int(ckpt.get("image_size", 48))
+        self.device = resolve_device(device)
+        self.model = build_model(ckpt).to(self.device)
+
+    def __call__(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
+        import torch
+
+        from fercli.training import predict_logits
+
+        x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        return predict_logits(self.model, x, self.device, dtype=None, tta=tta).numpy()
+
+
+def _onnx_scorer(path: Path, device: str):
+    """The ONNX side lives with prediction (fercli.predict), which owns ONNX Runtime."""
+    try:
+        from fercli.predict import onnx_scorer
+    except ImportError:
+        raise FercliError(
+            f"{path}: evaluating .onnx models needs fercli.predict, which this install lacks; "
+            "evaluate the training checkpoint (best.pt) instead."
+        ) from None
+    return onnx_scorer(path, device)
+
+
+def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
+    """metrics.json and confusion_matrix.png in out_dir (atomically)."""
+    from fercli import plots
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / METRICS, json.dumps(result, indent=2))
+    title = (
+        f"{Path(result['model']).name} on {result['split']}"
+        f"{' (TTA)' if result['tta'] else ''}: accuracy {result['accuracy']:.3f}"
+    )
+    png = plots.confusion(
+        result["confusion_matrix"], result["classes"], out_dir / plots.CONFUSION, title
+    )
+    return [out_dir / METRICS, png]
