@@ -16,19 +16,21 @@ from fercli.errors import FercliError
 from fercli.progress import say
 from fercli.util import atomic_write_text
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model" / "fercli-default.onnx"
 METRICS = "metrics.json"
 
 
 def resolve_model(model: str | Path | None) -> Path:
     """The model file: the given one, a run folder's best.pt, or the bundled default model."""
     if model is None:
-        if not DEFAULT_MODEL.is_file():
+        from fercli.predict import default_model_path
+
+        try:
+            return default_model_path()
+        except FercliError:
             raise FercliError(
-                f"no MODEL given and the bundled default model {DEFAULT_MODEL} is missing: "
+                "no MODEL given and this install of fercli has no bundled default model: "
                 "pass a checkpoint (runs/<run>/best.pt) or an .onnx file."
-            )
-        return DEFAULT_MODEL
+            ) from None
     path = Path(model)
     if path.is_dir():
         if (path / "best.pt").is_file():
@@ -65,23 +67,21 @@ def evaluate(
     device: str = "auto",
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
-    on ROOT/<split>, with provenance (model, data, skipped files)."""
+    on ROOT/<split>, with provenance (model, data, skipped files). With tta, the class
+    probabilities are averaged with those of the mirrored images."""
     from fercli.metrics import classification_report
 
     path = resolve_model(model)
-    if path.suffix.lower() == ".onnx":
-        scorer = _onnx_scorer(path, device)
-        kind = "onnx"
-    else:
-        scorer = _CheckpointScorer(path, device)
-        kind = "checkpoint"
-    classes = scorer.classes
-    check_classes(root, split, classes)
-    data = load_split(root, split, classes=classes, size=scorer.image_size)
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "checkpoint"
+    scorer = OnnxScorer(path, device) if kind == "onnx" else CheckpointScorer(path, device)
+    check_classes(root, split, scorer.classes)
+    data = load_split(root, split, classes=scorer.classes, size=scorer.image_size)
     for rel, reason in data.errors:
         say(f"Warning: skipped unreadable {rel}: {reason} (run `fercli clean {root}` to find all)")
-    scores = scorer(data.images, tta=tta)
-    report = classification_report(data.labels, scores.argmax(1), classes)
+    probs = scorer.predict_proba(data.images)
+    if tta:
+        probs = (probs + scorer.predict_proba(np.ascontiguousarray(data.images[..., ::-1]))) / 2
+    report = classification_report(data.labels, probs.argmax(1), scorer.classes)
     return {
         "model": str(path),
         "model_format": kind,
@@ -94,8 +94,10 @@ def evaluate(
     }
 
 
-class _CheckpointScorer:
-    def __init__(self, path: Path, device: str):
+class CheckpointScorer:
+    """A training checkpoint in PyTorch, fp32: class probabilities for uint8 images."""
+
+    def __init__(self, path: Path, device: str = "auto"):
         from fercli.checkpoint import build_model, load_checkpoint
         from fercli.training import resolve_device
 
@@ -105,25 +107,27 @@ class _CheckpointScorer:
         self.device = resolve_device(device)
         self.model = build_model(ckpt).to(self.device)
 
-    def __call__(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
         import torch
 
         from fercli.training import predict_logits
 
         x = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-        return predict_logits(self.model, x, self.device, dtype=None, tta=tta).numpy()
+        return predict_logits(self.model, x, self.device).softmax(1).numpy()
 
 
-def _onnx_scorer(path: Path, device: str):
-    """The ONNX side lives with prediction (fercli.predict), which owns ONNX Runtime."""
-    try:
-        from fercli.predict import onnx_scorer
-    except ImportError:
-        raise FercliError(
-            f"{path}: evaluating .onnx models needs fercli.predict, which this install lacks; "
-            "evaluate the training checkpoint (best.pt) instead."
-        ) from None
-    return onnx_scorer(path, device)
+class OnnxScorer:
+    """A fercli .onnx file in onnxruntime (fercli.onnx_model, shared with predict-dir)."""
+
+    def __init__(self, path: Path, device: str = "auto"):
+        from fercli.onnx_model import OnnxModel
+
+        self.onnx = OnnxModel(path, provider=device)
+        self.classes = self.onnx.info.classes
+        self.image_size = self.onnx.info.image_size
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.onnx.predict_proba(images)
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
