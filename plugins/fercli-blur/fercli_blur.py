@@ -74,7 +74,9 @@ def gaussian_blur(sigma=(0.2, 1.2), p: float = 0.5):
 
 @hookimpl
 def register_filters(register):
-    register("blur", BlurFilter, "Flags blurry images: variance of the Laplacian < threshold (100).")
+    register(
+        "blur", BlurFilter, "Flags blurry images: variance of the Laplacian < threshold (100)."
+    )
 
 
 @hookimpl
