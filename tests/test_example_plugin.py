@@ -139,13 +139,15 @@ def test_filter_drives_fercli_clean(blur_installed, run_cli, synth_copy):
 
 def test_pip_install(tmp_path, run_fercli):
     """A real `pip install` of the example package (into a --target folder, offline)."""
+    import importlib.util
+
+    if importlib.util.find_spec("setuptools") is None:
+        pytest.skip("setuptools is needed to build the example plugin without network")
     source = shutil.copytree(PLUGIN_DIR, tmp_path / "src", ignore=shutil.ignore_patterns("build"))
     target = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
     pip += ["--no-build-isolation", "--target", str(target), str(source)]
     installed = subprocess.run(pip, capture_output=True, text=True)
-    if installed.returncode and "No module named" in installed.stderr:
-        pytest.skip(f"cannot build here: {installed.stderr.strip()[-200:]}")
     assert installed.returncode == 0, installed.stderr
     result = run_fercli("plugins", "--json", env={"PYTHONPATH": str(target)})
     assert result.returncode == 0, result.stderr
