@@ -16,6 +16,7 @@ CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
 DISTRIBUTION = "class_distribution.png"
 SAMPLES = "samples.png"
+RUN_PLOTS = (CURVES, CONFUSION, DISTRIBUTION, SAMPLES)
 
 
 def _figure(width: float, height: float):

@@ -28,6 +28,7 @@ from fercli.progress import bar, say
 from fercli.util import atomic_write_text
 
 NORMALIZATION = {"mean": 0.5, "std": 0.5}  # pixels to [-1, 1], as the seed does
+RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.csv")
 
 
 @dataclass
@@ -260,6 +261,8 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     else:
         out = run_folder(config)
     device = resolve_device(config.device)
+    if os.environ.get("FERCLI_THREADS"):
+        torch.set_num_threads(default_threads())
     registry.get("model", config.model)  # unknown names fail before any data is read
     augmenters = build_augmenters(config)
     if config.balance not in ("none", "oversample", "weights"):
@@ -295,7 +298,10 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         history, best, stale = state["history"], state["best"], state["stale"]
         start_epoch = state["epoch"] + 1
         elapsed_before = state.get("elapsed_s", 0.0)
-        say(f"Resuming {out} at epoch {start_epoch}/{config.num_epochs}")
+        if _completed(state, config):
+            say(f"{out} already finished at epoch {state['epoch']}: writing its report again.")
+        else:
+            say(f"Resuming {out} at epoch {start_epoch}/{config.num_epochs}")
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": config.model,
@@ -319,7 +325,8 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         + (f", autocast {str(dtype).split('.')[-1]}" if dtype else "")
     )
     t_start = time.monotonic() - elapsed_before
-    for epoch in range(start_epoch, config.num_epochs + 1):
+    last_epoch = state["epoch"] if state and _completed(state, config) else config.num_epochs
+    for epoch in range(start_epoch, last_epoch + 1):
         row = _train_epoch(
             model,
             data,
@@ -467,6 +474,22 @@ def _train_epoch(
     }
 
 
+def _completed(state: dict, config: TrainConfig) -> bool:
+    """Whether a resumed run has nothing left to train: every epoch done, or stopped early.
+    (A run stopped by --max-minutes goes on.)"""
+    early = bool(config.patience and state["stale"] >= config.patience)
+    return state["epoch"] >= config.num_epochs or early
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of writes that a killed run left behind (the targets are intact)."""
+    from fercli import plots
+
+    for name in RUN_FILES + plots.RUN_PLOTS:
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def _resume_state(resume: str):
     path = Path(resume)
     if path.is_dir():
@@ -476,6 +499,7 @@ def _resume_state(resume: str):
     state = load_checkpoint(path)
     if "optimizer" not in state:
         raise FercliError(f"{path} has no optimizer state: resume from a run's last.pt.")
+    _remove_stale_temporaries(path.parent)
     return state, path.parent
 
 
@@ -532,4 +556,8 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
 
 
 def default_threads() -> int:
-    return int(os.environ.get("FERCLI_THREADS", 0)) or os.cpu_count() or 1
+    """CPU threads: FERCLI_THREADS when set (the trainer then uses it), else one per core."""
+    value = os.environ.get("FERCLI_THREADS", "0")
+    if not value.isdigit():
+        raise FercliError(f"FERCLI_THREADS={value!r}: set it to a whole number of threads.")
+    return int(value) or os.cpu_count() or 1

@@ -94,6 +94,33 @@ def fake_dist(tmp_path, monkeypatch):
     return make
 
 
+@pytest.fixture(scope="session")
+def trained_run(synth_root, tmp_path_factory) -> tuple[Path, dict]:
+    """A finished short training run of seed-cnn on the synthetic dataset, made once per
+    session: (run folder, metrics returned by fercli.training.train). Read only."""
+    import torch
+
+    from fercli.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    config = TrainConfig(
+        data_dir=str(synth_root),
+        model="seed-cnn",
+        optimizer="adamw",
+        learning_rate=2e-3,
+        batch_size=32,
+        num_epochs=8,
+        augment="flip",
+        out=str(out),
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # cheaper in CPU time on a shared 2-core machine
+    try:
+        return out, train(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fer2013() -> Path:
     """The real FER-2013 copy (`FERCLI_FER2013`, else ../shared/fer2013), or skip."""

@@ -81,13 +81,25 @@ import click
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")
 def train_command(resume, **options):
     """Train a model on DATA_DIR/train and write checkpoints, metrics and plots."""
+    from pathlib import Path
+
     from fercli.errors import FercliError
-    from fercli.training import TrainConfig, train
+    from fercli.progress import say
+    from fercli.training import TrainConfig, run_folder, train
 
     if resume is None and options["data_dir"] is None:
         raise FercliError("missing DATA_DIR: `fercli train DATA_DIR` (or data_dir in fercli.toml).")
-    config = None if resume else TrainConfig.from_dict(options)
-    metrics = train(config, resume=resume)
+    config = None
+    if not resume:
+        config = TrainConfig.from_dict(options)
+        config.out = str(run_folder(config))
+    try:
+        metrics = train(config, resume=resume)
+    except KeyboardInterrupt:
+        out = Path(resume or config.out)
+        if (out / "last.pt").is_file() or out.name == "last.pt":
+            say(f"Interrupted: `fercli train --resume {out}` continues after the last saved epoch.")
+        raise
     _summary(metrics)
 
 
