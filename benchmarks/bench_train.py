@@ -1,0 +1,171 @@
+"""Training throughput: fercli's whole training loop against a bare forward/backward/step of
+the same model, side by side in one run.
+
+(a) bare: the model's forward, loss, backward and optimizer step on one random batch, over
+    and over (no data, no augmentation, no bookkeeping);
+(b) loop: fercli.training._train_epoch over real training images (FER-2013 when present,
+    else synthetic faces): batch gathering, the augmenters, normalization, the schedule, the
+    statistics, with the progress bar off.
+
+Both use the trainer's settings: its optimizer and loss, the autocast dtype it picks
+(fercli.training.amp_dtype), channels-last memory, torch's thread count. Each repeat times
+`--steps` batches of (a) and then of (b); the script prints the medians and the ratio
+(b)/(a), which issue 4 wants at 0.75 or more.
+
+    .venv/bin/python benchmarks/bench_train.py                 # seed-cnn, batch 128
+    .venv/bin/python benchmarks/bench_train.py --model vgg --steps 10
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fercli import registry
+from fercli.progress import settings
+from fercli.training import (
+    Data,
+    TrainConfig,
+    _train_epoch,
+    amp_dtype,
+    build_augmenters,
+    default_threads,
+    load_data,
+    make_optimizer,
+    make_scheduler,
+    resolve_device,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dataset_root(explicit: str | None) -> tuple[Path, str]:
+    path = Path(explicit or os.environ.get("FERCLI_FER2013") or REPO.parent / "shared/fer2013")
+    if (path / "train").is_dir():
+        return path, f"training images of {path}"
+    from fercli.synth import make_synthetic
+
+    synth = Path(tempfile.mkdtemp(prefix="fercli-bench-")) / "synth"
+    make_synthetic(synth, per_class=600, seed=0)
+    return synth, f"synthetic faces (FER-2013 not found at {path})"
+
+
+def bare_runner(config: TrainConfig, device, dtype, num_classes: int):
+    """(a): the same model, optimizer and loss as the trainer, on one random batch."""
+    model = registry.create("model", config.model, num_classes=num_classes)
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    optimizer = make_optimizer(config, model)
+    x = torch.randn(config.batch_size, 1, config.image_size, config.image_size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(num_classes, (config.batch_size,), device=device)
+
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            with torch.autocast(
+                device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
+            ):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps * config.batch_size / (time.perf_counter() - start)
+
+    return run
+
+
+def loop_runner(config: TrainConfig, data: Data, device, dtype, steps: int, repeats: int):
+    """(b): fercli's epoch function over `steps` batches of real images per call."""
+    n = steps * config.batch_size
+    if len(data.y_train) < n:
+        sys.exit(f"only {len(data.y_train)} training images: use fewer --steps")
+    part = replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+    model = registry.create("model", config.model, num_classes=len(data.classes))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model)
+    # the schedule must last for every call (warm-up included)
+    scheduler = make_scheduler(replace(config, num_epochs=repeats + 2), optimizer, steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    augmenters = build_augmenters(config)
+    generator = torch.Generator().manual_seed(config.seed)
+    epoch = 0
+
+    def run(_steps: int) -> float:
+        nonlocal epoch
+        epoch += 1
+        start = time.perf_counter()
+        _train_epoch(
+            model, part, config, optimizer, scheduler, scaler, augmenters, generator,
+            device, dtype, None, epoch,
+        )  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return n / (time.perf_counter() - start)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="seed-cnn")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--augment", default=TrainConfig.augment, help="as `fercli train`")
+    parser.add_argument("--mixup", type=float, default=0.0)
+    parser.add_argument("--steps", type=int, default=30, help="batches per timed run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", help="dataset root (default: FER-2013 if found)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+
+    settings["quiet"] = True  # no progress bar in the timed loop
+    if os.environ.get("FERCLI_THREADS"):  # as the trainer does
+        torch.set_num_threads(default_threads())
+    root, source = dataset_root(args.data)
+    config = TrainConfig(
+        data_dir=str(root),
+        model=args.model,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        mixup=args.mixup,
+        device=args.device,
+    )
+    device = resolve_device(config.device)
+    dtype = amp_dtype(config, device)
+    data = load_data(config)
+    bare = bare_runner(config, device, dtype, len(data.classes))
+    loop = loop_runner(config, data, device, dtype, args.steps, args.repeats)
+
+    print(
+        f"model {config.model}, batch {config.batch_size}, device {device}, "
+        f"{torch.get_num_threads()} threads, autocast {dtype or 'off'}, "
+        f"augment {config.augment or 'none'}, mixup {config.mixup}; {source}"
+    )
+    bare(3)  # warm-up: first calls pick kernels and allocate
+    loop(args.steps)
+    rates = {"bare": [], "loop": []}
+    for r in range(args.repeats):
+        rates["bare"].append(bare(args.steps))
+        rates["loop"].append(loop(args.steps))
+        print(
+            f"repeat {r + 1}: bare {rates['bare'][-1]:.0f} img/s, "
+            f"loop {rates['loop'][-1]:.0f} img/s"
+        )
+    bare_rate, loop_rate = (statistics.median(rates[k]) for k in ("bare", "loop"))
+    print(f"median over {args.repeats} x {args.steps} batches:")
+    print(f"  (a) bare forward/backward/step  {bare_rate:8.0f} images/s")
+    print(f"  (b) full training loop          {loop_rate:8.0f} images/s")
+    print(f"  ratio (b)/(a)                   {loop_rate / bare_rate:8.2f}  (target >= 0.75)")
+
+
+if __name__ == "__main__":
+    main()
