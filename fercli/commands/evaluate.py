@@ -6,8 +6,8 @@ import click
 
 
 @click.command("evaluate")
-@click.argument("model", required=False)
-@click.argument("data_dir", required=False, type=click.Path(file_okay=False))
+@click.argument("model", metavar="[MODEL]", required=False)
+@click.argument("data_dir", metavar="ROOT", required=False, type=click.Path(file_okay=False))
 @click.option("--split", default="test", show_default=True, help="Split of ROOT to score.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average with the mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
@@ -26,7 +26,8 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device):
     model) on ROOT/<split>.
 
     Prints accuracy, macro and weighted F1, per-class precision/recall/F1 and the confusion
-    matrix (rows: true class, columns: predicted).
+    matrix (rows: true class, columns: predicted). ROOT defaults to data_dir from the config
+    file.
     """
     from pathlib import Path
 
