@@ -58,7 +58,11 @@ def fercli_calls(lines, prefix="fercli "):
 
 
 def unknown_options(command_name: str, tokens: list[str]) -> list[str]:
+    from fercli.cli import cli
+
     known = {"--help", "-h"}
+    for param in cli.params:  # group options work after the command too: `train --config F`
+        known.update(getattr(param, "opts", []))
     for param in COMMANDS[command_name].params:
         known.update(getattr(param, "opts", []))
         known.update(getattr(param, "secondary_opts", []))
