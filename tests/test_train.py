@@ -340,3 +340,18 @@ def test_run_folder_default_is_timestamped(synth_root, tmp_path, run_cli, monkey
     assert result.exit_code == 0, result.output
     (run,) = Path("runs").iterdir()
     assert run.name.endswith("-seed-cnn") and (run / "best.pt").is_file()
+
+
+def test_oversample_tops_up_small_classes_to_half_the_median():
+    from fercli.training import class_weights, epoch_indices
+
+    labels = torch.tensor([0] * 100 + [1] * 10 + [2] * 80 + [3] * 60)
+    order = epoch_indices(labels, "oversample", torch.Generator().manual_seed(0))
+    counts = torch.bincount(labels[order]).tolist()
+    assert counts == [100, 30, 80, 60]  # (lower) median 60: class 1 goes from 10 to 30
+    assert sorted(set(order.tolist())) == list(range(len(labels)))  # every image still in
+    plain = epoch_indices(labels, "none", torch.Generator().manual_seed(0))
+    assert sorted(plain.tolist()) == list(range(len(labels)))
+    weights = class_weights(labels, 4)
+    assert weights[1] > weights[3] > weights[2] > weights[0]
+    assert torch.allclose((weights * torch.bincount(labels)).float(), torch.full((4,), 62.5))
