@@ -6,8 +6,10 @@ over the same data reads it back in a fraction of a second.
 """
 
 import hashlib
+import itertools
 import json
 import os
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,31 +135,45 @@ def _cache_key(root: Path, split, samples, classes, size) -> str:
     return h.hexdigest()[:32]
 
 
-def decode(paths: list, size: int = IMAGE_SIZE, workers: int | None = None, label="Decoding"):
-    """Decode many files on every core: (uint8 array, [(index, reason), ...])."""
-    n = len(paths)
-    images = np.zeros((n, size, size), np.uint8)
-    errors: list[tuple[int, str]] = []
+def map_chunks(func, items: list, *args, workers: int | None = None, label="Decoding", chunk=512):
+    """Run `func(items[i : i + chunk], *args)` for every chunk, on every core, and yield
+    `(i, result)` in order with a progress bar. Only a few chunks are in flight at a time,
+    so memory stays flat however many items there are."""
+    n = len(items)
     workers = workers or os.cpu_count() or 1
-    chunk = 512
     starts = range(0, n, chunk)
     with bar(n, label) as progress:
         if workers == 1 or n < 2 * chunk:
-            results = (load_many(paths[i : i + chunk], size) for i in starts)
-            pool = None
-        else:
-            pool = ProcessPoolExecutor(max_workers=workers)
-            results = pool.map(
-                load_many, [paths[i : i + chunk] for i in starts], [size] * len(starts)
-            )
+            for start in starts:
+                result = func(items[start : start + chunk], *args)
+                progress.advance(min(chunk, n - start))
+                yield start, result
+            return
+        pool = ProcessPoolExecutor(max_workers=workers)
         try:
-            for start, (arr, errs) in zip(starts, results):
-                images[start : start + len(arr)] = arr
-                errors += [(start + i, reason) for i, reason in errs]
-                progress.advance(len(arr))
+            todo = iter(starts)
+            pending = deque(
+                (s, pool.submit(func, items[s : s + chunk], *args))
+                for s in itertools.islice(todo, 3 * workers)
+            )
+            while pending:
+                start, future = pending.popleft()
+                result = future.result()
+                for s in itertools.islice(todo, 1):
+                    pending.append((s, pool.submit(func, items[s : s + chunk], *args)))
+                progress.advance(min(chunk, n - start))
+                yield start, result
         finally:
-            if pool:
-                pool.shutdown()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decode(paths: list, size: int = IMAGE_SIZE, workers: int | None = None, label="Decoding"):
+    """Decode many files on every core: (uint8 array, [(index, reason), ...])."""
+    images = np.zeros((len(paths), size, size), np.uint8)
+    errors: list[tuple[int, str]] = []
+    for start, (arr, errs) in map_chunks(load_many, paths, size, workers=workers, label=label):
+        images[start : start + len(arr)] = arr
+        errors += [(start + i, reason) for i, reason in errs]
     return images, errors
 
 

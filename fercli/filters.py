@@ -5,10 +5,15 @@ A filter is built by its registered factory, `factory(**options)`, and then:
   images of that batch it flags;
 - `finish()` is called once after the last batch, for filters that must see every image
   before deciding (duplicates); it yields `Flag`s.
+
+The factory receives, as keyword arguments, those of `fercli clean`'s settings that it names
+as parameters: `blank_std`, `hash`, `hash_size`, `threshold`, `drop_conflicts`. A filter
+that sets `hash_spec = (kind, hash_size)` (kind: phash, dhash, ahash or whash) finds those
+hashes of every image of the batch, bit-identical to `imagehash`, in `batch.hashes`.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +25,12 @@ class ImageBatch:
     labels: list[str]  # class names
     images: np.ndarray  # (n, 48, 48) uint8 by fercli.images; all zeros where unreadable
     errors: list[str | None]  # the decoder's message for unreadable files, else None
+    # (kind, hash_size) -> bool (n, hash_size**2) for each filter's hash_spec; zero rows
+    # where unreadable. Hashes are of the file's own pixels (imagehash's convert("L")).
+    hashes: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    # A digest of each file's gray pixels at their own size (None where unreadable):
+    # equal digests mean identical pixels.
+    digests: list[bytes | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -41,6 +52,7 @@ class Filter:
     """Base class; subclasses override `check` and, where they need every image, `finish`."""
 
     name = "filter"
+    hash_spec: tuple[str, int] | None = None  # set to have batch.hashes filled
 
     def check(self, batch: ImageBatch) -> Iterable[tuple[int, str]]:
         return ()

@@ -11,6 +11,7 @@
 The result is a (size, size) uint8 array.
 """
 
+import os
 import warnings
 from pathlib import Path
 
@@ -32,16 +33,17 @@ def is_image_path(path: str | Path) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image as Pillow "L" at its own size, EXIF orientation applied."""
+def open_raw(path: str | Path) -> Image.Image:
+    """Open and fully decode an image exactly as stored (own mode and size, no EXIF turn).
+
+    Refuses decompression bombs; raises ImageError with the decoder's reason."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_gray(im)
+                return im
     except (
         OSError,
         SyntaxError,
@@ -49,10 +51,23 @@ def open_image(path: str | Path) -> Image.Image:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as exc:
+        raise ImageError(_reason(exc, path)) from None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image as Pillow "L" at its own size, EXIF orientation applied."""
+    return upright_gray(open_raw(path))
+
+
+def upright_gray(im: Image.Image) -> Image.Image:
+    """A decoded image turned by its EXIF orientation and converted by `to_gray`."""
+    try:
+        return to_gray(ImageOps.exif_transpose(im))
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(_reason(exc)) from None
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, path=None) -> str:
     if isinstance(exc, FileNotFoundError):
         return "file not found"
     if isinstance(exc, PermissionError):
@@ -61,8 +76,17 @@ def _reason(exc: Exception) -> str:
         return "is a directory"
     message = str(exc) or type(exc).__name__
     if "cannot identify image file" in message:
+        if path is not None and _is_empty(path):
+            return "empty file (0 bytes)"
         return "not an image (or an unsupported format)"
     return message
+
+
+def _is_empty(path) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except (OSError, TypeError):
+        return False
 
 
 def to_gray(im: Image.Image) -> Image.Image:

@@ -1,0 +1,167 @@
+"""`fercli clean`: find corrupt, blank and duplicate images (and leaks between splits),
+report them, and quarantine them safely (or write a cleaned copy). Never imports torch."""
+
+from pathlib import Path
+
+import click
+
+HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without importing it
+
+
+@click.command("clean")
+@click.argument("data_dir", metavar="ROOT", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--apply", is_flag=True, help="Move flagged files into the quarantine (default: dry run)."
+)
+@click.option(
+    "--undo",
+    "undo_run",
+    metavar="RUN_ID",
+    help="Put back every file of an --apply run: its id, `latest`, or its manifest.json path.",
+)
+@click.option(
+    "--quarantine",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Quarantine folder [default: ROOT/.fercli-quarantine]; each run in <run-id>/.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write a cleaned copy to this new folder (hard links where possible); ROOT untouched.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every flagged file (filter, reason, group, kept copy): CSV if FILE ends in "
+    ".csv, else JSON.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "--contact-sheet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw the flagged images with their reasons into this PNG.",
+)
+@click.option(
+    "--filters",
+    metavar="A,B",
+    help="Filters to run, comma-separated [default: all; `fercli plugins` lists them].",
+)
+@click.option(
+    "--hash",
+    type=click.Choice(HASHES),
+    default="phash",
+    show_default=True,
+    help="Perceptual hash (imagehash algorithm).",
+)
+@click.option(
+    "--hash-size",
+    type=click.IntRange(2, 32),
+    default=8,
+    show_default=True,
+    help="Hash side: hash-size**2 bits.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(0),
+    help="Largest Hamming distance between near duplicates [default: 6 for 64-bit hashes, "
+    "scaled to other sizes].",
+)
+@click.option(
+    "--blank-std",
+    type=click.FloatRange(0),
+    default=5.0,
+    show_default=True,
+    help="Images whose pixel standard deviation (0-255) is below this are blank.",
+)
+@click.option(
+    "--drop-conflicts",
+    is_flag=True,
+    help="Flag every copy of a duplicate group whose labels disagree (default: keep one).",
+)
+@click.option("--workers", type=click.IntRange(1), help="Decoding processes [default: all cores].")
+def clean_command(
+    data_dir,
+    apply,
+    undo_run,
+    quarantine,
+    output,
+    report,
+    as_json,
+    contact_sheet,
+    filters,
+    hash,
+    hash_size,
+    threshold,
+    blank_std,
+    drop_conflicts,
+    workers,
+):
+    """Find corrupt, blank and duplicate images in ROOT (all splits), leaks between splits
+    and label conflicts; report them, and with --apply move them to a quarantine that
+    --undo puts back. ROOT is laid out as ROOT/<split>/<class>/<image>."""
+    import json
+
+    from fercli.errors import FercliError
+
+    if undo_run:
+        if apply or output or report or contact_sheet:
+            raise FercliError("--undo takes no --apply, --output, --report or --contact-sheet.")
+        from fercli.quarantine import find_run, undo
+
+        result = undo(find_run(undo_run, data_dir, quarantine))
+        _print_undo(result, as_json)
+        if result["problems"]:
+            raise FercliError(
+                f"{len(result['problems'])} file(s) could not be put back (listed above); "
+                f"the quarantine run folder is kept."
+            )
+        return
+    if data_dir is None:
+        raise FercliError("missing ROOT: `fercli clean ROOT` (or set data_dir in fercli.toml).")
+    from fercli.cleaning import CleanSettings, clean_dataset
+
+    settings = CleanSettings(
+        filters=[f.strip() for f in filters.split(",") if f.strip()] if filters else None,
+        hash=hash,
+        hash_size=hash_size,
+        threshold=threshold,
+        blank_std=blank_std,
+        drop_conflicts=drop_conflicts,
+        workers=workers,
+    )
+    summary = clean_dataset(
+        data_dir,
+        settings,
+        apply=apply,
+        quarantine=quarantine,
+        output=output,
+        report=report,
+        contact_sheet=contact_sheet,
+    )
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    from rich.console import Console
+
+    from fercli.clean_report import render_summary
+
+    render_summary(summary, Console())
+
+
+def _print_undo(result: dict, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(
+        f"Run {result['run_id']}: put back {result['restored']} file(s) into {result['root']}"
+        + (
+            f" ({result['already_in_place']} were still in place)"
+            if result["already_in_place"]
+            else ""
+        )
+        + "."
+    )
+    for problem in result["problems"]:
+        click.echo(f"  {problem}", err=True)

@@ -1,0 +1,161 @@
+"""Duplicate groups from perceptual hashes, and which copy of each group is kept.
+
+Two images are near duplicates when their hashes differ in at most `threshold` bits;
+identical pixels always give identical hashes (exact duplicates). Groups are formed around
+kept copies, by this deterministic rule:
+
+1. All copies that have a near duplicate are ranked: first by split (`test`, then `val`,
+   then `train`, so training never sees a face that is also in an evaluation split), then
+   by label (the label most copies of their cluster carry first: a majority vote), then by
+   relative path (plain string order).
+2. Going down that ranking, a copy that is not in a group yet is kept, and every copy not
+   in a group yet within the threshold of it joins its group.
+
+So every flagged copy is within the threshold of the copy kept for it (no chains of
+"similar to something similar"), and the same data always gives the same groups. A group
+whose copies carry different labels is a label conflict; with `drop_conflicts` every copy of
+such a group is flagged. A cluster is a set of copies linked by chains of near duplicates.
+"""
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from fercli.filters import Flag
+from fercli.hashing import connected, near_graph, pack, popcount
+
+SPLIT_ORDER = ("test", "val", "train")
+# Measured on FER-2013 with 64-bit phash (see README, "Cleaning data"): pairs at distance 6
+# or less are the same photograph; at 8 about half are different people.
+DEFAULT_THRESHOLD_64 = 6
+
+
+def default_threshold(bits: int) -> int:
+    """The default Hamming threshold, scaled from 64-bit hashes to `bits`."""
+    return round(DEFAULT_THRESHOLD_64 * bits / 64)
+
+
+def split_rank(split: str) -> int:
+    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
+
+
+@dataclass
+class DuplicateGroup:
+    id: int
+    paths: list[str]  # the kept copy first, then the others by path
+    splits: list[str]
+    labels: list[str]
+    kept: str | None  # None when every copy is dropped (label conflict with drop_conflicts)
+    exact: bool  # every copy has identical pixels
+    exact_sets: int = 0  # sets of two or more pixel-identical copies in the group
+
+    @property
+    def cross_split(self) -> bool:
+        return len(set(self.splits)) > 1
+
+    @property
+    def label_conflict(self) -> bool:
+        return len(set(self.labels)) > 1
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "kept": self.kept,
+            "kind": "exact" if self.exact else "near",
+            "cross_split": self.cross_split,
+            "label_conflict": self.label_conflict,
+            "members": [
+                {"path": p, "split": s, "label": c}
+                for p, s, c in zip(self.paths, self.splits, self.labels)
+            ],
+        }
+
+
+def group_around_kept(
+    paths: list[str], splits: list[str], labels: list[str], bits: np.ndarray, threshold: int
+) -> list[list[int]]:
+    """Row indices of each group, the kept copy first (see the module docstring)."""
+    uid, ei, ej, _ = near_graph(bits, threshold)
+    if len(uid) == 0:
+        return []
+    cluster = connected(int(uid.max()) + 1, ei, ej)[uid]
+    candidates = np.flatnonzero(np.bincount(cluster)[cluster] > 1).tolist()
+    votes = Counter((cluster[i], labels[i]) for i in candidates)
+    ranked = sorted(
+        candidates,
+        key=lambda i: (split_rank(splits[i]), -votes[cluster[i], labels[i]], paths[i]),
+    )
+    neighbours = defaultdict(list)
+    for a, b in zip(ei.tolist(), ej.tolist()):
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    holders = defaultdict(list)  # hash id -> rows with that hash, in rank order
+    for i in ranked:
+        holders[uid[i]].append(i)
+    grouped: set[int] = set()
+    groups = []
+    for i in ranked:
+        if i in grouped:
+            continue
+        group = [i]
+        grouped.add(i)
+        for h in [uid[i], *neighbours[uid[i]]]:
+            for other in holders[h]:
+                if other not in grouped:
+                    grouped.add(other)
+                    group.append(other)
+        if len(group) > 1:
+            groups.append(group)
+    return groups
+
+
+def find_duplicates(
+    paths: list[str],
+    splits: list[str],
+    labels: list[str],
+    bits: np.ndarray,
+    digests: list[bytes],
+    threshold: int,
+    drop_conflicts: bool = False,
+) -> tuple[list[DuplicateGroup], list[Flag]]:
+    """Group near-duplicate images (hashes: bool rows of `bits`) and flag every copy but the
+    kept one. `digests` identify pixel-identical images."""
+    found = group_around_kept(paths, splits, labels, bits, threshold)
+    found.sort(key=lambda rows: min(paths[i] for i in rows))
+    words = pack(bits)
+    groups, flags = [], []
+    for gid, rows in enumerate(found, 1):
+        k, others = rows[0], sorted(rows[1:], key=lambda i: paths[i])
+        rows = [k, *others]
+        g_labels = [labels[i] for i in rows]
+        conflict = len(set(g_labels)) > 1
+        drop_all = conflict and drop_conflicts
+        same = Counter(digests[i] for i in rows)
+        groups.append(
+            DuplicateGroup(
+                id=gid,
+                paths=[paths[i] for i in rows],
+                splits=[splits[i] for i in rows],
+                labels=g_labels,
+                kept=None if drop_all else paths[k],
+                exact=len(same) == 1,
+                exact_sets=sum(n > 1 for n in same.values()),
+            )
+        )
+        conflict_reason = f"label conflict: copies labelled {', '.join(sorted(set(g_labels)))}"
+        if drop_all:
+            flags += [Flag(paths[i], "dedup", conflict_reason, gid, None) for i in rows]
+            continue
+        for i in others:
+            if digests[i] == digests[k]:
+                reason = f"exact duplicate of {paths[k]}"
+            else:
+                distance = int(popcount(words[i] ^ words[k]))
+                reason = f"near duplicate of {paths[k]} (hash distance {distance})"
+            if splits[i] != splits[k]:
+                reason += f"; cross-split: the {splits[k]} copy is kept"
+            if conflict:
+                reason += f"; {conflict_reason}"
+            flags.append(Flag(paths[i], "dedup", reason, gid, paths[k]))
+    return groups, flags
