@@ -1,0 +1,141 @@
+"""`fercli predict-dir DIR`: predict every image in a folder with onnxruntime (no torch)."""
+
+import click
+
+
+@click.command("predict-dir")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False),
+    help="A .onnx file from `fercli export-onnx` [default: the bundled model].",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider; auto uses CUDA when it is usable.",
+)
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--workers",
+    type=click.IntRange(0),
+    help="Decoding processes; 0 decodes in the main process [default: one per CPU core].",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="predictions.csv",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Output file: .csv, or .jsonl for JSON Lines.",
+)
+@click.option("--recursive/--no-recursive", default=True, show_default=True)
+@click.option(
+    "--topk",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Also write the K most likely classes with their probabilities.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Append to an existing output batch by batch, skipping images already in it.",
+)
+@click.option(
+    "--eval",
+    "evaluate",
+    is_flag=True,
+    help="DIR is DIR/<class>/<image>: print accuracy, F1 and the confusion matrix.",
+)
+@click.option("--strict", is_flag=True, help="Exit with status 2 if any image cannot be read.")
+@click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
+def predict_dir_command(
+    directory,
+    model,
+    provider,
+    batch_size,
+    workers,
+    output,
+    recursive,
+    topk,
+    resume,
+    evaluate,
+    strict,
+    threads,
+):
+    """Predict the emotion of every image under DIRECTORY and write one row per image: path
+    (relative to DIRECTORY), status, error, label, confidence and every class probability.
+
+    Unreadable files get status=error with the reason, and the run goes on."""
+    from fercli.errors import FercliError
+    from fercli.predict import predict_dir
+
+    result = predict_dir(
+        directory,
+        output,
+        model,
+        provider=provider,
+        batch_size=batch_size,
+        workers=workers,
+        recursive=recursive,
+        topk=topk,
+        resume=resume,
+        evaluate=evaluate,
+        threads=threads,
+    )
+    _print_summary(result)
+    if strict and result.errors:
+        raise FercliError(
+            f"{len(result.errors)} of {result.total} images could not be read (status=error rows "
+            f"in {result.output}); failing because of --strict."
+        )
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fercli.progress import say
+
+    console = Console()
+    ok = result.total - len(result.errors)
+    table = Table("emotion", "images", "share", title=f"Predictions in {result.output}")
+    for label, n in result.counts.items():
+        table.add_row(label, str(n), f"{n / ok:.1%}" if ok else "-")
+    table.add_row("[bold]all[/bold]", str(ok), "")
+    if result.errors:
+        table.add_row("[red]unreadable[/red]", str(len(result.errors)), "")
+    console.print(table)
+    for path, reason in result.errors[:5]:
+        say(f"  unreadable: {path!r}: {reason}")
+    if len(result.errors) > 5:
+        say(f"  ... and {len(result.errors) - 5} more (status=error rows in {result.output})")
+    if result.other_files:
+        say(f"Skipped {result.other_files} non-image file(s).")
+    if result.eval:
+        _print_eval(console, result.eval)
+    say(
+        f"Wrote {result.total} rows to {result.output} ({result.new} new at "
+        f"{result.images_per_s:.0f} images/s, provider {result.provider}"
+        + (f", {result.resumed} from before" if result.resumed else "")
+        + ")"
+    )
+
+
+def _print_eval(console, report: dict) -> None:
+    from rich.table import Table
+
+    console.print(
+        f"Against the folder names ({report['count']} images"
+        + (f", {report['excluded']} not evaluated" if report["excluded"] else "")
+        + f"): accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}, "
+        f"weighted F1 {report['weighted_f1']:.4f}",
+        highlight=False,
+    )
+    matrix = Table("true \\ predicted", *report["classes"], title="Confusion matrix")
+    for name, row in zip(report["classes"], report["confusion_matrix"]):
+        matrix.add_row(name, *(str(v) for v in row))
+    console.print(matrix)

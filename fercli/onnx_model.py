@@ -1,0 +1,223 @@
+"""A fercli `.onnx` file ready for inference with onnxruntime.
+
+The file carries everything prediction needs as ONNX `metadata_props` (JSON strings): class
+names, preprocessing size, network input size, normalization, model name, training metrics.
+No torch here: `predict-dir` must start fast and run where only onnxruntime is installed.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fercli.errors import FercliError
+
+FORMAT = "fercli-onnx"
+FORMAT_VERSION = 1
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+EP = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+REQUIRED_KEYS = ("classes", "image_size", "input_size", "normalization")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a fercli ONNX file says about itself."""
+
+    classes: tuple[str, ...]
+    image_size: int  # images are decoded to image_size x image_size ...
+    input_size: int  # ... then centre-cropped to what the network sees
+    mean: float  # normalization: (pixel / 255 - mean) / std
+    std: float
+    model: str = ""
+    precision: str = "fp32"
+    metrics: dict = field(default_factory=dict)
+    fercli_version: str = ""
+    extra: dict = field(default_factory=dict)  # every other metadata key, decoded
+
+    def to_metadata(self) -> dict[str, str]:
+        """The `metadata_props` entries, every value a JSON string."""
+        values = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "classes": list(self.classes),
+            "image_size": self.image_size,
+            "input_size": self.input_size,
+            "normalization": {"mean": self.mean, "std": self.std},
+            "model": self.model,
+            "precision": self.precision,
+            "metrics": self.metrics,
+            "fercli_version": self.fercli_version,
+            **self.extra,
+        }
+        return {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], source="the model") -> "ModelInfo":
+        missing = [k for k in REQUIRED_KEYS if k not in props]
+        if missing or props.get("format") != json.dumps(FORMAT):
+            raise FercliError(
+                f"{source} has no fercli metadata ({', '.join(missing) or 'format'} missing): "
+                "export it from a checkpoint with `fercli export-onnx`."
+            )
+        try:
+            values = {k: json.loads(v) for k, v in props.items()}
+            norm = values["normalization"]
+            known = {
+                "format",
+                "format_version",
+                *REQUIRED_KEYS,
+                "model",
+                "precision",
+                "metrics",
+                "fercli_version",
+            }
+            return cls(
+                classes=tuple(str(c) for c in values["classes"]),
+                image_size=int(values["image_size"]),
+                input_size=int(values["input_size"]),
+                mean=_scalar(norm["mean"]),
+                std=_scalar(norm["std"]),
+                model=str(values.get("model", "")),
+                precision=str(values.get("precision", "fp32")),
+                metrics=values.get("metrics") or {},
+                fercli_version=str(values.get("fercli_version", "")),
+                extra={k: v for k, v in values.items() if k not in known},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FercliError(
+                f"{source} has damaged fercli metadata ({exc}): export it again with "
+                "`fercli export-onnx`."
+            ) from None
+
+
+def _scalar(value) -> float:
+    """Grayscale models have one mean and one std; accept 0.5 or [0.5]."""
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size != 1:
+        raise ValueError(f"expected one value for a grayscale model, got {value!r}")
+    return float(arr[0])
+
+
+def preprocess(images: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """uint8 (N, image_size, image_size) -> float32 (N, 1, input_size, input_size), centre-cropped
+    and normalized exactly as in training: (pixel / 255 - mean) / std."""
+    size, crop = images.shape[-1], info.input_size
+    if crop < size:
+        top = (size - crop) // 2
+        images = images[..., top : top + crop, top : top + crop]
+    x = images.astype(np.float32) / np.float32(255.0)
+    x = (x - np.float32(info.mean)) / np.float32(info.std)
+    return np.ascontiguousarray(x[:, None])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def resolve_providers(provider: str) -> list[str]:
+    """onnxruntime providers for `auto`, `cpu` or `cuda`; `cuda` never falls back silently."""
+    if provider not in PROVIDER_CHOICES:
+        raise FercliError(f"unknown provider {provider!r}: choose auto, cpu or cuda.")
+    available = available_providers()
+    if provider == "cuda" and EP["cuda"] not in available:
+        raise FercliError(
+            "the CUDA execution provider is not available in this onnxruntime "
+            f"(available: {', '.join(available)}): install onnxruntime-gpu with a matching "
+            "CUDA, or use --provider cpu."
+        )
+    if provider == "cuda" or (provider == "auto" and EP["cuda"] in available):
+        return [EP["cuda"], EP["cpu"]]
+    return [EP["cpu"]]
+
+
+class OnnxModel:
+    """An onnxruntime session over a fercli ONNX file, with its metadata checked.
+
+    `provider` is "auto" (CUDA when usable, else CPU), "cpu" or "cuda"; `self.provider` says
+    which one actually runs the model."""
+
+    def __init__(self, path: str | Path, provider: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FercliError(
+                f"model {self.path} not found: pass a .onnx file made by `fercli export-onnx`."
+            )
+        providers = resolve_providers(provider)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+            raise FercliError(
+                f"{self.path} is not a usable ONNX model ({reason}): pass a .onnx file made by "
+                "`fercli export-onnx`."
+            ) from None
+        used = self.session.get_providers()[0]
+        if provider == "cuda" and used != EP["cuda"]:
+            raise FercliError(
+                f"onnxruntime could not start the CUDA execution provider for {self.path} "
+                "(check the CUDA and cuDNN libraries): use --provider cpu."
+            )
+        self.provider = "cuda" if used == EP["cuda"] else "cpu"
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(props, str(self.path))
+        self._check_io()
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _check_io(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        size, n = self.info.input_size, len(self.info.classes)
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        ok = (
+            shape is not None
+            and len(shape) == 4
+            and inputs[0].type == "tensor(float)"
+            and list(shape[1:]) == [1, size, size]
+        )
+        if not ok:
+            got = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+            raise FercliError(
+                f"{self.path} has the wrong input ({got}); expected one float tensor "
+                f"[batch, 1, {size}, {size}]: export it with `fercli export-onnx`."
+            )
+        out_shape = outputs[0].shape
+        if len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != n):
+            raise FercliError(
+                f"{self.path} has the wrong output shape {out_shape}; expected [batch, {n}] "
+                f"for the classes {', '.join(self.info.classes)}."
+            )
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw model output for a preprocessed float32 batch."""
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities for uint8 images (N, image_size, image_size), in batches."""
+        out = [
+            softmax(self.logits(preprocess(images[i : i + batch_size], self.info)))
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(self.info.classes)), np.float32)
+
+    def describe(self) -> str:
+        info = self.info
+        return (
+            f"{self.path.name}: {info.model or 'model'} ({info.precision}), "
+            f"{len(info.classes)} classes, input {info.input_size}x{info.input_size}, "
+            f"provider {self.provider}"
+        )

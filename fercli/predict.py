@@ -1,0 +1,466 @@
+"""Batch prediction over a folder of images with onnxruntime (`fercli predict-dir`).
+
+Files are decoded in worker processes with fercli.images (the training preprocessing) a few
+batches ahead of the model, so decoding overlaps inference. Every image gets one output row,
+CSV or JSON Lines by the output's suffix; an unreadable file gets `status=error` and the reason
+and the run goes on. The output is written to a temporary file and renamed at the end, or,
+with `resume`, appended batch by batch so that an interrupted run loses nothing.
+
+No torch here (a test checks it): prediction needs only onnxruntime, numpy and Pillow.
+"""
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from fercli.dataset import QUARANTINE_DIR
+from fercli.errors import FercliError
+from fercli.images import SUFFIXES, is_image_path, load_many
+from fercli.onnx_model import OnnxModel
+from fercli.progress import bar, say
+from fercli.util import atomic_path, atomic_write_text
+
+DEFAULT_MODEL = "default_model/fercli-default.onnx"
+DEFAULT_BATCH_SIZE = 256
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# Paths are str on every OS; names that are not valid UTF-8 (possible on Linux) survive the
+# round trip to the output file and back through surrogateescape.
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def default_model_path() -> Path:
+    """The model bundled with fercli; a clear error when this install has none."""
+    path = Path(str(resources.files("fercli") / DEFAULT_MODEL))
+    if not path.is_file():
+        raise FercliError(
+            "no bundled default model in this install of fercli: pass --model FILE.onnx, or "
+            "train one with `fercli train` and export it with `fercli export-onnx`."
+        )
+    return path
+
+
+def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[str], int]:
+    """Image files under root as sorted "/"-separated paths relative to root, and the number
+    of other (non-image) files seen. Hidden files and folders and the quarantine are skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FercliError(f"{root} is not a folder: pass the folder of images to predict.")
+    found, others = [], 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = (
+            []
+            if not recursive
+            else sorted(d for d in dirnames if not d.startswith(".") and d != QUARANTINE_DIR)
+        )
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        for name in filenames:
+            if is_image_path(name):
+                found.append(prefix + name)
+            elif not name.startswith("."):
+                others += 1
+    return sorted(found), others
+
+
+# ----------------------------------------------------------------------------- output rows
+
+
+def columns(classes, topk: int) -> list[str]:
+    """CSV columns: path, status, error, label, confidence, one probability per class, top-k."""
+    cols = ["path", "status", "error", "label", "confidence"] + [f"prob_{c}" for c in classes]
+    for i in range(1, topk + 1):
+        cols += [f"top{i}_label", f"top{i}_confidence"]
+    return cols
+
+
+def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
+    """One row per path; `errors` maps an index in `paths` to the reason it could not be read."""
+    rows = []
+    for i, path in enumerate(paths):
+        if i in errors:
+            rows.append({"path": path, "status": "error", "error": errors[i]})
+            continue
+        p = probs[i]
+        order = np.argsort(-p, kind="stable")
+        rows.append(
+            {
+                "path": path,
+                "status": "ok",
+                "error": "",
+                "label": classes[order[0]],
+                "confidence": round(float(p[order[0]]), 6),
+                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
+                "topk": [(classes[j], round(float(p[j]), 6)) for j in order[:topk]],
+            }
+        )
+    return rows
+
+
+class CsvOut:
+    suffix = "csv"
+
+    def __init__(self, classes, topk):
+        self.columns = columns(classes, topk)
+
+    def start(self, f) -> None:
+        self.writer = csv.writer(f)
+
+    def header(self) -> None:
+        self.writer.writerow(self.columns)
+
+    def write(self, row: dict) -> None:
+        flat = {k: v for k, v in row.items() if k not in ("probabilities", "topk")}
+        flat.update({f"prob_{c}": f"{v:.6f}" for c, v in row.get("probabilities", {}).items()})
+        for i, (label, conf) in enumerate(row.get("topk", ()), 1):
+            flat[f"top{i}_label"], flat[f"top{i}_confidence"] = label, f"{conf:.6f}"
+        if "confidence" in flat:
+            flat["confidence"] = f"{flat['confidence']:.6f}"
+        self.writer.writerow([flat.get(c, "") for c in self.columns])
+
+    def read(self, text: str) -> tuple[list[dict], bool]:
+        """Complete rows of an existing output, and whether the last record was cut short."""
+        records = []
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        try:
+            records.extend(reader)
+        except csv.Error:
+            cut = True  # the file ends inside a quoted field
+        else:
+            cut = not text.endswith("\n")
+        if records and records[0] != self.columns:
+            raise FercliError(
+                "the existing output has other columns (another model or --topk): "
+                "write to a new file with -o, or resume with the same model and options."
+            )
+        rows = records[1:]
+        if cut and rows:
+            rows.pop()
+        if any(len(r) != len(self.columns) for r in rows):
+            raise FercliError("the existing output is damaged (rows with missing columns).")
+        return [dict(zip(self.columns, r)) for r in rows], cut
+
+    def rewrite(self, rows: list[dict]) -> None:
+        self.header()
+        for row in rows:
+            self.writer.writerow([row[c] for c in self.columns])
+
+
+class JsonlOut:
+    suffix = "jsonl"
+
+    def __init__(self, classes, topk):
+        self.classes = list(classes)
+
+    def start(self, f) -> None:
+        self.f = f
+
+    def header(self) -> None:
+        pass
+
+    def write(self, row: dict) -> None:
+        row = dict(row)
+        if "topk" in row:
+            row["topk"] = [{"label": label, "confidence": c} for label, c in row["topk"]]
+        self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def read(self, text: str) -> tuple[list[dict], bool]:
+        lines = text.split("\n")
+        tail = lines.pop()  # "" when the file ends with a complete line
+        rows = []
+        for n, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise FercliError(f"the existing output is damaged at line {n}.") from None
+            probs = row.get("probabilities")
+            if probs is not None and list(probs) != self.classes:
+                raise FercliError(
+                    "the existing output was written for other classes (another model): "
+                    "write to a new file with -o."
+                )
+            rows.append(row)
+        return rows, bool(tail)
+
+    def rewrite(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def output_format(path: Path, classes, topk: int):
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise FercliError(
+            f"cannot tell the output format of {path.name}: name it .csv or .jsonl (JSON Lines)."
+        )
+    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk)
+
+
+def read_existing(path: Path, fmt) -> list[dict]:
+    """Rows already in an output (for --resume). A record cut short by an interruption is
+    dropped: the file is rewritten without it (atomically) so that appending stays valid."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(**ENCODING)
+    except OSError as exc:
+        raise FercliError(f"cannot read the existing output {path}: {exc.strerror}.") from None
+    if not text:
+        return []
+    rows, cut = fmt.read(text)
+    if cut:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
+            fmt.start(f)
+            fmt.rewrite(rows)
+    return rows
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def decode_chunk(paths: list[str], size: int):
+    """Decode paths: (uint8 (n, size, size), {index: reason}). Never raises for one bad file."""
+    try:
+        images, errors = load_many(paths, size)
+        return images, dict(errors)
+    except Exception:  # a decoder bug (not an ImageError) in one file: isolate that file
+        images = np.zeros((len(paths), size, size), np.uint8)
+        errors = {}
+        for i, path in enumerate(paths):
+            try:
+                one, errs = load_many([path], size)
+                images[i] = one[0]
+                if errs:
+                    errors[i] = errs[0][1]
+            except Exception as exc:
+                errors[i] = f"{type(exc).__name__}: {exc}"
+        return images, errors
+
+
+class Decoder:
+    """Decodes chunks of paths in worker processes, `ahead` chunks in advance, in order.
+
+    The workers are started before onnxruntime creates its threads (fork is then safe)."""
+
+    def __init__(self, workers: int):
+        self.pool = None
+        if workers > 0:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            self.pool.submit(int).result()  # start every worker now
+        self.ahead = 2 * workers
+
+    def map(self, chunks, size: int):
+        if self.pool is None:
+            for chunk in chunks:
+                yield decode_chunk(chunk, size)
+            return
+        chunks = iter(chunks)
+        pending = deque(
+            self.pool.submit(decode_chunk, c, size) for _, c in zip(range(self.ahead), chunks)
+        )
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(chunks, None)
+            if nxt is not None:
+                pending.append(self.pool.submit(decode_chunk, nxt, size))
+            yield result
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------- predict-dir
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    model: Path
+    provider: str
+    classes: tuple[str, ...]
+    total: int  # rows in the output
+    new: int  # images predicted by this run
+    resumed: int  # rows already in the output before this run
+    errors: list[tuple[str, str]]  # (path, reason) over the whole output
+    counts: dict[str, int]  # predicted label -> images, over the whole output
+    other_files: int  # non-image files skipped
+    seconds: float
+    eval: dict | None = None  # fercli.metrics.classification_report, plus `excluded`
+    summary_path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.new / self.seconds if self.seconds > 0 else 0.0
+
+
+def predict_dir(
+    root: str | os.PathLike,
+    output: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    *,
+    provider: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int | None = None,
+    recursive: bool = True,
+    topk: int = 0,
+    resume: bool = False,
+    evaluate: bool = False,
+    threads: int | None = None,
+    write_summary: bool = True,
+) -> PredictResult:
+    """Predict every image under root and write one row per image to output."""
+    start_time = time.perf_counter()
+    root, output = Path(root), Path(output)
+    if batch_size < 1:
+        raise FercliError("--batch-size must be at least 1.")
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 0:
+        raise FercliError("--workers must be 0 (decode in this process) or more.")
+    paths, other_files = find_images(root, recursive)
+    if not paths:
+        raise FercliError(
+            f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
+            f"{'' if recursive else '; subfolders too with --recursive'})."
+        )
+    model_path = Path(model) if model else default_model_path()
+
+    with ExitStack() as stack:
+        # One chunk decodes in this process; more go to workers, started before onnxruntime.
+        n_chunks = -(-len(paths) // batch_size)
+        decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
+        stack.callback(decoder.close)
+        onnx = OnnxModel(model_path, provider, threads)
+        info = onnx.info
+        classes = info.classes
+        if not 0 <= topk <= len(classes):
+            raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
+        fmt = output_format(output, classes, topk)
+        previous = read_existing(output, fmt) if resume else []
+        done = {row["path"] for row in previous}
+        todo = [p for p in paths if p not in done]
+        say(
+            f"Predicting {len(todo)} images in {root} with {onnx.describe()}"
+            + (f" ({len(paths) - len(todo)} already in {output})" if len(todo) < len(paths) else "")
+        )
+        if resume:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            f = stack.enter_context(open(output, "a", newline="", **ENCODING))
+        else:
+            tmp = stack.enter_context(atomic_path(output))
+            f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
+        fmt.start(f)
+        if f.tell() == 0:
+            fmt.header()
+        new_rows = []
+        chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        with bar(len(todo), "Predicting") as progress:
+            for chunk, (images, errors) in zip(
+                chunks, decoder.map([[str(root / p) for p in c] for c in chunks], info.image_size)
+            ):
+                good = [i for i in range(len(chunk)) if i not in errors]
+                probs = np.zeros((len(chunk), len(classes)), np.float32)
+                if good:
+                    probs[good] = onnx.predict_proba(images[good], batch_size)
+                rows = make_rows(chunk, probs, errors, classes, topk)
+                for row in rows:
+                    fmt.write(row)
+                if resume:
+                    f.flush()  # every finished batch is safe on disk
+                new_rows += [_brief(row) for row in rows]
+                progress.advance(len(chunk))
+        f.close()
+    seconds = time.perf_counter() - start_time
+
+    everything = [_brief(row) for row in previous] + new_rows
+    counts = {c: 0 for c in classes}
+    errors = []
+    for row in everything:
+        if row["status"] == "ok":
+            counts[row["label"]] = counts.get(row["label"], 0) + 1
+        else:
+            errors.append((row["path"], row["error"]))
+    result = PredictResult(
+        output=output,
+        model=model_path,
+        provider=onnx.provider,
+        classes=classes,
+        total=len(everything),
+        new=len(new_rows),
+        resumed=len(previous),
+        errors=errors,
+        counts=counts,
+        other_files=other_files,
+        seconds=seconds,
+    )
+    if evaluate:
+        result.eval = evaluate_rows(everything, classes)
+    if write_summary:
+        result.summary_path = write_summary_file(result, onnx)
+    return result
+
+
+def _brief(row: dict) -> dict:
+    return {
+        "path": row["path"],
+        "status": row["status"],
+        "error": row.get("error", ""),
+        "label": row.get("label", ""),
+    }
+
+
+def evaluate_rows(rows: list[dict], classes) -> dict:
+    """Accuracy, F1 and confusion matrix of output rows against their top folder's name."""
+    from fercli.metrics import classification_report
+
+    index = {c: i for i, c in enumerate(classes)}
+    y_true, y_pred = [], []
+    for row in rows:
+        folder = row["path"].split("/", 1)[0] if "/" in row["path"] else None
+        if row["status"] == "ok" and folder in index:
+            y_true.append(index[folder])
+            y_pred.append(index[row["label"]])
+    if not y_true:
+        raise FercliError(
+            "--eval needs DIR laid out as DIR/<class>/<image> with class folders named "
+            f"{', '.join(classes)}; none of the images is in such a folder."
+        )
+    report = classification_report(y_true, y_pred, classes)
+    report["excluded"] = len(rows) - len(y_true)
+    return report
+
+
+def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
+    """`OUTPUT.summary.json`: which model and provider made the output, counts, errors, speed."""
+    path = result.output.with_name(result.output.name + ".summary.json")
+    summary = {
+        "output": str(result.output),
+        "model": str(result.model),
+        "model_name": onnx.info.model,
+        "precision": onnx.info.precision,
+        "provider": result.provider,
+        "rows": result.total,
+        "new": result.new,
+        "resumed": result.resumed,
+        "counts": result.counts,
+        "errors": [{"path": p, "reason": r} for p, r in result.errors],
+        "other_files_skipped": result.other_files,
+        "seconds": round(result.seconds, 3),
+        "images_per_s": round(result.images_per_s, 1),
+        "eval": result.eval,
+    }
+    atomic_write_text(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return path

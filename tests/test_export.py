@@ -1,0 +1,194 @@
+"""export-onnx: PyTorch parity for every registered model, metadata round trip, dynamic batch,
+int8 and fp16 variants, and nothing written when a check fails."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from fercli import FER_CLASSES, __version__, registry
+from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
+from fercli.dataset import load_split
+from fercli.errors import FercliError
+from fercli.onnx_export import default_output, export_onnx
+from fercli.onnx_model import OnnxModel, preprocess
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: the tests share two cores with other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_checkpoint(path, name="seed-cnn", data_root=None, input_size=48, metrics=None, seed=0):
+    """A checkpoint of a randomly initialised registered model, in the training format."""
+    torch.manual_seed(seed)
+    model = registry.create("model", name, num_classes=len(FER_CLASSES))
+    save_checkpoint(
+        path,
+        {
+            "model": name,
+            "classes": list(FER_CLASSES),
+            "image_size": 48,
+            "input_size": input_size,
+            "normalization": {"mean": 0.5, "std": 0.5},
+            "state_dict": model.state_dict(),
+            "config": {"model": name},
+            "data": {"root": str(data_root or "/nonexistent/data"), "file_list_hash": "abc"},
+            "metrics": metrics if metrics is not None else {"val_acc": 0.5},
+            "epoch": 3,
+        },
+    )
+    return Path(path)
+
+
+def random_faces(n, size=48, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", registry.names("model"))
+def test_every_registered_model_matches_pytorch(name, synth_root, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "run" / "best.pt", name, data_root=synth_root)
+    out = tmp_path / "model.onnx"
+    report = export_onnx(ckpt, out)
+    assert report.parity.max_abs_diff <= 1e-4
+    assert report.parity.top1_agreement == 1.0
+    assert "training images" in report.parity.source  # real (synthetic-dataset) images
+    # The batch axis is dynamic: other batch sizes than the exported one give the same logits.
+    model = build_model(load_checkpoint(ckpt))
+    onnx_model = OnnxModel(out, "cpu")
+    for n in (1, 5):
+        x = preprocess(random_faces(n, seed=n), onnx_model.info)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(onnx_model.logits(x), expected, atol=1e-4, rtol=0)
+
+
+def test_metadata_round_trip(tmp_path):
+    metrics = {"val_acc": torch.tensor(0.625), "epoch": 7, "per_class": [0.1, 0.2]}
+    ckpt = make_checkpoint(
+        tmp_path / "20250101-vgg" / "best.pt", "vgg-small", input_size=40, metrics=metrics
+    )
+    out = tmp_path / "exported.onnx"
+    report = export_onnx(ckpt, out)
+    assert "synthetic" in report.parity.source  # the checkpoint's data root does not exist
+    info = OnnxModel(out, "cpu").info
+    assert info.classes == FER_CLASSES
+    assert (info.image_size, info.input_size, info.mean, info.std) == (48, 40, 0.5, 0.5)
+    assert (info.model, info.precision, info.fercli_version) == ("vgg-small", "fp32", __version__)
+    assert info.metrics == {"val_acc": 0.625, "epoch": 7, "per_class": [0.1, 0.2]}
+    assert info.extra["run"] == "20250101-vgg" and info.extra["opset"] == 18
+    # Stored as JSON strings in the ONNX file's metadata_props, readable by any ONNX tool.
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["classes"]) == list(FER_CLASSES)
+    assert json.loads(props["normalization"]) == {"mean": 0.5, "std": 0.5}
+    # input_size 40: the network sees the centre 40x40 of the 48x48 image.
+    model = OnnxModel(out, "cpu")
+    assert model.session.get_inputs()[0].shape[1:] == [1, 40, 40]
+    images = random_faces(3)
+    x = preprocess(images, info)
+    assert x.shape == (3, 1, 40, 40)
+    np.testing.assert_allclose(x[:, 0], (images[:, 4:44, 4:44] / 255.0 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_int8_agrees_with_fp32_and_reports_its_figures(trained_run, synth_root, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "int8.onnx"
+    report = export_onnx(
+        run / "best.pt", out, quantize="int8", data_root=synth_root, calibration_images=200
+    )
+    quant = report.quant
+    assert quant.agreement >= 0.99
+    assert quant.test_images == len(load_split(synth_root, "test"))
+    assert quant.size_int8 < 0.5 * quant.size_fp32
+    assert quant.speed_fp32 > 0 and quant.speed_int8 > 0
+    assert abs(quant.accuracy_int8 - quant.accuracy_fp32) <= 0.02
+    model = OnnxModel(out, "cpu")
+    assert model.info.precision == "int8"
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_int8_below_the_agreement_threshold_writes_nothing(trained_run, synth_root, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "exports" / "int8.onnx"
+    with pytest.raises(FercliError, match="agrees with fp32 on only"):
+        export_onnx(
+            run / "best.pt",
+            out,
+            quantize="int8",
+            data_root=synth_root,
+            calibration_images=64,
+            min_agreement=1.01,
+        )
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary left behind
+
+
+def test_int8_needs_the_dataset(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "best.pt")
+    with pytest.raises(FercliError, match="--data ROOT"):
+        export_onnx(ckpt, tmp_path / "m.onnx", quantize="int8")
+
+
+def test_failed_parity_check_writes_nothing(tmp_path, monkeypatch):
+    import fercli.onnx_export as export
+
+    monkeypatch.setattr(export, "FP32_TOLERANCE", -1.0)  # no export can pass this
+    out = tmp_path / "exports" / "m.onnx"
+    out.parent.mkdir()
+    out.write_bytes(b"previous export")
+    with pytest.raises(FercliError, match="disagrees with PyTorch"):
+        export_onnx(make_checkpoint(tmp_path / "best.pt"), out)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
+
+
+def test_fp16_keeps_float32_io(trained_run, synth_root, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "half.onnx"
+    report = export_onnx(run / "best.pt", out, fp16=True)
+    assert report.fp16.top1_agreement >= 0.99
+    model = OnnxModel(out, "cpu")
+    assert model.info.precision == "fp16"
+    assert model.session.get_inputs()[0].type == "tensor(float)"
+    graph = onnx.load(str(out)).graph
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+
+
+def test_older_opset_uses_the_torchscript_exporter(tmp_path):
+    out = tmp_path / "m.onnx"
+    export_onnx(make_checkpoint(tmp_path / "best.pt"), out, opset=17)
+    proto = onnx.load(str(out))
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    assert OnnxModel(out, "cpu").session.get_inputs()[0].shape[0] == "batch"
+
+
+def test_default_output_name():
+    assert default_output("runs/20250101-vgg/best.pt") == Path("exports/20250101-vgg.onnx")
+    assert default_output("runs/x/last.pt", "int8") == Path("exports/x-last-int8.onnx")
+    assert default_output("some/model.pt", "fp16") == Path("exports/model-fp16.onnx")
+
+
+def test_cli_exports_and_reports(tmp_path, run_cli, synth_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / "runs" / "r1" / "best.pt", data_root=synth_root)
+    result = run_cli("export-onnx", "runs/r1")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "exports" / "r1.onnx").is_file()
+    assert "max |logit difference|" in result.stderr and "same top-1 on 100.0%" in result.stderr
+    assert result.stdout.strip() == str(Path("exports/r1.onnx"))
+
+
+def test_cli_bad_checkpoint_is_one_line(tmp_path, run_cli):
+    bad = tmp_path / "best.pt"
+    bad.write_text("not a checkpoint")
+    result = run_cli("export-onnx", bad, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("Error: ")
+    assert not (tmp_path / "m.onnx").exists()
