@@ -125,16 +125,20 @@ def test_augmenter_drives_fercli_train(blur_installed, run_cli, synth_root, tmp_
     assert any(out.glob("*.pt"))
 
 
-def test_filter_drives_fercli_clean(blur_installed, run_cli, synth_copy):
+def test_filter_drives_fercli_clean(blur_installed, run_cli, synth_copy, tmp_path):
     from fercli.commands import ALL
 
     if "clean" not in {command.name for command in ALL}:
         pytest.skip("fercli clean is not there yet")
-    result = run_cli("clean", synth_copy, "--filters", "blur", "--json")
+    report = tmp_path / "report.json"
+    result = run_cli("clean", synth_copy, "--filters", "blur", "--report", report, "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["filters"] == ["blur"]
     planted = json.loads((synth_copy / "planted.json").read_text())["planted"]
     blanks = {p["path"] for p in planted if p["kind"] == "blank"}
-    assert blanks <= set(result.stdout.split('"')), result.stdout
+    flags = json.loads(report.read_text())["flags"]
+    assert {f["path"] for f in flags} == blanks  # the synthetic faces are all sharp enough
+    assert all(f["filter"] == "blur" and "variance of the Laplacian" in f["reason"] for f in flags)
 
 
 def test_pip_install(tmp_path, run_fercli):
