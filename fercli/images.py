@@ -2,8 +2,9 @@
 
 1. Open with Pillow (decompression-bomb protection on: an image over
    `Image.MAX_IMAGE_PIXELS` is refused), apply the EXIF orientation.
-2. 16-bit and 32-bit grayscale are scaled to 8 bits by their full range (x / 256 for
-   16-bit); transparency is flattened onto black; colour becomes luma
+2. 16-bit grayscale is scaled to 8 bits by its full range, round(x * 255 / 65535); 32-bit
+   ("I", "F") images the same way when a value exceeds 255, else taken as 8-bit values;
+   transparency is flattened onto black; colour becomes luma
    (Pillow's "L": L = R*299/1000 + G*587/1000 + B*114/1000).
 3. A non-square image is centre-cropped to a square; the square is resized to
    `size` x `size` with Pillow's bilinear filter (antialiased when shrinking).
