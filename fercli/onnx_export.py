@@ -9,6 +9,7 @@ keeps float32 input and output.
 """
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -136,6 +137,11 @@ def torch_to_onnx(model, input_size: int, opset: int):
     import onnx
     import torch
 
+    if opset >= DEFAULT_OPSET and importlib.util.find_spec("onnxscript") is None:
+        raise FercliError(
+            "ONNX export needs onnxscript: pip install 'fercli[export]' (or pass --opset 17 "
+            "for PyTorch's older exporter)."
+        )
     # A batch of 2: exporters specialise a batch of 1 into the graph.
     x = torch.zeros(2, 1, input_size, input_size)
     quiet = io.StringIO()

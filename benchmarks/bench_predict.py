@@ -1,0 +1,205 @@
+"""`fercli predict-dir` against the model alone and against a naive PyTorch loop, in one run.
+
+(a) model only: onnxruntime on pre-decoded, pre-normalized batches of the test split
+    (`--batch-size`), nothing else timed.
+(b) end to end: `fercli.predict.predict_dir` called in this process on the test folder, from
+    files to the finished CSV: scanning, starting the decoding workers, creating the
+    onnxruntime session, decoding every JPEG, inference, writing and renaming the CSV.
+    Interpreter start-up and module imports are not timed (they are done before).
+(c) naive PyTorch loop, the seed's `predict_emotion` style: for each file, PIL open, convert
+    to "L", torchvision Resize/ToTensor/Normalize, `model(x)` on one image, softmax, argmax
+    (the model built once, torch with its default threads). Timed on `--naive-images` files
+    spread over the classes; the rate is per image.
+
+(a), (b) and (c) are interleaved in each of `--repeats` rounds and the medians compared:
+targets (b) >= 80% of (a) and (b) >= 10x (c). The same (a) and (b) for the int8 model.
+
+    .venv/bin/python benchmarks/bench_predict.py                       # random-weight vgg
+    .venv/bin/python benchmarks/bench_predict.py --checkpoint runs/RUN/best.pt
+    .venv/bin/python benchmarks/bench_predict.py --onnx exports/RUN.onnx --onnx-int8 X.onnx
+
+Without `--checkpoint`, a randomly initialised `--model` (default vgg) is exported (its int8
+agreement with fp32 is printed but not enforced: throughput does not depend on the weights).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dataset_root(explicit: str | None) -> Path:
+    path = Path(explicit or os.environ.get("FERCLI_FER2013") or REPO.parent / "shared/fer2013")
+    if not (path / "test").is_dir():
+        sys.exit(f"no dataset at {path}: pass --data DIR or set FERCLI_FER2013")
+    return path
+
+
+def random_checkpoint(name: str, root: Path, path: Path) -> Path:
+    import torch
+
+    from fercli import FER_CLASSES, registry
+    from fercli.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = registry.create("model", name, num_classes=len(FER_CLASSES))
+    save_checkpoint(
+        path,
+        {
+            "model": name,
+            "classes": list(FER_CLASSES),
+            "image_size": 48,
+            "input_size": 48,
+            "normalization": {"mean": 0.5, "std": 0.5},
+            "state_dict": model.state_dict(),
+            "config": {},
+            "data": {"root": str(root.resolve())},
+            "metrics": {},
+        },
+    )
+    return path
+
+
+def model_only(onnx_path: Path, x, batch_size: int) -> float:
+    """(a): images/s of session.run alone over pre-processed batches."""
+    from fercli.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx_path, "cpu")
+    model.logits(x[:batch_size])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        model.logits(x[i : i + batch_size])
+    return len(x) / (time.perf_counter() - start)
+
+
+def end_to_end(onnx_path: Path, folder: Path, out: Path, batch_size: int) -> tuple[float, int]:
+    """(b): images/s of predict_dir from files to CSV."""
+    from fercli.predict import predict_dir
+
+    start = time.perf_counter()
+    result = predict_dir(folder, out, onnx_path, provider="cpu", batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    return result.total / seconds, len(result.errors)
+
+
+def naive_loop(model, paths: list[Path]) -> float:
+    """(c): one image at a time through PIL, torchvision transforms and the PyTorch model."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    transform = transforms.Compose(
+        [transforms.Resize((48, 48)), transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))]
+    )
+    labels = []
+    start = time.perf_counter()
+    for path in paths:
+        image = Image.open(path).convert("L")
+        x = transform(image).unsqueeze(0)
+        with torch.no_grad():
+            probs = torch.softmax(model(x), dim=1)
+        labels.append(int(probs.argmax(1)))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data", help="dataset root with test/<class>/ (default ../shared/fer2013)"
+    )
+    parser.add_argument("--checkpoint", help="a training checkpoint to export (fp32 and int8)")
+    parser.add_argument("--model", default="vgg", help="architecture when no checkpoint is given")
+    parser.add_argument("--onnx", help="use this fp32 .onnx file instead of exporting")
+    parser.add_argument("--onnx-int8", help="use this int8 .onnx file instead of quantizing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--naive-images", type=int, default=700)
+    args = parser.parse_args()
+
+    import torch
+
+    from fercli.checkpoint import build_model, load_checkpoint
+    from fercli.dataset import load_split, scan_split
+    from fercli.onnx_export import export_onnx
+    from fercli.onnx_model import OnnxModel, preprocess
+    from fercli.progress import settings
+
+    root = dataset_root(args.data)
+    folder = root / "test"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    settings["quiet"] = True
+    ckpt_path = (
+        Path(args.checkpoint)
+        if args.checkpoint
+        else random_checkpoint(args.model, root, tmp / "random" / "best.pt")
+    )
+    ckpt = load_checkpoint(ckpt_path)
+    fp32 = Path(args.onnx) if args.onnx else export_onnx(ckpt_path, tmp / "fp32.onnx").output
+    if args.onnx_int8:
+        int8 = Path(args.onnx_int8)
+    else:
+        report = export_onnx(
+            ckpt_path,
+            tmp / "int8.onnx",
+            quantize="int8",
+            data_root=root,
+            min_agreement=0.99 if args.checkpoint else 0.0,
+        )
+        int8, q = report.output, report.quant
+        print(
+            f"int8 export: top-1 agreement with fp32 {q.agreement:.2%} on {q.test_images} "
+            f"test images, accuracy {q.accuracy_fp32:.2%} -> {q.accuracy_int8:.2%}, size "
+            f"{q.size_fp32 / 1e6:.1f} -> {q.size_int8 / 1e6:.1f} MB"
+        )
+    settings["quiet"] = False
+
+    info = OnnxModel(fp32, "cpu").info
+    test = load_split(root, "test", classes=info.classes, size=info.image_size)
+    x = preprocess(test.images, info)
+    samples = scan_split(root, "test", info.classes)
+    step = max(1, len(samples) // args.naive_images)
+    naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
+    model = build_model(ckpt)
+
+    print(
+        f"{len(test)} test images in {folder}; model {info.model} ({ckpt_path}); "
+        f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
+        f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
+    )
+    rates = {k: [] for k in ("a", "b", "a8", "b8", "c")}
+    for r in range(args.repeats):
+        rates["a"].append(model_only(fp32, x, args.batch_size))
+        rate, errors = end_to_end(fp32, folder, tmp / "fp32.csv", args.batch_size)
+        rates["b"].append(rate)
+        rates["a8"].append(model_only(int8, x, args.batch_size))
+        rates["b8"].append(end_to_end(int8, folder, tmp / "int8.csv", args.batch_size)[0])
+        rates["c"].append(naive_loop(model, naive_paths))
+        print(
+            f"round {r + 1}: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rates.items())
+            + " images/s",
+            flush=True,
+        )
+    m = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"\nmedians of {args.repeats} rounds (images/s):")
+    print(
+        f"  (c) naive PyTorch loop, one image at a time ({len(naive_paths)} images): {m['c']:.0f}"
+    )
+    for name, a, b in (("fp32", "a", "b"), ("int8", "a8", "b8")):
+        ok_a = "ok" if m[b] >= 0.8 * m[a] else "MISSED"
+        ok_c = "ok" if m[b] >= 10 * m["c"] else "MISSED"
+        print(
+            f"  {name}: (a) model only {m[a]:.0f}, (b) predict-dir end to end {m[b]:.0f}; "
+            f"b/a {m[b] / m[a]:.2f} (target >= 0.80: {ok_a}), b/c {m[b] / m['c']:.1f}x "
+            f"(target >= 10x: {ok_c})"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}; unreadable files: {errors}")
+
+
+if __name__ == "__main__":
+    main()

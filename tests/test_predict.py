@@ -1,0 +1,433 @@
+"""predict-dir: every file gets one row (mixed formats, modes, sizes, broken files, awkward
+names), resume after an interruption, --eval, providers, unusable models, no torch."""
+
+import csv
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from fercli.errors import FercliError
+from fercli.images import load_image
+from fercli.onnx_model import OnnxModel, available_providers
+from fercli.predict import predict_dir
+
+HAS_CUDA = "CUDAExecutionProvider" in available_providers()
+
+
+@pytest.fixture(scope="module")
+def model_path(trained_run, tmp_path_factory) -> Path:
+    """The session's short seed-cnn run on the synthetic faces, exported to ONNX."""
+    import torch
+
+    from fercli.onnx_export import export_onnx
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("onnx") / "seed.onnx"
+        export_onnx(trained_run[0] / "best.pt", out)
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def face(rng, shape=(48, 48)):
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def bomb_png() -> bytes:
+    """A tiny PNG whose header claims 100000 x 100000 pixels."""
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+AWKWARD = [
+    "comma, name.png",
+    'quote "name".png',
+    "new\nline.png",
+    "émotion ☺ 表情.png",
+    "semi;colon 'single'.png",
+]
+
+
+def make_mixed_folder(root: Path) -> dict[str, str]:
+    """Images in many formats, modes and sizes, broken files and awkward names.
+    Returns {relative path: expected status} for every file that must get a row."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    expected = {}
+
+    def save(rel, im, **kw):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        im.save(path, **kw)
+        expected[rel] = "ok"
+
+    save("gray.png", Image.fromarray(face(rng)))
+    save("photo big.jpg", Image.fromarray(face(rng, (480, 640, 3))), quality=90)
+    save("rgba.png", Image.fromarray(face(rng, (60, 60, 4)), "RGBA"))
+    save("palette.gif", Image.fromarray(face(rng)).convert("P"))
+    save("sixteen.png", Image.fromarray(face(rng).astype(np.uint16) * 257))
+    save("tiny.bmp", Image.fromarray(face(rng, (10, 7))))
+    save("cmyk.jpg", Image.fromarray(face(rng, (50, 40, 3))).convert("CMYK"))
+    save("bilevel.png", Image.fromarray(face(rng) > 128))
+    save("photo.tiff", Image.fromarray(face(rng, (30, 30, 3))))
+    save("UPPER.JPEG", Image.fromarray(face(rng)))
+    save("sub/dir/deep.webp", Image.fromarray(face(rng)))
+    for name in AWKWARD:
+        save(f"odd/{name}", Image.fromarray(face(rng)))
+    # Broken files: a row each with status=error, and the run goes on.
+    (root / "empty.jpg").write_bytes(b"")
+    good = io.BytesIO()
+    Image.fromarray(face(rng, (200, 200))).save(good, "JPEG")
+    (root / "truncated.jpg").write_bytes(good.getvalue()[: len(good.getvalue()) // 3])
+    (root / "text.jpg").write_text("this is not a picture")
+    (root / "bomb.png").write_bytes(bomb_png())
+    expected.update({n: "error" for n in ("empty.jpg", "truncated.jpg", "text.jpg", "bomb.png")})
+    # Skipped: hidden files and folders, the clean quarantine, non-image files.
+    for rel in (".hidden.png", ".cache/x.png", ".fercli-quarantine/y.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(face(rng)).save(root / rel)
+    (root / "notes.txt").write_text("not an image")
+    return expected
+
+
+def read_rows(path: Path) -> list[dict]:
+    text = path.read_bytes().decode("utf-8")  # strict UTF-8
+    if path.suffix == ".csv":
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def probabilities(row, classes) -> np.ndarray:
+    if "probabilities" in row:
+        return np.array([row["probabilities"][c] for c in classes])
+    return np.array([float(row[f"prob_{c}"]) for c in classes])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_every_file_gets_one_row(model_path, tmp_path, suffix):
+    expected = make_mixed_folder(tmp_path / "in")
+    out = tmp_path / f"out{suffix}"
+    result = predict_dir(tmp_path / "in", out, model_path, batch_size=4, workers=2, topk=2)
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(expected)  # each exactly once, names intact
+    assert {r["path"]: r["status"] for r in rows} == expected
+    assert result.total == len(expected) and result.other_files == 1 and result.provider == "cpu"
+    assert sorted(p for p, _ in result.errors) == sorted(
+        p for p, s in expected.items() if s == "error"
+    )
+    model = OnnxModel(model_path, "cpu")
+    classes = model.info.classes
+    for row in rows:
+        if row["status"] == "error":
+            assert row["error"] and not row.get("label")
+            continue
+        probs = probabilities(row, classes)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+        assert row["label"] == classes[probs.argmax()]
+        assert float(row["confidence"]) == pytest.approx(probs.max(), abs=1e-6)
+        # The same preprocessing as training: fercli.images, then the model's normalization.
+        direct = model.predict_proba(load_image(tmp_path / "in" / row["path"])[None])[0]
+        np.testing.assert_allclose(probs, direct, atol=2e-6)
+    reasons = {r["path"]: r["error"] for r in rows if r["status"] == "error"}
+    assert "not an image" in reasons["text.jpg"]
+    assert "bomb" in reasons["bomb.png"].lower() or "exceeds" in reasons["bomb.png"]
+    assert sum(result.counts.values()) == len(rows) - len(reasons)
+    summary = json.loads(Path(f"{out}.summary.json").read_text())
+    assert summary["provider"] == "cpu" and summary["rows"] == len(rows)
+
+
+def test_decoding_in_process_gives_the_same_rows(model_path, tmp_path):
+    make_mixed_folder(tmp_path / "in")
+    predict_dir(tmp_path / "in", tmp_path / "a.csv", model_path, batch_size=5, workers=2)
+    predict_dir(tmp_path / "in", tmp_path / "b.csv", model_path, batch_size=5, workers=0)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_no_recursive_and_topk(model_path, tmp_path):
+    make_mixed_folder(tmp_path / "in")
+    out = tmp_path / "out.csv"
+    predict_dir(tmp_path / "in", out, model_path, recursive=False, topk=3, workers=0)
+    rows = read_rows(out)
+    assert all("/" not in r["path"] for r in rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    for row in ok:
+        assert row["top1_label"] == row["label"]
+        confs = [float(row[f"top{i}_confidence"]) for i in (1, 2, 3)]
+        assert confs == sorted(confs, reverse=True)
+    with pytest.raises(FercliError, match="--topk"):
+        predict_dir(tmp_path / "in", out, model_path, topk=8)
+
+
+def interrupt_after(monkeypatch, calls_before_interrupt):
+    """Make the model raise KeyboardInterrupt on a given call, as a Ctrl-C would."""
+    original = OnnxModel.predict_proba
+    calls = []
+
+    def predict(self, images, batch_size=256):
+        calls.append(len(images))
+        if len(calls) > calls_before_interrupt:
+            raise KeyboardInterrupt
+        return original(self, images, batch_size)
+
+    monkeypatch.setattr(OnnxModel, "predict_proba", predict)
+    return calls
+
+
+def flat_folder(root: Path, n=21) -> Path:
+    rng = np.random.default_rng(1)
+    root.mkdir()
+    for i in range(n):
+        Image.fromarray(face(rng)).save(root / f"face_{i:02d}.png")
+    (root / "face_05.png").write_bytes(b"broken")
+    return root
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_after_an_interrupted_run(model_path, tmp_path, monkeypatch, suffix):
+    folder = flat_folder(tmp_path / "in")
+    fresh = tmp_path / f"fresh{suffix}"
+    predict_dir(folder, fresh, model_path, batch_size=4, workers=0)
+
+    out = tmp_path / f"resumed{suffix}"
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_dir(folder, out, model_path, batch_size=4, workers=2, resume=True)
+    assert len(read_rows(out)) == 8  # the two finished batches are on disk
+    # A kill in the middle of writing leaves half a record: resume drops it.
+    with open(out, "a", encoding="utf-8") as f:
+        f.write("face_99.png,ok,,hap" if suffix == ".csv" else '{"path": "face_9')
+    monkeypatch.undo()
+    calls = interrupt_after(monkeypatch, 1000)
+    result = predict_dir(folder, out, model_path, batch_size=4, workers=2, resume=True)
+    assert (result.resumed, result.new, result.total) == (8, 13, 21)
+    assert sum(calls) == 13  # no image predicted twice
+    assert out.read_bytes() == fresh.read_bytes()  # same as a run without interruption
+    again = predict_dir(folder, out, model_path, resume=True)
+    assert again.new == 0 and out.read_bytes() == fresh.read_bytes()
+
+
+def test_interrupted_run_without_resume_leaves_nothing(model_path, tmp_path, monkeypatch):
+    folder = flat_folder(tmp_path / "in")
+    out = tmp_path / "out" / "p.csv"
+    out.parent.mkdir()
+    out.write_text("old results\n")
+    interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        predict_dir(folder, out, model_path, batch_size=4, workers=2)
+    assert out.read_text() == "old results\n"  # not overwritten, no temporary file left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p.csv"]
+
+
+def test_resume_refuses_an_output_with_other_columns(model_path, tmp_path):
+    folder = flat_folder(tmp_path / "in")
+    out = tmp_path / "p.csv"
+    predict_dir(folder, out, model_path, workers=0)
+    with pytest.raises(FercliError, match="other columns"):
+        predict_dir(folder, out, model_path, workers=0, topk=2, resume=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names")
+def test_undecodable_file_name_round_trips(model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"bad\xffname.png")
+    Image.fromarray(face(np.random.default_rng(2))).save(os.fsdecode(raw), format="PNG")
+    out = tmp_path / "p.csv"
+    predict_dir(folder, out, model_path, workers=0, resume=True)
+    assert predict_dir(folder, out, model_path, workers=0, resume=True).new == 0
+    assert b"bad\xffname.png" in out.read_bytes()
+
+
+def test_eval_against_folder_names(model_path, synth_root, tmp_path, run_cli):
+    out = tmp_path / "p.csv"
+    result = predict_dir(synth_root / "test", out, model_path, evaluate=True, workers=0)
+    report = result.eval
+    rows = [r for r in read_rows(out) if r["status"] == "ok"]
+    truth = [r["path"].split("/")[0] for r in rows]
+    accuracy = np.mean([r["label"] == t for r, t in zip(rows, truth)])
+    assert report["accuracy"] == pytest.approx(accuracy)
+    assert report["accuracy"] > 0.5  # the trained model clearly beats chance (1/7)
+    assert sum(map(sum, report["confusion_matrix"])) == report["count"] == len(rows)
+    assert report["excluded"] == len(result.errors)
+    assert 0 < report["macro_f1"] <= 1 and 0 < report["weighted_f1"] <= 1
+    cli = run_cli("predict-dir", synth_root / "test", "--model", model_path, "-o", out, "--eval")
+    assert cli.exit_code == 0, cli.output
+    assert "accuracy" in cli.stdout and "Confusion matrix" in cli.stdout
+    assert "happy" in cli.stdout
+
+
+def test_eval_needs_class_folders(model_path, tmp_path):
+    with pytest.raises(FercliError, match="--eval needs"):
+        predict_dir(flat_folder(tmp_path / "in"), tmp_path / "p.csv", model_path, evaluate=True)
+
+
+def test_strict_fails_on_unreadable_images(model_path, tmp_path, run_cli):
+    folder = flat_folder(tmp_path / "in")
+    out = tmp_path / "p.csv"
+    lenient = run_cli("predict-dir", folder, "--model", model_path, "-o", out)
+    assert lenient.exit_code == 0, lenient.output
+    assert "unreadable" in lenient.output and "face_05.png" in lenient.output
+    strict = run_cli("predict-dir", folder, "--model", model_path, "-o", out, "--strict")
+    assert strict.exit_code == 2 and "--strict" in strict.stderr
+    assert len(read_rows(out)) == 21  # the output is still written
+
+
+def write_model(path: Path, model_path: Path, *, metadata=True, channels=1):
+    """A small ONNX model with fercli's metadata (or none) and a chosen input shape."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = 48
+    weights = np.zeros((channels * size * size, 7), np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info(
+                "input", TensorProto.FLOAT, ["batch", channels, size, size]
+            )
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    if metadata:
+        for p in onnx.load(str(model_path)).metadata_props:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = p.key, p.value
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_hand_made_model_with_metadata_works(model_path, tmp_path):
+    path = write_model(tmp_path / "ok.onnx", model_path)
+    result = predict_dir(flat_folder(tmp_path / "in"), tmp_path / "p.csv", path, workers=0)
+    assert result.total == 21
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "not found"),
+        ("text", "not a usable ONNX model"),
+        ("no-metadata", "no fercli metadata"),
+        ("wrong-input", "wrong input"),
+    ],
+)
+def test_unusable_model_is_one_line(model_path, tmp_path, run_cli, case, message):
+    folder = flat_folder(tmp_path / "in", n=3)
+    path = tmp_path / "m.onnx"
+    if case == "text":
+        path.write_text("hello")
+    elif case == "no-metadata":
+        write_model(path, model_path, metadata=False)
+    elif case == "wrong-input":
+        write_model(path, model_path, channels=3)
+    result = run_cli("predict-dir", folder, "--model", path, "-o", tmp_path / "p.csv")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: ") and result.stderr.strip().count("\n") == 0
+    assert message in result.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_missing_default_model_says_what_to_do(tmp_path, run_cli, monkeypatch):
+    import fercli.predict
+
+    monkeypatch.setattr(fercli.predict, "DEFAULT_MODEL", "default_model/absent.onnx")
+    result = run_cli("predict-dir", flat_folder(tmp_path / "in", n=2), "-o", tmp_path / "p.csv")
+    assert result.exit_code == 2 and "--model" in result.stderr
+
+
+def test_bad_output_suffix_and_empty_folder(model_path, tmp_path, run_cli):
+    folder = flat_folder(tmp_path / "in", n=2)
+    result = run_cli("predict-dir", folder, "--model", model_path, "-o", tmp_path / "p.txt")
+    assert result.exit_code == 2 and ".jsonl" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_cli("predict-dir", tmp_path / "empty", "--model", model_path)
+    assert result.exit_code == 2 and "no images" in result.stderr
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="the CUDA execution provider is available here")
+def test_cuda_unavailable_is_one_line(model_path, tmp_path, run_cli):
+    result = run_cli(
+        "predict-dir",
+        flat_folder(tmp_path / "in", n=2),
+        "--model",
+        model_path,
+        "--provider",
+        "cuda",
+        "-o",
+        tmp_path / "p.csv",
+    )
+    assert result.exit_code == 2 and "CUDA execution provider is not available" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA execution provider in this onnxruntime")
+def test_cuda_provider_matches_cpu(model_path, tmp_path):
+    folder = flat_folder(tmp_path / "in")
+    gpu = predict_dir(folder, tmp_path / "gpu.csv", model_path, provider="cuda", workers=0)
+    predict_dir(folder, tmp_path / "cpu.csv", model_path, provider="cpu", workers=0)
+    assert gpu.provider == "cuda"
+    assert json.loads((tmp_path / "gpu.csv.summary.json").read_text())["provider"] == "cuda"
+    classes = OnnxModel(model_path, "cpu").info.classes
+    for a, b in zip(read_rows(tmp_path / "gpu.csv"), read_rows(tmp_path / "cpu.csv")):
+        assert a["path"] == b["path"] and a["status"] == b["status"]
+        if a["status"] == "ok":
+            np.testing.assert_allclose(
+                probabilities(a, classes), probabilities(b, classes), atol=1e-3
+            )
+
+
+def test_auto_provider_uses_cuda_only_when_present(model_path):
+    assert OnnxModel(model_path, "auto").provider == ("cuda" if HAS_CUDA else "cpu")
+
+
+def test_predict_dir_does_not_import_torch(model_path, tmp_path):
+    folder = flat_folder(tmp_path / "in", n=3)
+    args = [
+        "predict-dir",
+        str(folder),
+        "--model",
+        str(model_path),
+        "-o",
+        str(tmp_path / "p.csv"),
+        "--eval",
+    ]
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'))\n"
+        "from fercli.cli import main\n"
+        f"main({args!r})\n"
+    )
+    (folder / "happy").mkdir()
+    Image.fromarray(face(np.random.default_rng(3))).save(folder / "happy" / "x.png")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("NO-TORCH")
