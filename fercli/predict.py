@@ -9,8 +9,6 @@ with `resume`, appended batch by batch so that an interrupted run loses nothing.
 No torch here (a test checks it): prediction needs only onnxruntime, numpy and Pillow.
 """
 
-import csv
-import io
 import json
 import multiprocessing
 import os
@@ -18,7 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -28,15 +26,12 @@ from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path, load_many
 from fercli.onnx_model import OnnxModel
+from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
 from fercli.progress import bar, say
 from fercli.util import atomic_path, atomic_write_text
 
 DEFAULT_MODEL = "default_model/fercli-default.onnx"
 DEFAULT_BATCH_SIZE = 256
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-# Paths are str on every OS; names that are not valid UTF-8 (possible on Linux) survive the
-# round trip to the output file and back through surrogateescape.
-ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
 def default_model_path() -> Path:
@@ -71,158 +66,6 @@ def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[s
             elif not name.startswith("."):
                 others += 1
     return sorted(found), others
-
-
-# ----------------------------------------------------------------------------- output rows
-
-
-def columns(classes, topk: int) -> list[str]:
-    """CSV columns: path, status, error, label, confidence, one probability per class, top-k."""
-    cols = ["path", "status", "error", "label", "confidence"] + [f"prob_{c}" for c in classes]
-    for i in range(1, topk + 1):
-        cols += [f"top{i}_label", f"top{i}_confidence"]
-    return cols
-
-
-def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
-    """One row per path; `errors` maps an index in `paths` to the reason it could not be read."""
-    rows = []
-    for i, path in enumerate(paths):
-        if i in errors:
-            rows.append({"path": path, "status": "error", "error": errors[i]})
-            continue
-        p = probs[i]
-        order = np.argsort(-p, kind="stable")
-        rows.append(
-            {
-                "path": path,
-                "status": "ok",
-                "error": "",
-                "label": classes[order[0]],
-                "confidence": round(float(p[order[0]]), 6),
-                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
-                "topk": [(classes[j], round(float(p[j]), 6)) for j in order[:topk]],
-            }
-        )
-    return rows
-
-
-class CsvOut:
-    suffix = "csv"
-
-    def __init__(self, classes, topk):
-        self.columns = columns(classes, topk)
-
-    def start(self, f) -> None:
-        self.writer = csv.writer(f)
-
-    def header(self) -> None:
-        self.writer.writerow(self.columns)
-
-    def write(self, row: dict) -> None:
-        flat = {k: v for k, v in row.items() if k not in ("probabilities", "topk")}
-        flat.update({f"prob_{c}": f"{v:.6f}" for c, v in row.get("probabilities", {}).items()})
-        for i, (label, conf) in enumerate(row.get("topk", ()), 1):
-            flat[f"top{i}_label"], flat[f"top{i}_confidence"] = label, f"{conf:.6f}"
-        if "confidence" in flat:
-            flat["confidence"] = f"{flat['confidence']:.6f}"
-        self.writer.writerow([flat.get(c, "") for c in self.columns])
-
-    def read(self, text: str) -> tuple[list[dict], bool]:
-        """Complete rows of an existing output, and whether the last record was cut short."""
-        records = []
-        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-        try:
-            records.extend(reader)
-        except csv.Error:
-            cut = True  # the file ends inside a quoted field
-        else:
-            cut = not text.endswith("\n")
-        if records and records[0] != self.columns:
-            raise FercliError(
-                "the existing output has other columns (another model or --topk): "
-                "write to a new file with -o, or resume with the same model and options."
-            )
-        rows = records[1:]
-        if cut and rows:
-            rows.pop()
-        if any(len(r) != len(self.columns) for r in rows):
-            raise FercliError("the existing output is damaged (rows with missing columns).")
-        return [dict(zip(self.columns, r)) for r in rows], cut
-
-    def rewrite(self, rows: list[dict]) -> None:
-        self.header()
-        for row in rows:
-            self.writer.writerow([row[c] for c in self.columns])
-
-
-class JsonlOut:
-    suffix = "jsonl"
-
-    def __init__(self, classes, topk):
-        self.classes = list(classes)
-
-    def start(self, f) -> None:
-        self.f = f
-
-    def header(self) -> None:
-        pass
-
-    def write(self, row: dict) -> None:
-        row = dict(row)
-        if "topk" in row:
-            row["topk"] = [{"label": label, "confidence": c} for label, c in row["topk"]]
-        self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    def read(self, text: str) -> tuple[list[dict], bool]:
-        lines = text.split("\n")
-        tail = lines.pop()  # "" when the file ends with a complete line
-        rows = []
-        for n, line in enumerate(lines, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise FercliError(f"the existing output is damaged at line {n}.") from None
-            probs = row.get("probabilities")
-            if probs is not None and list(probs) != self.classes:
-                raise FercliError(
-                    "the existing output was written for other classes (another model): "
-                    "write to a new file with -o."
-                )
-            rows.append(row)
-        return rows, bool(tail)
-
-    def rewrite(self, rows: list[dict]) -> None:
-        for row in rows:
-            self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def output_format(path: Path, classes, topk: int):
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise FercliError(
-            f"cannot tell the output format of {path.name}: name it .csv or .jsonl (JSON Lines)."
-        )
-    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk)
-
-
-def read_existing(path: Path, fmt) -> list[dict]:
-    """Rows already in an output (for --resume). A record cut short by an interruption is
-    dropped: the file is rewritten without it (atomically) so that appending stays valid."""
-    if not path.exists():
-        return []
-    try:
-        text = path.read_text(**ENCODING)
-    except OSError as exc:
-        raise FercliError(f"cannot read the existing output {path}: {exc.strerror}.") from None
-    if not text:
-        return []
-    rows, cut = fmt.read(text)
-    if cut:
-        with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
-            fmt.start(f)
-            fmt.rewrite(rows)
-    return rows
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -285,6 +128,46 @@ class Decoder:
 # ----------------------------------------------------------------------------- predict-dir
 
 
+class Tally:
+    """Counts per label, errors and (for --eval) true/predicted pairs, row by row: nothing
+    per image is kept beyond that, so a folder of any size fits in memory."""
+
+    def __init__(self, classes, evaluate: bool):
+        self.classes = classes
+        self.index = {c: i for i, c in enumerate(classes)}
+        self.counts = {c: 0 for c in classes}
+        self.errors: list[tuple[str, str]] = []
+        self.rows = 0
+        self.evaluate = evaluate
+        self.y_true: list[int] = []
+        self.y_pred: list[int] = []
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        if row["status"] != "ok":
+            self.errors.append((row["path"], row.get("error", "")))
+            return
+        self.counts[row["label"]] = self.counts.get(row["label"], 0) + 1
+        if self.evaluate:
+            folder = row["path"].split("/", 1)[0] if "/" in row["path"] else None
+            if folder in self.index and row["label"] in self.index:
+                self.y_true.append(self.index[folder])
+                self.y_pred.append(self.index[row["label"]])
+
+    def report(self) -> dict:
+        """Accuracy, F1 and confusion matrix against the top folder's name (fercli.metrics)."""
+        from fercli.metrics import classification_report
+
+        if not self.y_true:
+            raise FercliError(
+                "--eval needs DIR laid out as DIR/<class>/<image> with class folders named "
+                f"{', '.join(self.classes)}; none of the images is in such a folder."
+            )
+        report = classification_report(self.y_true, self.y_pred, self.classes)
+        report["excluded"] = self.rows - len(self.y_true)
+        return report
+
+
 @dataclass
 class PredictResult:
     output: Path
@@ -300,7 +183,6 @@ class PredictResult:
     seconds: float
     eval: dict | None = None  # fercli.metrics.classification_report, plus `excluded`
     summary_path: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -349,8 +231,9 @@ def predict_dir(
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
         fmt = output_format(output, classes, topk)
-        previous = read_existing(output, fmt) if resume else []
-        done = {row["path"] for row in previous}
+        tally = Tally(classes, evaluate)
+        done = read_existing(output, fmt, tally.add) if resume else set()
+        resumed = tally.rows
         todo = [p for p in paths if p not in done]
         say(
             f"Predicting {len(todo)} images in {root} with {onnx.describe()}"
@@ -362,85 +245,41 @@ def predict_dir(
         else:
             tmp = stack.enter_context(atomic_path(output))
             f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
-        fmt.start(f)
-        if f.tell() == 0:
-            fmt.header()
-        new_rows = []
+        fmt.start(f, new_file=f.tell() == 0)
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        files = ([str(root / p) for p in chunk] for chunk in chunks)
         with bar(len(todo), "Predicting") as progress:
-            for chunk, (images, errors) in zip(
-                chunks, decoder.map([[str(root / p) for p in c] for c in chunks], info.image_size)
-            ):
+            for chunk, (images, errors) in zip(chunks, decoder.map(files, info.image_size)):
                 good = [i for i in range(len(chunk)) if i not in errors]
                 probs = np.zeros((len(chunk), len(classes)), np.float32)
                 if good:
                     probs[good] = onnx.predict_proba(images[good], batch_size)
-                rows = make_rows(chunk, probs, errors, classes, topk)
-                for row in rows:
+                for row in make_rows(chunk, probs, errors, classes, topk):
                     fmt.write(row)
+                    tally.add(row)
                 if resume:
                     f.flush()  # every finished batch is safe on disk
-                new_rows += [_brief(row) for row in rows]
                 progress.advance(len(chunk))
         f.close()
-    seconds = time.perf_counter() - start_time
 
-    everything = [_brief(row) for row in previous] + new_rows
-    counts = {c: 0 for c in classes}
-    errors = []
-    for row in everything:
-        if row["status"] == "ok":
-            counts[row["label"]] = counts.get(row["label"], 0) + 1
-        else:
-            errors.append((row["path"], row["error"]))
     result = PredictResult(
         output=output,
         model=model_path,
         provider=onnx.provider,
         classes=classes,
-        total=len(everything),
-        new=len(new_rows),
-        resumed=len(previous),
-        errors=errors,
-        counts=counts,
+        total=tally.rows,
+        new=tally.rows - resumed,
+        resumed=resumed,
+        errors=tally.errors,
+        counts=tally.counts,
         other_files=other_files,
-        seconds=seconds,
+        seconds=time.perf_counter() - start_time,
     )
     if evaluate:
-        result.eval = evaluate_rows(everything, classes)
+        result.eval = tally.report()
     if write_summary:
         result.summary_path = write_summary_file(result, onnx)
     return result
-
-
-def _brief(row: dict) -> dict:
-    return {
-        "path": row["path"],
-        "status": row["status"],
-        "error": row.get("error", ""),
-        "label": row.get("label", ""),
-    }
-
-
-def evaluate_rows(rows: list[dict], classes) -> dict:
-    """Accuracy, F1 and confusion matrix of output rows against their top folder's name."""
-    from fercli.metrics import classification_report
-
-    index = {c: i for i, c in enumerate(classes)}
-    y_true, y_pred = [], []
-    for row in rows:
-        folder = row["path"].split("/", 1)[0] if "/" in row["path"] else None
-        if row["status"] == "ok" and folder in index:
-            y_true.append(index[folder])
-            y_pred.append(index[row["label"]])
-    if not y_true:
-        raise FercliError(
-            "--eval needs DIR laid out as DIR/<class>/<image> with class folders named "
-            f"{', '.join(classes)}; none of the images is in such a folder."
-        )
-    report = classification_report(y_true, y_pred, classes)
-    report["excluded"] = len(rows) - len(y_true)
-    return report
 
 
 def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:

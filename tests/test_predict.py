@@ -431,3 +431,33 @@ def test_predict_dir_does_not_import_torch(model_path, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("NO-TORCH")
+
+
+def test_resume_when_cut_inside_a_quoted_name(model_path, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("a.png", "b\nnewline.png", "c.png"):
+        Image.fromarray(face(rng)).save(folder / name, format="PNG")
+    fresh = tmp_path / "fresh.csv"
+    predict_dir(folder, fresh, model_path, workers=0)
+    content = fresh.read_bytes()
+    out = tmp_path / "out.csv"
+    out.write_bytes(content[: content.index(b'"b\n') + 3])  # ends inside the quoted path
+    result = predict_dir(folder, out, model_path, workers=0, resume=True)
+    assert (result.resumed, result.new) == (1, 2)
+    assert out.read_bytes() == content
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_resume_refuses_a_damaged_output(model_path, tmp_path, suffix):
+    folder = flat_folder(tmp_path / "in", n=4)
+    out = tmp_path / f"p{suffix}"
+    predict_dir(folder, out, model_path, workers=0)
+    lines = out.read_text().splitlines(keepends=True)
+    lines.insert(2, 'x,"bad"quote,\r\n' if suffix == ".csv" else "{not json\n")
+    out.write_text("".join(lines))
+    before = out.read_bytes()
+    with pytest.raises(FercliError, match="damaged"):
+        predict_dir(folder, out, model_path, workers=0, resume=True)
+    assert out.read_bytes() == before  # nothing dropped or rewritten

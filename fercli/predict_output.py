@@ -1,0 +1,189 @@
+"""The rows that `predict-dir` writes, as CSV or JSON Lines, and reading them back for --resume.
+
+One row per image: path (relative to the folder, "/"-separated), status (ok or error), error
+(the reason), label, confidence, every class probability, and optionally the top-k classes.
+CSV flattens the probabilities into `prob_<class>` columns and the top-k into
+`top<i>_label`/`top<i>_confidence`; JSON Lines keeps them as an object and a list.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fercli.errors import FercliError
+from fercli.util import atomic_path
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# UTF-8; a file name that is not valid UTF-8 (possible on Linux) survives the round trip to
+# the output and back through surrogateescape.
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
+    """One row per path; `errors` maps an index in `paths` to the reason it could not be read."""
+    rows = []
+    for i, path in enumerate(paths):
+        if i in errors:
+            rows.append({"path": path, "status": "error", "error": errors[i]})
+            continue
+        p = probs[i]
+        order = np.argsort(-p, kind="stable")
+        rows.append(
+            {
+                "path": path,
+                "status": "ok",
+                "error": "",
+                "label": classes[order[0]],
+                "confidence": round(float(p[order[0]]), 6),
+                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
+                "topk": [
+                    {"label": classes[j], "confidence": round(float(p[j]), 6)} for j in order[:topk]
+                ],
+            }
+        )
+    return rows
+
+
+def damaged(path, where: str) -> FercliError:
+    return FercliError(
+        f"the existing output {path} is damaged ({where}): write to a new file with -o."
+    )
+
+
+class CsvOut:
+    def __init__(self, classes, topk: int):
+        self.columns = ["path", "status", "error", "label", "confidence"]
+        self.columns += [f"prob_{c}" for c in classes]
+        for i in range(1, topk + 1):
+            self.columns += [f"top{i}_label", f"top{i}_confidence"]
+
+    def start(self, f, new_file: bool) -> None:
+        self.writer = csv.writer(f)
+        if new_file:
+            self.writer.writerow(self.columns)
+
+    def write(self, row: dict) -> None:
+        flat = {k: row[k] for k in ("path", "status", "error")}
+        if row["status"] == "ok":
+            flat["label"], flat["confidence"] = row["label"], f"{row['confidence']:.6f}"
+            flat.update({f"prob_{c}": f"{v:.6f}" for c, v in row["probabilities"].items()})
+            for i, top in enumerate(row["topk"], 1):
+                flat[f"top{i}_label"] = top["label"]
+                flat[f"top{i}_confidence"] = f"{top['confidence']:.6f}"
+        self.writer.writerow([flat.get(c, "") for c in self.columns])
+
+    def copy(self, record: list[str]) -> None:
+        self.writer.writerow(record)
+
+    def records(self, f, path):
+        """(row as a dict, raw record) for every record; the last may be cut short, and a
+        csv.Error at the very end means the file ends inside a quoted field."""
+        reader = csv.reader(f, strict=True)
+        header = next(reader, None)
+        if header != self.columns:
+            raise FercliError(
+                f"the existing output {path} has other columns (another model or --topk): "
+                "write to a new file with -o, or resume with the same model and options."
+            )
+        for record in reader:
+            yield dict(zip(self.columns, record)), record
+
+    def complete(self, row: dict, record: list[str]) -> bool:
+        return len(record) == len(self.columns)
+
+
+class JsonlOut:
+    def __init__(self, classes, topk: int):
+        self.classes = list(classes)
+
+    def start(self, f, new_file: bool) -> None:
+        self.f = f
+
+    def write(self, row: dict) -> None:
+        self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def copy(self, line: str) -> None:
+        self.f.write(line)
+
+    def records(self, f, path):
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None  # a damaged line; fatal unless it is the cut last one
+            if isinstance(row, dict) and row.get("probabilities") is not None:
+                if list(row["probabilities"]) != self.classes:
+                    raise FercliError(
+                        f"the existing output {path} was written for other classes (another "
+                        "model): write to a new file with -o."
+                    )
+            yield row, line
+
+    def complete(self, row, line: str) -> bool:
+        return isinstance(row, dict) and "path" in row and "status" in row
+
+
+def output_format(path: Path, classes, topk: int):
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise FercliError(
+            f"cannot tell the output format of {path.name}: name it .csv or .jsonl (JSON Lines)."
+        )
+    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk)
+
+
+def read_existing(path: Path, fmt, on_row) -> set[str]:
+    """Paths already in an output (for --resume); `on_row(row)` sees each complete row.
+
+    The file is streamed, not loaded. A last record cut short by an interruption is dropped,
+    and the file rewritten without it (to a temporary file, renamed) so appending stays
+    valid."""
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, 2)
+            cut = f.read(1) != b"\n"  # the writers end every record with a newline
+        done, dropped = set(), []
+        for row, _ in _complete(path, fmt, cut, dropped):
+            done.add(row["path"])
+            on_row(row)
+        if dropped:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as out:
+                fmt.start(out, new_file=True)
+                for _, raw in _complete(path, fmt, cut, []):
+                    fmt.copy(raw)
+    except OSError as exc:
+        raise FercliError(f"cannot read the existing output {path}: {exc.strerror}.") from None
+    return done
+
+
+def _complete(path, fmt, cut: bool, dropped: list):
+    """(row, raw record) for every complete record; a last one cut short goes to `dropped`."""
+
+    def whole(item):
+        if not fmt.complete(*item):
+            raise damaged(path, f"record {str(item[1])[:80]!r}")
+        return item
+
+    with open(path, newline="", **ENCODING) as f:
+        held = None
+        try:
+            for item in fmt.records(f, path):
+                if held is not None:
+                    yield whole(held)
+                held = item
+        except csv.Error as exc:
+            if f.readline():  # not at the end: bad quoting in the middle of the file
+                raise damaged(path, str(exc)) from None
+            dropped.append(True)  # the file ends inside a quoted field: a cut record
+            if held is not None:
+                yield whole(held)
+            return
+        if held is not None:
+            if cut:
+                dropped.append(held)
+            else:
+                yield whole(held)
