@@ -12,6 +12,7 @@ No torch here (a test checks it): prediction needs only onnxruntime, numpy and P
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -90,6 +91,11 @@ def decode_chunk(paths: list[str], size: int):
         return images, errors
 
 
+def _ignore_sigint() -> None:
+    """Ctrl-C is for the main process, which stops the workers; no traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Decoder:
     """Decodes chunks of paths in worker processes, `ahead` chunks in advance, in order.
 
@@ -100,7 +106,7 @@ class Decoder:
         if workers > 0:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=ctx)
+            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_sigint)
             self.pool.submit(int).result()  # start every worker now
         self.ahead = 2 * workers
 
