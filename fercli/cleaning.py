@@ -147,16 +147,22 @@ def decode_chunk(paths: list, hash_specs: list[tuple[str, int]]):
     for i, path in enumerate(paths):
         try:
             raw = open_raw(path)
-            images[i] = to_array(upright_gray(raw))
             gray = raw if raw.mode == "L" else raw.convert("L")  # what imagehash hashes
+            pixels = np.asarray(gray)
+            upright = upright_gray(raw)
+            if upright is gray and gray.size == (IMAGE_SIZE, IMAGE_SIZE):
+                images[i] = pixels  # what to_array(upright) gives, without another copy
+            else:
+                images[i] = to_array(upright)
         except ImageError as exc:
             errors[i] = str(exc)
             continue
         except (OSError, ValueError) as exc:
             errors[i] = str(exc) or type(exc).__name__
             continue
-        size = f"{gray.size[0]}x{gray.size[1]}:".encode()
-        digests[i] = hashlib.blake2b(size + gray.tobytes(), digest_size=16).digest()
+        digest = hashlib.blake2b(f"{gray.size[0]}x{gray.size[1]}:".encode(), digest_size=16)
+        digest.update(pixels)
+        digests[i] = digest.digest()
         grays.append(gray)
         readable.append(i)
     hashes = {}

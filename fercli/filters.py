@@ -31,12 +31,19 @@ class ImageBatch:
     # A digest of each file's gray pixels at their own size (None where unreadable):
     # equal digests mean identical pixels.
     digests: list[bytes | None] = field(default_factory=list)
+    _std: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def readable(self) -> list[int]:
         return [i for i, e in enumerate(self.errors) if e is None]
+
+    def pixel_std(self) -> np.ndarray:
+        """Standard deviation of each image's pixels (0-255), computed once per batch."""
+        if self._std is None:
+            self._std = self.images.reshape(len(self.images), -1).std(axis=1)
+        return self._std
 
 
 @dataclass

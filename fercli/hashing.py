@@ -60,7 +60,8 @@ def hash_images(kind: str, images: list[Image.Image], hash_size: int = 8) -> np.
     inputs = []
     for i, im in enumerate(images):
         size = input_size(kind, hash_size, im.size)
-        inputs.append(np.asarray(im.convert("L").resize(size, LANCZOS)))
+        gray = im if im.mode == "L" else im.convert("L")
+        inputs.append(np.asarray(gray.resize(size, LANCZOS)))
         by_size[size].append(i)
     for rows in by_size.values():  # whash inputs differ in size with the images' sizes
         stack = np.stack([inputs[i] for i in rows])
@@ -186,17 +187,20 @@ def _segment_key(seg_bits: np.ndarray) -> np.ndarray:
 
 
 def _run_pairs(words, threshold, order, end):
-    """Compare each sorted position with the ones `offset` further on in the same run."""
+    """Compare each sorted position with the one `offset` further on in the same run, for
+    offset 1, 2, ... while any run is that long (words sorted first: sequential reads)."""
     found_i, found_j, found_d = [], [], []
+    ordered = words[order]
     positions = np.flatnonzero(end - np.arange(len(order)) > 1)
     offset = 1
     while positions.size:
-        a, b = order[positions], order[positions + offset]
-        d = distances(words, a, b)
+        d = popcount(ordered[positions] ^ ordered[positions + offset])
         near = d <= threshold
-        found_i.append(a[near])
-        found_j.append(b[near])
-        found_d.append(d[near])
+        if near.any():
+            hits = positions[near]
+            found_i.append(order[hits])
+            found_j.append(order[hits + offset])
+            found_d.append(d[near])
         offset += 1
         positions = positions[end[positions] - positions > offset]
     if not found_i:

@@ -60,8 +60,14 @@ def open_image(path: str | Path) -> Image.Image:
     return upright_gray(open_raw(path))
 
 
+# Where Pillow's getexif() finds an orientation (ImageOps.exif_transpose reads it there).
+_ORIENTATION_SOURCES = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
 def upright_gray(im: Image.Image) -> Image.Image:
     """A decoded image turned by its EXIF orientation and converted by `to_gray`."""
+    if not hasattr(im, "tag_v2") and not any(k in im.info for k in _ORIENTATION_SOURCES):
+        return to_gray(im)  # no orientation anywhere: skip exif_transpose's copy
     try:
         return to_gray(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as exc:

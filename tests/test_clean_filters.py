@@ -224,3 +224,31 @@ def test_planted_problems_of_the_synthetic_dataset_are_found(synth_root):
         for p in planted
         if p["kind"] == "label-conflict"
     )
+
+
+def test_decoding_matches_the_one_preprocessing_and_imagehash(tmp_path):
+    """The worker's fast path for plain 48x48 gray JPEGs and the general path give exactly
+    fercli.images.load_image's arrays; the hashes are imagehash's."""
+    import imagehash
+
+    from fercli.cleaning import decode_chunk
+    from fercli.hashing import to_hex
+    from fercli.images import load_image
+
+    rng = np.random.default_rng(5)
+    face = texture(rng)
+    Image.fromarray(face).save(tmp_path / "plain.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
+    Image.fromarray(texture(rng, 64)[:, :40]).save(tmp_path / "turned.jpg", exif=exif)
+    Image.fromarray(np.stack([face, face[::-1], face.T], -1), "RGB").save(tmp_path / "rgb.png")
+    wide = (texture(rng, 96).astype(np.uint16) * 257)[:60]
+    Image.fromarray(wide).save(tmp_path / "deep.png")  # 16-bit, not square
+    paths = [str(tmp_path / n) for n in ("plain.jpg", "turned.jpg", "rgb.png", "deep.png")]
+    images, errors, digests, hashes = decode_chunk(paths, [("phash", 8), ("dhash", 8)])
+    assert errors == [None] * 4
+    for path, arr in zip(paths, images):
+        np.testing.assert_array_equal(arr, load_image(path), err_msg=path)
+    assert to_hex(hashes[("phash", 8)]) == [str(imagehash.phash(Image.open(p))) for p in paths]
+    assert to_hex(hashes[("dhash", 8)]) == [str(imagehash.dhash(Image.open(p))) for p in paths]
+    assert len(set(digests)) == 4

@@ -14,11 +14,6 @@ from fercli.hookspecs import hookimpl
 DEFAULT_BLANK_STD = 5.0
 
 
-def pixel_std(images: np.ndarray) -> np.ndarray:
-    """Standard deviation of each image's pixels."""
-    return images.reshape(len(images), -1).std(axis=1)
-
-
 class CorruptFilter(Filter):
     """Unreadable, truncated, zero-byte and non-image files, and decompression bombs."""
 
@@ -37,7 +32,7 @@ class BlankFilter(Filter):
         self.blank_std = blank_std
 
     def check(self, batch: ImageBatch):
-        std = pixel_std(batch.images)
+        std = batch.pixel_std()
         return [
             (i, f"near-constant: pixel std {std[i]:.2f} < {self.blank_std:g}, mean {mean:.0f}")
             for i in batch.readable()
@@ -81,7 +76,7 @@ class DedupFilter(Filter):
         self._bits = []
 
     def check(self, batch: ImageBatch):
-        std = pixel_std(batch.images)
+        std = batch.pixel_std()
         rows = [i for i in batch.readable() if std[i] >= self.blank_std]
         bits = batch.hashes.get(self.hash_spec)
         if bits is None:  # a batch built by hand: hash the 48x48 images instead

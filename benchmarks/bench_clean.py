@@ -1,0 +1,202 @@
+"""`fercli clean` against a plain imagehash loop, side by side in one run.
+
+(a) clean: the whole dry run, `python -m fercli -q clean DATA --json`, in a fresh process
+    with a fresh, empty FERCLI_CACHE_DIR (clean keeps no cache: every run decodes every
+    file), timed from process start to exit: interpreter start, imports, scanning the
+    folders, decoding every image once on all cores, the corrupt/blank/dedup filters (phash,
+    near-duplicate search at the default threshold), the summary.
+(b) plain loop: `imagehash.phash(Image.open(p))` for every file, in this process, one call
+    per image, then a numpy pairwise search for pairs within the same threshold on the
+    hashes' bool arrays (`np.count_nonzero(H[i + 1:] != H[i], axis=1)` for each i), the way
+    one would write it with imagehash. The same search on hashes packed into uint64 with
+    `np.bitwise_count` is timed too, as a stronger baseline.
+
+Every file is read once before timing, so both sides find the files in the OS page cache
+(warm); the script says whether the cache was in fact warm (`fincore`, where present).
+Each side is repeated `--repeats` times; the medians and their ratio are printed.
+
+    .venv/bin/python benchmarks/bench_clean.py                    # ../shared/fer2013
+    .venv/bin/python benchmarks/bench_clean.py --data DIR --repeats 1
+    .venv/bin/python benchmarks/bench_clean.py --million          # + 1,000,000-hash search
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+THRESHOLD = 6  # fercli.duplicates.DEFAULT_THRESHOLD_64
+
+
+def dataset_root(explicit: str | None) -> Path:
+    path = Path(explicit or os.environ.get("FERCLI_FER2013") or REPO.parent / "shared/fer2013")
+    if not (path / "train").is_dir():
+        sys.exit(f"no dataset at {path}: pass --data DIR or set FERCLI_FER2013")
+    return path
+
+
+def image_files(root: Path) -> list[Path]:
+    from fercli.dataset import class_names, find_splits, scan_split
+
+    splits = find_splits(root)
+    classes = class_names(root, splits)
+    return [root / s.rel for split in splits for s in scan_split(root, split, classes)]
+
+
+def warm_page_cache(paths: list[Path]) -> str:
+    for p in paths:
+        p.read_bytes()
+    if not shutil.which("fincore"):
+        return "warm (every file read just before; fincore not available to confirm)"
+    sample = [str(p) for p in paths[:: max(1, len(paths) // 200)]]
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", *sample],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    resident = sum(int(r) > 0 for r in out)
+    return f"warm: {resident} of {len(sample)} sampled files resident in memory (fincore)"
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_clean(root: Path) -> tuple[float, float, dict]:
+    """Wall and CPU seconds (the process and its decoding workers) of one dry run."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "FERCLI_CACHE_DIR": cache}
+        cpu = children_cpu()
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "fercli", "-q", "clean", str(root), "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        seconds = time.perf_counter() - start
+        cpu = children_cpu() - cpu
+    if done.returncode:
+        sys.exit(f"fercli clean failed:\n{done.stderr}")
+    return seconds, cpu, json.loads(done.stdout)
+
+
+def time_plain_loop(paths: list[Path]) -> dict:
+    import imagehash
+    from PIL import Image
+
+    start, cpu = time.perf_counter(), time.process_time()
+    hashes = [imagehash.phash(Image.open(p)) for p in paths]
+    hashing = time.perf_counter() - start
+
+    start = time.perf_counter()
+    bits = np.array([h.hash.ravel() for h in hashes])
+    pairs = 0
+    for i in range(len(bits) - 1):
+        pairs += int((np.count_nonzero(bits[i + 1 :] != bits[i], axis=1) <= THRESHOLD).sum())
+    search_bool = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+
+    start = time.perf_counter()
+    words = np.packbits(bits, axis=1).view(">u8").ravel().astype(np.uint64)
+    packed_pairs = 0
+    for i in range(len(words) - 1):
+        packed_pairs += int((np.bitwise_count(words[i + 1 :] ^ words[i]) <= THRESHOLD).sum())
+    search_packed = time.perf_counter() - start
+    assert packed_pairs == pairs
+    return {"hashing": hashing, "search_bool": search_bool, "search_packed": search_packed,
+            "pairs": pairs, "cpu": cpu}  # fmt: skip
+
+
+def million(root: Path) -> None:
+    """Near-duplicate search over 1,000,000 64-bit hashes shaped like FER-2013's phashes:
+    each a real image's phash with bits flipped at random (15%), plus 20,000 planted near
+    copies (1-3 bits)."""
+    from PIL import Image
+
+    from fercli.hashing import hash_images, near_graph
+
+    paths = image_files(root)[::4]
+    bits = hash_images("phash", [Image.open(p) for p in paths], 8)
+    rng = np.random.default_rng(0)
+    n, planted = 1_000_000, 20_000
+    hashes = bits[rng.integers(0, len(bits), n)] ^ (rng.random((n, 64)) < 0.15)
+    src = rng.integers(0, n - planted, planted)
+    copies = hashes[src].copy()
+    for row in copies:
+        row[rng.choice(64, rng.integers(1, 4), replace=False)] ^= True
+    hashes[n - planted :] = copies
+    tracemalloc.start()  # numpy reports its allocations to tracemalloc
+    start = time.perf_counter()
+    uid, i, j, d = near_graph(hashes, THRESHOLD)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"1,000,000 hashes: {len(i):,} pairs within {THRESHOLD} in {seconds:.1f} s; the "
+        f"search allocated at most {peak / 2**20:.0f} MiB (an N x N distance matrix would "
+        f"need {n * n / 2**30:,.0f} GiB at one byte per pair); load average "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="dataset root [default: ../shared/fer2013]")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--million", action="store_true", help="also search 1,000,000 hashes")
+    args = parser.parse_args()
+    root = dataset_root(args.data)
+    paths = image_files(root)
+    print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "
+          f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
+    print(f"OS page cache: {warm_page_cache(paths)}")
+
+    clean_times, clean_cpu, plain = [], [], []
+    for r in range(args.repeats):
+        seconds, cpu, summary = time_clean(root)
+        clean_times.append(seconds)
+        clean_cpu.append(cpu)
+        print(f"  repeat {r + 1}: clean {seconds:.2f} s (CPU {cpu:.2f} s)", end="", flush=True)
+        result = time_plain_loop(paths)
+        plain.append(result)
+        print(
+            f"; plain loop: phash {result['hashing']:.2f} s + bool search "
+            f"{result['search_bool']:.2f} s (CPU {result['cpu']:.2f} s; packed search "
+            f"{result['search_packed']:.2f} s)"
+        )
+    clean_s = statistics.median(clean_times)
+    hashing = statistics.median(p["hashing"] for p in plain)
+    bool_s = statistics.median(p["hashing"] + p["search_bool"] for p in plain)
+    packed_s = statistics.median(p["hashing"] + p["search_packed"] for p in plain)
+    dups = summary["duplicates"]
+    print(f"\nmedians of {args.repeats} (load average {os.getloadavg()[0]:.2f} at the end):")
+    print(f"  fercli clean dry run    {clean_s:6.2f} s  {len(paths) / clean_s:8,.0f} images/s "
+          f"(CPU {statistics.median(clean_cpu):.2f} s, all processes)")  # fmt: skip
+    print(f"  plain imagehash loop    {bool_s:6.2f} s  {len(paths) / bool_s:8,.0f} images/s "
+          f"(phash {hashing:.2f} s + bool pairwise search; "
+          f"CPU {statistics.median(p['cpu'] for p in plain):.2f} s)")  # fmt: skip
+    print(f"  loop, packed search     {packed_s:6.2f} s  {len(paths) / packed_s:8,.0f} images/s")
+    print(f"  speed-up: {bool_s / clean_s:.1f}x over the plain loop, "
+          f"{packed_s / clean_s:.1f}x over the loop with the packed search")  # fmt: skip
+    print(f"  clean found {summary['flagged']['files']:,} files to flag; {dups['groups']:,} "
+          f"duplicate groups; the plain search found {plain[0]['pairs']:,} pairs within "
+          f"{THRESHOLD}")  # fmt: skip
+    if args.million:
+        million(root)
+
+
+if __name__ == "__main__":
+    main()
