@@ -95,7 +95,9 @@ def _render_outcome(summary: dict, console) -> None:
             f"Wrote a cleaned copy of {o['files']:,} file(s) to {o['output']} "
             f"({o['linked']:,} hard-linked, {o['copied']:,} copied); the source is untouched."
         )
-    elif summary["flagged"]["files"]:
+    elif not summary["flagged"]["files"]:
+        console.print("Nothing to flag.")
+    else:
         console.print(
             "Nothing was moved. Look with --contact-sheet FILE.png and --report FILE, then "
             "run again with --apply (undo with --undo RUN_ID) or --output DIR."

@@ -351,11 +351,12 @@ def clean_dataset(
         summary["contact_sheet"] = str(contact_sheet)
     if apply and result.flags:
         files = [(path, [flag_dict(f) for f in flags]) for path, flags in result.flagged().items()]
-        run_dir = q.apply(root, files, quarantine, summary=summary)
+        manifest = q.apply(root, files, quarantine, summary=summary)
+        run_dir = Path(manifest["quarantine"])
         summary["quarantine"] = {
             "run_id": run_dir.name,
             "folder": str(run_dir),
-            "moved": len(files),
+            "moved": len(manifest["files"]),
             "manifest": str(run_dir / q.MANIFEST),
             "undo": f"fercli clean {root} --undo {run_dir.name}"
             + (f" --quarantine {quarantine}" if quarantine else ""),

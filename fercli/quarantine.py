@@ -66,8 +66,9 @@ def apply(
     quarantine=None,
     run_id: str | None = None,
     summary: dict | None = None,
-) -> Path:
-    """Move each (relative path, [flag dicts]) into the quarantine; return the run folder."""
+) -> dict:
+    """Move each (relative path, [flag dicts]) into the quarantine; return the manifest
+    (its "quarantine" is the run folder)."""
     root = Path(root).resolve()
     run_id = run_id or new_run_id()
     run_dir = Path(quarantine or default_quarantine(root)).resolve() / run_id
@@ -76,12 +77,15 @@ def apply(
     run_dir.mkdir(parents=True)
     files = list(files)
     delay = _move_delay()
-    moved = []
+    moved, missing = [], []
     with open(run_dir / JOURNAL, "a", encoding="utf-8") as journal:
         header = {"format": FORMAT, "run_id": run_id, "root": str(root), "created": _now()}
         _append(journal, header, sync=True)
         for rel, flags in files:
             src, dst = root / rel, run_dir / rel
+            if not src.exists():  # gone since the scan: nothing to move
+                missing.append(rel)
+                continue
             _append(journal, {"move": rel})  # the journal line comes before the move
             if delay:
                 time.sleep(delay)
@@ -94,12 +98,13 @@ def apply(
         "root": str(root),
         "quarantine": str(run_dir),
         "created": header["created"],
-        "undo": f"fercli clean {root} --undo {run_id}",
+        "undo": f"fercli clean --undo {run_dir / MANIFEST}",
         "files": moved,
+        "missing": missing,
         "summary": summary or {},
     }
     atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    return run_dir
+    return manifest
 
 
 def _append(journal, entry: dict, sync: bool = False) -> None:

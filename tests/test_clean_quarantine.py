@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from clean_helpers import make_dirty_dataset, tree
@@ -176,3 +177,20 @@ def test_output_and_quarantine_places_are_checked(dirty, tmp_path):
         clean_dataset(root, apply=True, output=tmp_path / "new")
     with pytest.raises(FercliError, match="no quarantine run 'nope'.*runs there: none"):
         quarantine.find_run("nope", root)
+
+
+def test_a_file_gone_since_the_scan_is_skipped(dirty, tmp_path):
+    root, _ = dirty
+    before = tree(root)
+    files = [("train/angry/blank_gray.jpg", []), ("train/angry/vanished.jpg", [])]
+    manifest = quarantine.apply(root, files, tmp_path / "q")
+    assert [f["path"] for f in manifest["files"]] == ["train/angry/blank_gray.jpg"]
+    assert manifest["missing"] == ["train/angry/vanished.jpg"]
+    manifest_path = Path(manifest["quarantine"]) / "manifest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "fercli", "clean", "--undo", str(manifest_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert tree(root) == before
