@@ -31,7 +31,11 @@ SIZE = 48
 CANVAS = 96  # faces are drawn at twice the size and shrunk: smooth, antialiased lines
 JPEG_QUALITY = 92
 MANIFEST = "planted.json"
-SYNTH_VERSION = 1
+# Faces closer than this under a 64-bit phash are redrawn (`fercli clean` groups faces
+# within 6 bits by default; the margin covers what JPEG changes).
+MIN_PHASH_DISTANCE = 10
+MAX_REDRAWS = 20
+SYNTH_VERSION = 2
 
 # Per expression, in face units (face half-width = 1, y grows downwards):
 # eye_h: eye height; brow: (inner dy, outer dy) from the resting brow line;
@@ -56,15 +60,22 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     """One (48, 48) uint8 face of the given expression, with random pose and appearance."""
     spec = EXPRESSIONS[expression]
     jitter = lambda scale: float(rng.normal(0.0, scale))  # noqa: E731
-    background = int(rng.integers(20, 110))
-    skin = int(np.clip(background + rng.integers(70, 140), 0, 235))
-    ink = int(rng.integers(0, max(1, skin - 90)))
-    im = Image.new("L", (CANVAS, CANVAS), background)
+    skin = int(rng.integers(110, 236))
+    if skin <= 190 and rng.random() < 0.4:  # backlit: a backdrop brighter than the face
+        background = int(rng.integers(skin + 45, 256))
+    else:
+        background = int(rng.integers(max(0, skin - 150), skin - 55))
+    ink = int(rng.integers(0, skin - 90))
+    # A smooth random backdrop (a 4x4 grid of levels, blown up): like the varied backgrounds
+    # of real photos, it keeps unrelated faces apart under perceptual hashing.
+    grid = background + rng.uniform(-60, 60, (4, 4)).astype(np.float32)
+    backdrop = Image.fromarray(grid, "F").resize((CANVAS, CANVAS), Image.BICUBIC)
+    im = Image.fromarray(np.clip(np.asarray(backdrop), 0, 255).astype(np.uint8), "L")
     draw = ImageDraw.Draw(im)
 
-    scale = CANVAS * 0.34 * float(rng.uniform(0.85, 1.1))
-    cx = CANVAS / 2 + jitter(2.5)
-    cy = CANVAS / 2 + jitter(2.5)
+    scale = CANVAS * 0.42 * float(rng.uniform(0.85, 1.1))
+    cx = CANVAS / 2 + jitter(4.0)
+    cy = CANVAS / 2 + jitter(4.0)
     width = max(2, int(round(scale * float(rng.uniform(0.07, 0.11)))))
 
     def pt(x: float, y: float) -> tuple[float, float]:
@@ -73,7 +84,12 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     def box(x: float, y: float, rx: float, ry: float) -> list[tuple[float, float]]:
         return [pt(x - rx, y - ry), pt(x + rx, y + ry)]
 
-    draw.ellipse(box(0, 0.05, 1.0, 1.22 * float(rng.uniform(0.95, 1.05))), fill=skin)
+    face_w, face_h = float(rng.uniform(0.9, 1.08)), 1.22 * float(rng.uniform(0.92, 1.08))
+    if rng.random() < 0.75:  # hair: a bigger ellipse behind the face, showing on top
+        hair = int(rng.integers(0, 256))
+        lift = float(rng.uniform(0.05, 0.35))
+        draw.ellipse(box(jitter(0.08), 0.05 - lift, face_w * 1.1, face_h), fill=hair)
+    draw.ellipse(box(0, 0.05, face_w, face_h), fill=skin)
 
     eye_y = -0.18 + jitter(0.03)
     eye_h = spec["eye_h"] * float(rng.uniform(0.8, 1.2))
@@ -122,10 +138,37 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     im = im.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR, fillcolor=background)
     im = im.resize((SIZE, SIZE), Image.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(im, np.float32)
+    # light from a random side
+    angle, strength = float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.05, 0.3))
+    ramp = np.linspace(-1, 1, SIZE, dtype=np.float32)
+    arr *= 1 + strength * (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
     contrast = float(rng.uniform(0.7, 1.2))
     arr = (arr - arr.mean()) * contrast + arr.mean() + float(rng.uniform(-25, 25))
     arr += rng.normal(0.0, float(rng.uniform(2, 9)), arr.shape)
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
+
+
+class _Spread:
+    """Keeps the drawn faces apart under perceptual hashing, as distinct photos are: a face
+    within MIN_PHASH_DISTANCE bits of an earlier one is drawn again from the next seed, so
+    that `fercli clean` finds the planted duplicates and only those."""
+
+    def __init__(self, total: int):
+        self.words = np.zeros((total, 1), np.uint64)
+        self.count = 0
+
+    def draw(self, expression: str, key: list[int]) -> np.ndarray:
+        from fercli.hashing import hash_images, pack, popcount
+
+        for attempt in range(MAX_REDRAWS + 1):
+            face = draw_face(expression, np.random.default_rng(key + [attempt] * bool(attempt)))
+            word = pack(hash_images("phash", [Image.fromarray(face, "L")]))[0]
+            seen = self.words[: self.count]
+            if not len(seen) or popcount(seen ^ word).min() > MIN_PHASH_DISTANCE:
+                break
+        self.words[self.count] = word
+        self.count += 1
+        return face
 
 
 def jpeg_bytes(arr: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -168,12 +211,12 @@ def make_synthetic(
     try:
         files: dict[str, bytes] = {}  # relative path -> content, in creation order
         faces: dict[str, np.ndarray] = {}
+        spread = _Spread(len(FER_CLASSES) * sum(splits.values()))
         for split_index, (split, count) in enumerate(splits.items()):
             for class_index, name in enumerate(FER_CLASSES):
                 for i in range(count):
-                    rng = np.random.default_rng([seed, split_index, class_index, i])
                     rel = f"{split}/{name}/{name}_{i:05d}.jpg"
-                    faces[rel] = draw_face(name, rng)
+                    faces[rel] = spread.draw(name, [seed, split_index, class_index, i])
                     files[rel] = jpeg_bytes(faces[rel])
         planted = _plant(files, faces, splits, seed) if plant else []
         for rel, data in files.items():

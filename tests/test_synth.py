@@ -95,7 +95,7 @@ def test_learnable_by_a_linear_model(tmp_path):
 
     model = RidgeClassifier(alpha=100).fit(features(train.images), train.labels)
     accuracy = model.score(features(test.images), test.labels)
-    assert accuracy > 0.5, accuracy
+    assert accuracy > 0.4, accuracy  # chance: 1/7; measured 0.56 for seed 0
 
 
 def test_refuses_a_folder_with_other_files(tmp_path):
@@ -135,3 +135,30 @@ def test_synth_fixture_is_a_dataset(synth_root, synth_copy):
 
     assert find_splits(synth_root) == ["train", "test"]
     assert (synth_copy / MANIFEST).read_bytes() == (synth_root / MANIFEST).read_bytes()
+
+
+def test_only_the_planted_copies_are_near_duplicates(synth_root):
+    """Under clean's default perceptual hash and threshold, the drawn faces stay apart: the
+    duplicate pairs are exactly the planted ones."""
+    from PIL import Image
+
+    from fercli.duplicates import default_threshold
+    from fercli.hashing import hash_images, pack, popcount
+
+    planted = json.loads((synth_root / MANIFEST).read_text())["planted"]
+    paths = sorted(p.relative_to(synth_root).as_posix() for p in synth_root.rglob("*.jpg"))
+    images = {}
+    for rel in paths:
+        try:
+            image = load_image(synth_root / rel)
+        except ImageError:
+            continue
+        if image.std() > 5:  # blanks are the blank filter's business
+            images[rel] = image
+    names = list(images)
+    words = pack(hash_images("phash", [Image.fromarray(a) for a in images.values()]))
+    close = set()
+    for i in range(len(names)):
+        near = popcount(words[i + 1 :] ^ words[i]) <= default_threshold(64)
+        close |= {frozenset((names[i], names[i + 1 + j])) for j in np.flatnonzero(near)}
+    assert close == {frozenset((p["path"], p["of"])) for p in planted if "of" in p}
