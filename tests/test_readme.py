@@ -40,7 +40,8 @@ def code_lines(text: str) -> list[str]:
 
 
 def script_lines(path: Path) -> list[str]:
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    text = path.read_text().replace("\\\n", " ")  # join continued lines
+    lines = [line.strip() for line in text.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 

@@ -33,7 +33,9 @@ def synth_command(dest, per_class, seed):
     summary = make_synthetic(dest, per_class=per_class, seed=seed)
     counts = ", ".join(f"{sum(c.values())} {split}" for split, c in summary["counts"].items())
     if not summary["created"]:
-        click.echo(f"{dest} already holds this synthetic dataset ({counts} images): left as it is.")
+        click.echo(
+            f"{dest} already holds a synthetic dataset made with these settings: left as it is."
+        )
         return
     kinds = Counter(p["kind"] for p in summary["planted"])
     click.echo(f"Wrote {counts} images of 7 classes to {dest}.")
