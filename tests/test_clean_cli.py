@@ -21,7 +21,7 @@ def dirty(tmp_path):
 def test_dry_run_json_touches_nothing(run_cli, dirty):
     root, info = dirty
     before = tree(root)
-    result = run_cli("clean", root, "--json")
+    result = run_cli("clean", root, "--json", "--filters", "corrupt,blank,dedup")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["mode"] == "dry-run"
@@ -45,8 +45,9 @@ def test_report_json_csv_and_contact_sheet(run_cli, dirty, tmp_path):
     root, info = dirty
     sheet = tmp_path / "sheet.png"
     result = run_cli(
-        "clean", root, "--report", tmp_path / "r.json", "--contact-sheet", sheet, "--json"
-    )
+        "clean", root, "--report", tmp_path / "r.json", "--contact-sheet", sheet, "--json",
+        "--filters", "corrupt,blank,dedup",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     assert {f["path"] for f in report["flags"]} == set(info["planted"])
@@ -59,11 +60,14 @@ def test_report_json_csv_and_contact_sheet(run_cli, dirty, tmp_path):
     with Image.open(sheet) as im:
         assert im.format == "PNG" and im.width > 500
 
-    assert run_cli("clean", root, "--report", tmp_path / "r.csv").exit_code == 0
+    csv_run = run_cli("clean", root, "--report", tmp_path / "r.csv", "--filters", "dedup,blank")
+    assert csv_run.exit_code == 0
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["path", "filter", "reason", "group", "kept"]
-    assert {r["path"] for r in rows} == set(info["planted"])
+    assert {r["path"] for r in rows} == {
+        p for p, (filt, _, _) in info["planted"].items() if filt != "corrupt"
+    }
     blank = next(r for r in rows if r["path"] == "train/angry/blank_white.jpg")
     assert blank["filter"] == "blank" and blank["group"] == "" and blank["kept"] == ""
 
@@ -71,7 +75,7 @@ def test_report_json_csv_and_contact_sheet(run_cli, dirty, tmp_path):
 def test_apply_then_undo_on_the_command_line(run_cli, dirty):
     root, info = dirty
     before = tree(root)
-    result = run_cli("clean", root, "--apply", "--json")
+    result = run_cli("clean", root, "--apply", "--json", "--filters", "corrupt,blank,dedup")
     assert result.exit_code == 0, result.output
     run_id = json.loads(result.stdout)["quarantine"]["run_id"]
     assert not (root / "train/sad/leak.jpg").exists()

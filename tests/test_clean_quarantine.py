@@ -13,8 +13,10 @@ import pytest
 from clean_helpers import make_dirty_dataset, tree
 
 from fercli import quarantine
-from fercli.cleaning import clean_dataset, run_clean
+from fercli.cleaning import CleanSettings, clean_dataset, run_clean
 from fercli.errors import FercliError
+
+BUILTIN = CleanSettings(filters=["corrupt", "blank", "dedup"])  # whatever else is installed
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def dirty(tmp_path):
 def test_apply_moves_flagged_files_and_undo_restores_byte_for_byte(dirty):
     root, info = dirty
     before = tree(root)
-    summary = clean_dataset(root, apply=True)
+    summary = clean_dataset(root, BUILTIN, apply=True)
     q = summary["quarantine"]
     run_dir = root / ".fercli-quarantine" / q["run_id"]
     assert q["moved"] == len(info["planted"])
@@ -40,7 +42,7 @@ def test_apply_moves_flagged_files_and_undo_restores_byte_for_byte(dirty):
     assert {f["path"] for f in manifest["files"]} == set(info["planted"])
     assert all(f["flags"][0]["reason"] for f in manifest["files"])
     # The quarantine is never scanned as data: a second run finds nothing.
-    again = run_clean(root)
+    again = run_clean(root, BUILTIN)
     assert again.flags == [] and len(again.paths) == len(info["clean"])
 
     result = quarantine.undo(quarantine.find_run(q["run_id"], root))
@@ -58,7 +60,7 @@ def test_apply_moves_flagged_files_and_undo_restores_byte_for_byte(dirty):
 def test_undo_by_manifest_path_with_a_quarantine_outside_root(dirty, tmp_path):
     root, _ = dirty
     before = tree(root)
-    summary = clean_dataset(root, apply=True, quarantine=tmp_path / "q")
+    summary = clean_dataset(root, BUILTIN, apply=True, quarantine=tmp_path / "q")
     assert not (root / ".fercli-quarantine").exists()
     quarantine.undo(quarantine.find_run(summary["quarantine"]["manifest"]))
     assert tree(root) == before
@@ -67,7 +69,7 @@ def test_undo_by_manifest_path_with_a_quarantine_outside_root(dirty, tmp_path):
 def test_undo_survives_a_torn_journal_and_a_half_done_cross_device_move(dirty):
     root, _ = dirty
     before = tree(root)
-    summary = clean_dataset(root, apply=True)
+    summary = clean_dataset(root, BUILTIN, apply=True)
     run_dir = root / ".fercli-quarantine" / summary["quarantine"]["run_id"]
     journal = run_dir / "journal.jsonl"
     # A copy that reached the quarantine while the original stayed (killed mid-copy) ...
@@ -85,7 +87,7 @@ def test_undo_survives_a_torn_journal_and_a_half_done_cross_device_move(dirty):
 
 def test_undo_reports_a_file_it_cannot_put_back(dirty):
     root, _ = dirty
-    summary = clean_dataset(root, apply=True)
+    summary = clean_dataset(root, BUILTIN, apply=True)
     run_dir = root / ".fercli-quarantine" / summary["quarantine"]["run_id"]
     (run_dir / "train/angry/blank_gray.jpg").unlink()  # someone deleted it from quarantine
     result = quarantine.undo(run_dir)
@@ -116,7 +118,17 @@ def test_apply_killed_at_a_random_point_still_undoes_to_the_original_tree(dirty,
     delay = 0.2
     env = {**os.environ, "FERCLI_TEST_MOVE_DELAY": str(delay)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fercli", "-q", "clean", str(root), "--apply"],
+        [
+            sys.executable,
+            "-m",
+            "fercli",
+            "-q",
+            "clean",
+            str(root),
+            "--apply",
+            "--filters",
+            "corrupt,blank,dedup",
+        ],  # fmt: skip
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -150,7 +162,7 @@ def test_output_writes_a_cleaned_copy_with_hard_links_and_leaves_root_alone(dirt
     stats = {p: os.stat(root / p) for p in tree(root)}
     before = tree(root)
     out = tmp_path / "cleaned"
-    summary = clean_dataset(root, output=out)
+    summary = clean_dataset(root, BUILTIN, output=out)
     assert tree(root) == before
     assert {p: os.stat(root / p).st_mtime_ns for p in before} == {
         p: s.st_mtime_ns for p, s in stats.items()
