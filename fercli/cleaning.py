@@ -185,7 +185,8 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     if any(kind == "phash" for kind, _ in specs):
         import scipy.fftpack  # noqa: F401  (imported once here, not in every worker)
     flags: list[Flag] = []
-    full = [str(root / p) for p in paths]
+    base = str(root) + os.sep
+    full = [base + p for p in paths]
     chunks = map_chunks(decode_chunk, full, specs, workers=settings.workers, label="Scanning")
     for first, (images, errors, digests, hashes) in chunks:
         part = slice(first, first + len(images))

@@ -42,7 +42,13 @@ class ImageBatch:
     def pixel_std(self) -> np.ndarray:
         """Standard deviation of each image's pixels (0-255), computed once per batch."""
         if self._std is None:
-            self._std = self.images.reshape(len(self.images), -1).std(axis=1)
+            # From integer sums (exact): several times faster than ndarray.std on uint8.
+            flat = self.images.reshape(len(self.images), -1)
+            wide = flat.astype(np.int64)
+            total = wide.sum(axis=1)
+            squares = np.einsum("ij,ij->i", wide, wide)
+            var = (squares - total * total / flat.shape[1]) / flat.shape[1]
+            self._std = np.sqrt(np.maximum(var, 0.0))
         return self._std
 
 

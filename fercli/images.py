@@ -30,8 +30,8 @@ class ImageError(Exception):
 
 
 def is_image_path(path: str | Path) -> bool:
-    name = Path(path).name
-    return not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES
+    name = os.path.basename(path)  # os.path, not pathlib: called for every file of a scan
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in SUFFIXES
 
 
 def open_raw(path: str | Path) -> Image.Image:

@@ -87,12 +87,13 @@ class DedupFilter(Filter):
             bits = np.zeros((len(batch), self.hash_spec[1] ** 2), bool)
             pictures = [Image.fromarray(batch.images[i]) for i in rows]
             bits[rows] = hash_images(self.hash_spec[0], pictures, self.hash_spec[1])
-        for i in rows:
-            self._paths.append(batch.paths[i])
-            self._splits.append(batch.splits[i])
-            self._labels.append(batch.labels[i])
-            digest = batch.digests[i] if batch.digests else None
-            self._digests.append(digest or hashlib.blake2b(batch.images[i].tobytes()).digest())
+        self._paths += [batch.paths[i] for i in rows]
+        self._splits += [batch.splits[i] for i in rows]
+        self._labels += [batch.labels[i] for i in rows]
+        if batch.digests:
+            self._digests += [batch.digests[i] for i in rows]
+        else:  # a batch built by hand: identical 48x48 arrays count as identical pixels
+            self._digests += [hashlib.blake2b(batch.images[i].tobytes()).digest() for i in rows]
         self._bits.append(bits[rows])
         return ()
 
