@@ -74,9 +74,11 @@ def render_summary(summary: dict, console) -> None:
         )
         for key, what in (("cross_split", "Cross-split"), ("label_conflict", "Label conflict")):
             for ex in summary["examples"].get(key, []):
+                more = ex["size"] - len(ex["copies"])
                 console.print(
-                    f"  {what} group {ex['group']}: {', '.join(ex['copies'])}; "
-                    f"kept: {ex['kept'] or 'none'}",
+                    f"  {what} group {ex['group']}: {', '.join(ex['copies'])}"
+                    + (f" and {more} more" if more > 0 else "")
+                    + f"; kept: {ex['kept'] or 'none'}",
                     highlight=False,
                 )
     _render_outcome(summary, console)

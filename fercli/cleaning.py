@@ -296,12 +296,9 @@ def _counts(result: CleanResult, paths: list[str]) -> dict:
     return counts
 
 
-def _group_example(group) -> dict:
-    return {
-        "group": group.id,
-        "kept": group.kept,
-        "copies": [f"{p} ({c})" for p, c in zip(group.paths, group.labels)],
-    }
+def _group_example(group, most: int = 5) -> dict:
+    copies = [f"{p} ({c})" for p, c in zip(group.paths, group.labels)]
+    return {"group": group.id, "kept": group.kept, "size": len(copies), "copies": copies[:most]}
 
 
 def check_output_place(root: Path, target: Path, what: str) -> None:

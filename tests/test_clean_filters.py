@@ -203,29 +203,20 @@ def test_decompression_bombs_are_corrupt(tmp_path, monkeypatch):
 
 
 def test_planted_problems_of_the_synthetic_dataset_are_found(synth_root):
-    """Every problem `fercli synth` plants is flagged by the right filter. (Its cartoon
-    faces are also near each other under phash, so other faces get grouped too: only the
-    planted ones are checked here.)"""
+    """`fercli synth`'s planted problems are exactly what the built-in filters flag."""
     planted = json.loads((synth_root / "planted.json").read_text())["planted"]
-    result = run_clean(synth_root)
-    by_path = {}
-    for f in result.flags:
-        by_path.setdefault(f.path, set()).add(f.filter)
-    expect = {"blank": "blank", "corrupt": "corrupt"}
+    result = run_clean(synth_root, BUILTIN)
+    found = {f.path: f.filter for f in result.flags}
+    expect = {}
     for p in planted:
-        filt = expect.get(p["kind"], "dedup")
         if p["kind"] == "cross-split-duplicate":
-            # the test copy is kept and the train original is flagged
-            assert "dedup" in by_path[p["of"]], p
+            expect[p["of"]] = "dedup"  # the test copy is kept, the train original flagged
         else:
-            assert filt in by_path.get(p["path"], set()), p
+            expect[p["path"]] = {"blank": "blank", "corrupt": "corrupt"}.get(p["kind"], "dedup")
+    assert found == expect
     conflicts = [g for g in result.groups if g.label_conflict]
-    assert any(
-        {p["path"], p["of"]} <= set(g.paths)
-        for g in conflicts
-        for p in planted
-        if p["kind"] == "label-conflict"
-    )
+    relabelled = [p for p in planted if p["kind"] == "label-conflict"]
+    assert [set(g.paths) for g in conflicts] == [{p["path"], p["of"]} for p in relabelled]
 
 
 def test_decoding_matches_the_one_preprocessing_and_imagehash(tmp_path):
