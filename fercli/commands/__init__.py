@@ -4,6 +4,7 @@ from fercli.commands.clean import clean_command
 from fercli.commands.evaluate import evaluate_command
 from fercli.commands.export_onnx import export_onnx_command
 from fercli.commands.import_csv import import_csv_command
+from fercli.commands.models import models_command
 from fercli.commands.plugins_cmd import plugins_command
 from fercli.commands.predict_dir import predict_dir_command
 from fercli.commands.synth import synth_command
@@ -18,4 +19,5 @@ ALL = [
     evaluate_command,
     export_onnx_command,
     predict_dir_command,
+    models_command,
 ]
