@@ -80,8 +80,10 @@ def _dhash(pixels, hash_size):
 def _phash(pixels, hash_size):
     import scipy.fftpack
 
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)
-    low = dct[:, :hash_size, :hash_size].reshape(len(pixels), -1)
+    # imagehash: dct(dct(pixels, axis=0), axis=1)[:size, :size]. Only the first `size` rows
+    # of the first pass feed those coefficients, and each row's transform is independent.
+    rows = scipy.fftpack.dct(pixels, axis=1)[:, :hash_size]
+    low = scipy.fftpack.dct(rows, axis=2)[:, :, :hash_size].reshape(len(pixels), -1)
     return low > np.median(low, axis=1, keepdims=True)
 
 
