@@ -192,10 +192,11 @@ def undo(run_dir) -> dict:
             problems.append(f"{rel}: in neither {root} nor {run_dir}")
     if not problems:
         shutil.rmtree(run_dir)
-        try:
-            run_dir.parent.rmdir()  # the quarantine folder, when this was its last run
-        except OSError:
-            pass
+        if run_dir.parent.name == QUARANTINE_DIR:  # the default one, once empty
+            try:
+                run_dir.parent.rmdir()
+            except OSError:
+                pass
     return {
         "run_id": header.get("run_id", run_dir.name),
         "root": str(root),

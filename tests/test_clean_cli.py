@@ -128,3 +128,10 @@ def test_clean_never_imports_torch(dirty):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["flagged"]["files"] > 0
+
+
+def test_the_command_offers_every_hash_the_library_has():
+    from fercli.commands.clean import HASHES
+    from fercli.hashing import HASHES as LIBRARY
+
+    assert HASHES == LIBRARY
