@@ -157,6 +157,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
+        # Idle threads sleep instead of spinning: the decoding workers (and anything else on a
+        # shared machine) get the cores: faster under load in benchmarks/bench_predict.py.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
