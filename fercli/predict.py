@@ -106,8 +106,12 @@ class Decoder:
         if workers > 0:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_sigint)
-            self.pool.submit(int).result()  # start every worker now
+            try:
+                self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_sigint)
+                self.pool.submit(int).result()  # start every worker now
+            except (OSError, NotImplementedError) as exc:  # e.g. no semaphores in a sandbox
+                say(f"Decoding in this process: cannot start worker processes ({exc}).")
+                self.pool = None
         self.ahead = 2 * workers
 
     def map(self, chunks, size: int):
@@ -215,6 +219,8 @@ def predict_dir(
     root, output = Path(root), Path(output)
     if batch_size < 1:
         raise FercliError("--batch-size must be at least 1.")
+    if output.is_dir():
+        raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise FercliError("--workers must be 0 (decode in this process) or more.")
