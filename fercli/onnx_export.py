@@ -399,6 +399,8 @@ def export_onnx(
                 calibration = sample_images(
                     root, "train", info.classes, info.image_size, calibration_images, seed=1
                 )
+                if not len(calibration):
+                    raise FercliError(f"no readable training images in {root}/train to calibrate.")
                 say(
                     f"Quantizing to int8 (static QDQ, calibrated on {len(calibration)} "
                     "training images)"
