@@ -32,9 +32,9 @@ RUN_FILES = (
     "curves.png",
     "confusion_matrix.png",
     "class_distribution.png",
-    "samples.png",
-)
+)  # not samples.png: it shows FER-2013 faces, which are never committed
 MAX_INT8_LOSS = 0.005  # ship int8 only when it costs at most half a point of accuracy
+MIN_AGREEMENT = 0.99  # and agrees with fp32 as export-onnx requires
 
 
 def cpu_name() -> str:
@@ -77,11 +77,13 @@ def main() -> None:
     fp32 = export_onnx(
         args.run / "best.pt", exports / f"{args.run.name}-fp32.onnx", data_root=args.data
     )
+    # min_agreement=0: the int8 file is made whatever its agreement, to be weighed here.
     int8 = export_onnx(
         args.run / "best.pt",
         exports / f"{args.run.name}-int8.onnx",
         quantize="int8",
         data_root=args.data,
+        min_agreement=0.0,
     )
     scores = {}
     for name, path in (("fp32", fp32.output), ("int8", int8.output)):
@@ -90,14 +92,16 @@ def main() -> None:
             scores[name + ("_tta" if tta else "")] = summary(result)
     loss = scores["fp32"]["accuracy"] - scores["int8"]["accuracy"]
     quant = int8.quant
-    speedup = quant.speed_int8 / quant.speed_fp32 if quant else None
-    ship_int8 = loss <= MAX_INT8_LOSS and bool(speedup and speedup > 1)
+    speedup = quant.speed_int8 / quant.speed_fp32
+    ship_int8 = loss <= MAX_INT8_LOSS and quant.agreement >= MIN_AGREEMENT and speedup > 1
     shipped = "int8" if ship_int8 else "fp32"
-    reason = (
-        f"int8 loses {loss * 100:.2f} points of test accuracy (limit 0.5) and runs "
-        f"{speedup:.1f}x faster on this CPU, at a quarter of the size"
-        if ship_int8
-        else f"int8 would lose {loss * 100:.2f} points of test accuracy (limit 0.5)"
+    verdict = (
+        f"int8 loses {loss * 100:.2f} points of test accuracy (limit 0.5), agrees with fp32 on "
+        f"{quant.agreement:.2%} of the test images (export-onnx requires 99%) and runs "
+        f"{speedup:.1f}x faster (model only, CPU) at a quarter of the size"
+    )
+    reason = verdict + (
+        ": the better trade" if ship_int8 else ": fp32 ships, as export-onnx refuses int8 here"
     )
     dest.mkdir(parents=True, exist_ok=True)
     model_file = dest / "fercli-default.onnx"
@@ -147,8 +151,8 @@ def main() -> None:
             "precision": shipped,
             "reason": reason,
             "size_mb": round(model_file.stat().st_size / 1e6, 2),
-            "int8_top1_agreement": quant.agreement if quant else None,
-            "int8_speedup_model_only": round(speedup, 2) if speedup else None,
+            "int8_top1_agreement": quant.agreement,
+            "int8_speedup_model_only": round(speedup, 2),
         },
     }
     atomic_write_text(dest / "model_card.json", json.dumps(card, indent=2) + "\n")
