@@ -37,6 +37,7 @@ from fercli.training import (
     amp_dtype,
     build_augmenters,
     default_threads,
+    flush_denormals,
     load_data,
     make_optimizer,
     make_scheduler,
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
+    flush_denormals()  # as the trainer does, before torch starts its threads
     settings["quiet"] = True  # no progress bar in the timed loop
     if os.environ.get("FERCLI_THREADS"):  # as the trainer does
         torch.set_num_threads(default_threads())

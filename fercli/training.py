@@ -254,6 +254,7 @@ def _set_rng_state(state, generator):
 
 def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     """Train (or resume) a run; returns the final metrics dict. Writes the run folder."""
+    flush_denormals()
     state = None
     if resume:
         state, out = _resume_state(resume)
@@ -553,6 +554,14 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
         pass
     metrics["out"] = str(out)
     return metrics
+
+
+def flush_denormals() -> None:
+    """Compute with denormal floats as zero on the CPU. On real faces some batch-norm gradients
+    become denormal, which x86 CPUs process many times slower: vgg trains about 1.5x faster
+    with this. Call it before torch's first parallel operation: its worker threads copy the
+    setting when they start."""
+    torch.set_flush_denormal(True)
 
 
 def default_threads() -> int:
