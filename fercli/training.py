@@ -424,9 +424,12 @@ def _train_epoch(
             xb = data.x_train[idx].float().div_(255.0)
             for aug in augmenters:
                 xb = aug(xb, generator)
-            xb = ((xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]).to(device, non_blocking=True)
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = data.y_train[idx].to(device, non_blocking=True)
+            xb = (xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]
+            yb = data.y_train[idx]
+            if device.type == "cuda":  # pinned host memory lets the copy overlap compute
+                xb, yb = xb.pin_memory(), yb.pin_memory()
+            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yb = yb.to(device, non_blocking=True)
             mix = None
             if config.mixup > 0:
                 lam = float(

@@ -55,10 +55,10 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device):
 
 def _print_report(result: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from fercli.report_tables import confusion_table, per_class_table
 
     console = Console()
-    classes = result["classes"]
     console.print(
         f"{result['model']} on {result['root']}/{result['split']} "
         f"({result['count']} images{', TTA' if result['tta'] else ''}): "
@@ -66,17 +66,5 @@ def _print_report(result: dict) -> None:
         f"weighted F1 {result['weighted_f1']:.4f}",
         highlight=False,
     )
-    table = Table("class", "precision", "recall", "f1", "support", title="Per class")
-    for name, row in result["per_class"].items():
-        table.add_row(
-            name,
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            f"{row['f1']:.3f}",
-            str(row["support"]),
-        )
-    console.print(table)
-    matrix = Table("true \\ predicted", *classes, title="Confusion matrix")
-    for name, row in zip(classes, result["confusion_matrix"]):
-        matrix.add_row(name, *(str(v) for v in row))
-    console.print(matrix)
+    console.print(per_class_table(result, "Per class"))
+    console.print(confusion_table(result))

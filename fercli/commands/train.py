@@ -105,20 +105,12 @@ def train_command(resume, **options):
 
 def _summary(metrics: dict) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from fercli.report_tables import per_class_table
 
     report = metrics["val_report"]
-    table = Table("class", "precision", "recall", "f1", "support", title="Validation (best epoch)")
-    for name, row in report["per_class"].items():
-        table.add_row(
-            name,
-            f"{row['precision']:.3f}",
-            f"{row['recall']:.3f}",
-            f"{row['f1']:.3f}",
-            str(row["support"]),
-        )
     console = Console(stderr=True)
-    console.print(table)
+    console.print(per_class_table(report, "Validation (best epoch)"))
     console.print(
         f"best epoch {metrics['best']['epoch']}: val accuracy {report['accuracy']:.4f}, "
         f"macro F1 {report['macro_f1']:.4f}, weighted F1 {report['weighted_f1']:.4f}; "
