@@ -13,6 +13,7 @@ import numpy as np
 
 from fercli.dataset import load_split
 from fercli.errors import FercliError
+from fercli.onnx_model import mirror_averaged
 from fercli.progress import say
 from fercli.util import atomic_write_text
 
@@ -78,9 +79,10 @@ def evaluate(
     data = load_split(root, split, classes=scorer.classes, size=scorer.image_size)
     for rel, reason in data.errors:
         say(f"Warning: skipped unreadable {rel}: {reason} (run `fercli clean {root}` to find all)")
-    probs = scorer.predict_proba(data.images)
     if tta:
-        probs = (probs + scorer.predict_proba(np.ascontiguousarray(data.images[..., ::-1]))) / 2
+        probs = mirror_averaged(scorer.predict_proba, data.images)
+    else:
+        probs = scorer.predict_proba(data.images)
     report = classification_report(data.labels, probs.argmax(1), scorer.classes)
     return {
         "model": str(path),

@@ -117,6 +117,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def mirror_averaged(predict_proba, images: np.ndarray) -> np.ndarray:
+    """Flip test-time augmentation: class probabilities averaged with the mirror images'."""
+    mirrored = np.ascontiguousarray(images[..., ::-1])
+    return (predict_proba(images) + predict_proba(mirrored)) / 2
+
+
 def available_providers() -> list[str]:
     import onnxruntime as ort
 

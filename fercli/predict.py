@@ -18,6 +18,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path, load_many
-from fercli.onnx_model import OnnxModel
+from fercli.onnx_model import OnnxModel, mirror_averaged
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
 from fercli.progress import bar, say
 from fercli.util import atomic_path, atomic_write_text
@@ -191,6 +192,7 @@ class PredictResult:
     counts: dict[str, int]  # predicted label -> images, over the whole output
     other_files: int  # non-image files skipped
     seconds: float
+    tta: bool = False  # probabilities averaged with the mirror images'
     eval: dict | None = None  # fercli.metrics.classification_report, plus `excluded`
     summary_path: Path | None = None
 
@@ -212,9 +214,11 @@ def predict_dir(
     resume: bool = False,
     evaluate: bool = False,
     threads: int | None = None,
+    tta: bool = False,
     write_summary: bool = True,
 ) -> PredictResult:
-    """Predict every image under root and write one row per image to output."""
+    """Predict every image under root and write one row per image to output; with tta, each
+    image's probabilities are averaged with its mirror image's (twice the model time)."""
     start_time = time.perf_counter()
     root, output = Path(root), Path(output)
     if batch_size < 1:
@@ -243,12 +247,16 @@ def predict_dir(
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
         fmt = output_format(output, classes, topk)
+        predict_proba = partial(onnx.predict_proba, batch_size=batch_size)
+        if tta:
+            predict_proba = partial(mirror_averaged, predict_proba)
         tally = Tally(classes, evaluate)
         done = read_existing(output, fmt, tally.add) if resume else set()
         resumed = tally.rows
         todo = [p for p in paths if p not in done]
         say(
             f"Predicting {len(todo)} images in {root} with {onnx.describe()}"
+            + (", flip TTA" if tta else "")
             + (f" ({len(paths) - len(todo)} already in {output})" if len(todo) < len(paths) else "")
         )
         if resume:
@@ -265,7 +273,7 @@ def predict_dir(
                 good = [i for i in range(len(chunk)) if i not in errors]
                 probs = np.zeros((len(chunk), len(classes)), np.float32)
                 if good:
-                    probs[good] = onnx.predict_proba(images[good], batch_size)
+                    probs[good] = predict_proba(images[good])
                 for row in make_rows(chunk, probs, errors, classes, topk):
                     fmt.write(row)
                     tally.add(row)
@@ -278,6 +286,7 @@ def predict_dir(
         output=output,
         model=model_path,
         provider=onnx.provider,
+        tta=tta,
         classes=classes,
         total=tally.rows,
         new=tally.rows - resumed,
@@ -303,6 +312,7 @@ def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
         "model_name": onnx.info.model,
         "precision": onnx.info.precision,
         "provider": result.provider,
+        "tta": result.tta,
         "rows": result.total,
         "new": result.new,
         "resumed": result.resumed,

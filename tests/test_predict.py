@@ -166,6 +166,29 @@ def test_decoding_in_process_gives_the_same_rows(model_path, tmp_path):
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+def test_tta_averages_each_image_with_its_mirror(model_path, tmp_path, run_cli):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = face(rng)
+    Image.fromarray(image).save(folder / "a.png")
+    Image.fromarray(np.ascontiguousarray(image[:, ::-1])).save(folder / "b.png")
+    predict_dir(folder, tmp_path / "plain.csv", model_path)
+    result = run_cli(
+        "predict-dir", folder, "--model", model_path, "--tta", "-o", tmp_path / "tta.csv"
+    )
+    assert result.exit_code == 0 and "flip TTA" in result.output
+    classes = OnnxModel(model_path, "cpu").info.classes
+    plain = {r["path"]: probabilities(r, classes) for r in read_rows(tmp_path / "plain.csv")}
+    tta = {r["path"]: probabilities(r, classes) for r in read_rows(tmp_path / "tta.csv")}
+    assert not np.allclose(plain["a.png"], plain["b.png"], atol=1e-4)  # the model is not symmetric
+    mean = (plain["a.png"] + plain["b.png"]) / 2
+    np.testing.assert_allclose(tta["a.png"], mean, atol=2e-6)
+    np.testing.assert_allclose(tta["b.png"], mean, atol=2e-6)
+    summary = json.loads((tmp_path / "tta.csv.summary.json").read_text())
+    assert summary["tta"] is True
+
+
 def test_no_recursive_and_topk(model_path, tmp_path):
     make_mixed_folder(tmp_path / "in")
     out = tmp_path / "out.csv"
