@@ -325,23 +325,13 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         f"{len(data.y_val)} for validation), device {device}"
         + (f", autocast {str(dtype).split('.')[-1]}" if dtype else "")
     )
+    parts = Parts(
+        model, optimizer, scheduler, scaler, augmenters, generator, device, dtype, weights
+    )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and _completed(state, config) else config.num_epochs
     for epoch in range(start_epoch, last_epoch + 1):
-        row = _train_epoch(
-            model,
-            data,
-            config,
-            optimizer,
-            scheduler,
-            scaler,
-            augmenters,
-            generator,
-            device,
-            dtype,
-            weights,
-            epoch,
-        )
+        row = _train_epoch(parts, data, config, epoch)
         logits = predict_logits(model, data.x_val, device, dtype)
         val_loss = F.cross_entropy(logits, data.y_val).item()
         val_acc = (logits.argmax(1) == data.y_val).float().mean().item()
@@ -394,20 +384,25 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     return finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
 
 
-def _train_epoch(
-    model,
-    data,
-    config,
-    optimizer,
-    scheduler,
-    scaler,
-    augmenters,
-    generator,
-    device,
-    dtype,
-    weights,
-    epoch,
-) -> dict:
+@dataclass
+class Parts:
+    """What one training step needs besides the data and the config."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # a torch LR scheduler, or None
+    scaler: torch.amp.GradScaler
+    augmenters: list
+    generator: torch.Generator
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype; None: full fp32
+    weights: torch.Tensor | None  # class weights of the loss (--balance weights)
+
+
+def _train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> dict:
+    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    generator, device, dtype, weights = parts.generator, parts.device, parts.dtype, parts.weights
+    scaler = parts.scaler
     model.train()
     order = epoch_indices(data.y_train, config.balance, generator)
     total_loss, correct, seen = 0.0, 0, 0
@@ -422,7 +417,7 @@ def _train_epoch(
         for start in batches:
             idx = order[start : start + config.batch_size]
             xb = data.x_train[idx].float().div_(255.0)
-            for aug in augmenters:
+            for aug in parts.augmenters:
                 xb = aug(xb, generator)
             xb = (xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]
             yb = data.y_train[idx]
