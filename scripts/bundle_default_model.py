@@ -196,6 +196,12 @@ On {m["test_split"]}:
 |---|---:|---:|---:|
 {rows}
 
+## Reproducing it
+`{t["command"]}` trains it again from the recipe; with the same seed, thread count and
+hardware the trainer is deterministic. `scripts/check_reproduction.py fercli/default_model
+--epochs 2` retrains the first epochs and compares their losses and accuracies with
+`history.csv`, and `fercli train --resume runs/default` carries on an interrupted run.
+
 ## Why {s["precision"]}
 {s["reason"]}. int8 top-1 agreement with fp32 on the test split:
 {s["int8_top1_agreement"]:.2%}; model-only speed-up: {s["int8_speedup_model_only"]}x.
