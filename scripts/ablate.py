@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from fercli.config import read_config
+from fercli.commands.train import train_command
+from fercli.config import default_map, read_config
 from fercli.progress import settings
 from fercli.training import TrainConfig, train
 from fercli.util import atomic_write_text
@@ -35,10 +36,9 @@ VARIANTS = {
 
 
 def recipe_config(path: Path) -> dict:
+    """The recipe's options for `fercli train`, merged as the CLI merges them."""
     config, _ = read_config(path)
-    values = {k: v for k, v in config.items() if not isinstance(v, dict)}
-    values.update(config.get("train", {}))
-    return values
+    return default_map(config, {"train": train_command}).get("train", {})
 
 
 def main() -> None:
