@@ -47,7 +47,8 @@ class TrainConfig:
     mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 turns it off
     val_fraction: float = 0.1
     patience: int = 0  # epochs without a better val accuracy before stopping; 0: never
-    seed: int = 0
+    seed: int = 0  # weights, shuffling and augmentation
+    split_seed: int = 0  # the validation hold-out, kept apart so runs of other seeds share it
     device: str = "auto"
     amp: str = "auto"  # auto (bf16 on CPUs that have it, fp16 on CUDA), on, off
     image_size: int = 48
@@ -130,7 +131,7 @@ def load_data(config: TrainConfig) -> Data:
             raise FercliError("--val-fraction must be between 0 and 1 when there is no val split.")
         idx = np.arange(len(labels))
         tr_idx, va_idx = train_test_split(
-            idx, test_size=config.val_fraction, stratify=labels, random_state=config.seed
+            idx, test_size=config.val_fraction, stratify=labels, random_state=config.split_seed
         )
         tr_idx.sort()
         va_idx.sort()
@@ -243,13 +244,22 @@ def run_folder(config: TrainConfig) -> Path:
     return Path("runs") / f"{stamp}-{config.model}"
 
 
-def _rng_state(generator):
-    return {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+def _rng_state(generator, augment_generator):
+    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
+    if augment_generator is not generator:
+        state["augment_generator"] = augment_generator.get_state()
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
 
 
-def _set_rng_state(state, generator):
+def _set_rng_state(state, generator, augment_generator):
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
+    if augment_generator is not generator and "augment_generator" in state:
+        augment_generator.set_state(state["augment_generator"])
+    if torch.cuda.is_available() and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def train(config: TrainConfig | None, resume: str | None = None) -> dict:
@@ -273,6 +283,15 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     data = load_data(config)
+    on_gpu = device.type == "cuda"
+    if on_gpu:  # a few convolution algorithms are tried once per shape, then the fastest kept
+        torch.backends.cudnn.benchmark = True
+    # On a GPU the training images (28,709 x 48 x 48 bytes for FER-2013) live on the device
+    # and are augmented there, with a generator of their own; on the CPU one stream serves
+    # both, so CPU runs repeat those of earlier versions exactly.
+    augment_generator = (
+        torch.Generator(device=device).manual_seed(config.seed) if on_gpu else generator
+    )
     num_classes = len(data.classes)
     model = registry.create("model", config.model, num_classes=num_classes)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -295,7 +314,7 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], generator)
+        _set_rng_state(state["rng"], generator, augment_generator)
         history, best, stale = state["history"], state["best"], state["stale"]
         start_epoch = state["epoch"] + 1
         elapsed_before = state.get("elapsed_s", 0.0)
@@ -326,7 +345,18 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         + (f", autocast {str(dtype).split('.')[-1]}" if dtype else "")
     )
     parts = Parts(
-        model, optimizer, scheduler, scaler, augmenters, generator, device, dtype, weights
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        augmenters,
+        generator,
+        augment_generator,
+        device,
+        dtype,
+        weights,
+        data.x_train.to(device),
+        data.y_train.to(device),
     )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and _completed(state, config) else config.num_epochs
@@ -361,7 +391,7 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "scaler": scaler.state_dict(),
-                "rng": _rng_state(generator),
+                "rng": _rng_state(generator, augment_generator),
                 "history": history,
                 "best": best,
                 "stale": stale,
@@ -393,10 +423,13 @@ class Parts:
     scheduler: object  # a torch LR scheduler, or None
     scaler: torch.amp.GradScaler
     augmenters: list
-    generator: torch.Generator
+    generator: torch.Generator  # on the CPU: epoch order, mixup
+    augment_generator: torch.Generator  # on the device of the images it augments
     device: torch.device
     dtype: torch.dtype | None  # autocast dtype; None: full fp32
     weights: torch.Tensor | None  # class weights of the loss (--balance weights)
+    x_train: torch.Tensor  # the training images and labels on `device`
+    y_train: torch.Tensor
 
 
 def _train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> dict:
@@ -404,8 +437,13 @@ def _train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> d
     generator, device, dtype, weights = parts.generator, parts.device, parts.dtype, parts.weights
     scaler = parts.scaler
     model.train()
-    order = epoch_indices(data.y_train, config.balance, generator)
-    total_loss, correct, seen = 0.0, 0, 0
+    order = epoch_indices(data.y_train, config.balance, generator).to(device)
+    # Running sums stay on the device (float64, so a CPU run's figures are unchanged) and are
+    # read for the progress bar every `sync_every` steps: each read waits for the GPU.
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = reported = 0
+    sync_every = 25 if device.type == "cuda" else 1
     t0 = time.perf_counter()
     batches = range(0, len(order), config.batch_size)
     per_step = isinstance(
@@ -414,17 +452,14 @@ def _train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> d
     with bar(
         len(order), f"epoch {epoch}/{config.num_epochs}", ("loss", "acc", "img_s")
     ) as progress:
-        for start in batches:
+        for step, start in enumerate(batches, 1):
             idx = order[start : start + config.batch_size]
-            xb = data.x_train[idx].float().div_(255.0)
+            xb = parts.x_train[idx].float().div_(255.0)
             for aug in parts.augmenters:
-                xb = aug(xb, generator)
+                xb = aug(xb, parts.augment_generator)
             xb = (xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]
-            yb = data.y_train[idx]
-            if device.type == "cuda":  # pinned host memory lets the copy overlap compute
-                xb, yb = xb.pin_memory(), yb.pin_memory()
-            xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            yb = yb.to(device, non_blocking=True)
+            xb = xb.contiguous(memory_format=torch.channels_last)
+            yb = parts.y_train[idx]
             mix = None
             if config.mixup > 0:
                 lam = float(
@@ -455,18 +490,23 @@ def _train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> d
             if per_step:
                 scheduler.step()
             n = len(idx)
-            total_loss += loss.item() * n
-            correct += (logits.argmax(1) == yb).sum().item()
+            total_loss += loss.detach().double() * n
+            correct += (logits.argmax(1) == yb).sum()
             seen += n
-            rate = seen / (time.perf_counter() - t0)
-            progress.advance(
-                n, loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}", img_s=f"{rate:.0f}"
-            )
+            if step % sync_every == 0 or start + n >= len(order):
+                rate = seen / (time.perf_counter() - t0)
+                progress.advance(
+                    seen - reported,
+                    loss=f"{total_loss.item() / seen:.3f}",
+                    acc=f"{correct.item() / seen:.3f}",
+                    img_s=f"{rate:.0f}",
+                )
+                reported = seen
     seconds = time.perf_counter() - t0
     return {
         "epoch": epoch,
-        "train_loss": round(total_loss / seen, 5),
-        "train_acc": round(correct / seen, 5),
+        "train_loss": round(total_loss.item() / seen, 5),
+        "train_acc": round(correct.item() / seen, 5),
         "lr": optimizer.param_groups[0]["lr"],
         "images_per_s": round(seen / seconds, 1),
         "seconds": round(seconds, 2),

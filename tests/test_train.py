@@ -355,3 +355,46 @@ def test_oversample_tops_up_small_classes_to_half_the_median():
     weights = class_weights(labels, 4)
     assert weights[1] > weights[3] > weights[2] > weights[0]
     assert torch.allclose((weights * torch.bincount(labels)).float(), torch.full((4,), 62.5))
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path, monkeypatch):
+    """The same run on the CPU and, where there is one, on a GPU (images kept and augmented
+    on the device, float16 autocast): it learns, and an interrupted run resumes with the
+    random streams where they were (to rounding: GPU kernels need not be deterministic)."""
+    from fercli import training
+
+    options = dict(device=device, augment="flip,crop,erase", num_epochs=4, seed=5)
+    whole = train(quick_config(synth_root, tmp_path / "whole", **options))
+    assert whole["val_report"]["accuracy"] > 0.3  # chance is 1/7
+    state = load_checkpoint(tmp_path / "whole" / "last.pt")
+    assert ("augment_generator" in state["rng"]) == (device == "cuda")
+
+    real_epoch = training._train_epoch
+
+    def interrupted(*args):
+        if args[-1] == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick_config(synth_root, tmp_path / "split", **options))
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    train(None, resume=str(tmp_path / "split"))
+    a, b = history(tmp_path / "whole"), history(tmp_path / "split")
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
+    for row_a, row_b in zip(a, b):
+        assert row_b["train_loss"] == pytest.approx(row_a["train_loss"], rel=2e-2, abs=1e-3)
+        assert row_b["val_loss"] == pytest.approx(row_a["val_loss"], rel=2e-2, abs=1e-3)
+    if device == "cpu":  # deterministic there: the same run to the last bit
+        assert without_timing(a) == without_timing(b)

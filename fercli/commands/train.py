@@ -56,7 +56,16 @@ import click
     type=click.IntRange(0),
     help="Early stopping after this many epochs without a better val accuracy; 0 is off.",
 )
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Weights, shuffling, augmentation."
+)
+@click.option(
+    "--split-seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="The validation hold-out; runs that share it can be compared and ensembled.",
+)
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
