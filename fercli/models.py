@@ -64,3 +64,17 @@ class VGGNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class Ensemble(nn.Module):
+    """Several trained networks as one: the mean of their class probabilities. It returns the
+    log of that mean, so the output is still logits (softmax gives the mean back) and every
+    consumer of a single model's logits works unchanged."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([m(x).float().softmax(1) for m in self.members]).mean(0)
+        return probs.clamp_min(1e-30).log()

@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,17 +80,79 @@ class ExportReport:
     quant: QuantReport | None = None
 
 
-def default_output(checkpoint: str | os.PathLike, precision: str = "fp32") -> Path:
-    """exports/<run folder>.onnx for runs/<run folder>/best.pt; -last, -int8, -fp16 suffixes."""
-    path = Path(checkpoint).resolve()
+def default_output(checkpoints, precision: str = "fp32") -> Path:
+    """exports/<run folder>.onnx for runs/<run folder>/best.pt; -last, -ens<k> (an ensemble of
+    k checkpoints, named after the first), -int8, -fp16 suffixes."""
+    checkpoints = _as_list(checkpoints)
+    path = Path(checkpoints[0]).resolve()
     if path.stem in ("best", "last"):
         name = path.parent.name + ("-last" if path.stem == "last" else "")
     else:
         name = path.stem
+    if len(checkpoints) > 1:
+        name += f"-ens{len(checkpoints)}"
     return Path("exports") / f"{name}{'' if precision == 'fp32' else '-' + precision}.onnx"
 
 
-def model_info(ckpt: dict, checkpoint: Path, precision: str, opset: int) -> ModelInfo:
+def _as_list(checkpoints) -> list[Path]:
+    if isinstance(checkpoints, (str, os.PathLike)):
+        return [Path(checkpoints)]
+    return [Path(c) for c in checkpoints]
+
+
+# What every member of an ensemble must share: they read the same images the same way.
+SHARED_KEYS = ("classes", "image_size", "input_size", "normalization")
+
+
+def load_network(checkpoints: list[Path]):
+    """The checkpoints and the network to export: the one model, or the Ensemble of all."""
+    from fercli.checkpoint import build_model, load_checkpoint
+
+    ckpts = [load_checkpoint(path) for path in checkpoints]
+    for path, ckpt in zip(checkpoints[1:], ckpts[1:]):
+        for key in SHARED_KEYS:
+            if ckpt.get(key) != ckpts[0].get(key):
+                raise FercliError(
+                    f"{path} differs from {checkpoints[0]} in {key}: the members of an "
+                    "ensemble must be trained on the same classes and image format."
+                )
+    models = [build_model(ckpt) for ckpt in ckpts]
+    if len(models) == 1:
+        return ckpts, models[0]
+    from fercli.models import Ensemble
+
+    return ckpts, Ensemble(models).eval()
+
+
+def model_info(ckpts: list[dict], checkpoints: list[Path], precision: str, opset: int):
+    """The metadata of the exported file; an ensemble lists its members."""
+    info = _single_info(ckpts[0], checkpoints[0], precision, opset)
+    if len(ckpts) == 1:
+        return info
+    members = [
+        {
+            "model": ckpt["model"],
+            "checkpoint": path.name,
+            "run": path.resolve().parent.name,
+            "epoch": _plain(ckpt.get("epoch")),
+            "seed": (ckpt.get("config") or {}).get("seed"),
+            "metrics": _plain(ckpt.get("metrics") or {}),
+        }
+        for ckpt, path in zip(ckpts, checkpoints)
+    ]
+    names = sorted({m["model"] for m in members})
+    return replace(
+        info,
+        model=f"ensemble of {len(members)} x {', '.join(names)}",
+        metrics={"members": [m["metrics"] for m in members]},
+        extra={
+            **{k: v for k, v in info.extra.items() if k not in ("checkpoint", "run", "epoch")},
+            "members": members,
+        },
+    )
+
+
+def _single_info(ckpt: dict, checkpoint: Path, precision: str, opset: int) -> ModelInfo:
     norm = ckpt.get("normalization") or {"mean": 0.5, "std": 0.5}
     data = ckpt.get("data") or {}
     return ModelInfo(
@@ -203,7 +265,8 @@ def to_fp16(proto):
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> None:
     """Static QDQ quantization: int8 per-channel weights, uint8 activations with ranges
     calibrated (min/max) on preprocessed training images. The last layer, which makes the
-    logits, stays fp32: it is tiny, and quantizing it flips near-tied predictions."""
+    logits, stays fp32 (in an ensemble, each member's): it is tiny, and quantizing it flips
+    near-tied predictions."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -227,9 +290,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> N
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        outputs = {o.name for o in graph.output}
-        last = [n.name for n in graph.node if outputs & set(n.output)]
+        last = fp32_tail(onnx.load(str(prepared), load_external_data=False).graph)
         quantize_static(
             str(prepared),
             str(out_path),
@@ -241,6 +302,23 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray) -> N
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=last,
         )
+
+
+def fp32_tail(graph) -> list[str]:
+    """The nodes int8 quantization leaves alone: the one that makes the graph's output and,
+    in an ensemble, every node that feeds a Softmax (each member's last layer) or follows
+    one (the averaging)."""
+    outputs = {o.name for o in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    tail = {node.name for node in graph.node if outputs & set(node.output)}
+    softmaxes = [node for node in graph.node if node.op_type == "Softmax"]
+    tail |= {producer[i].name for node in softmaxes for i in node.input if i in producer}
+    downstream = {out for node in softmaxes for out in node.output}
+    for node in graph.node:  # graph nodes are in topological order
+        if node.op_type == "Softmax" or downstream & set(node.input):
+            tail.add(node.name)
+            downstream |= set(node.output)
+    return sorted(tail)
 
 
 # ----------------------------------------------------------------------------- data
@@ -333,7 +411,7 @@ def _check_file(path: Path) -> OnnxModel:
 
 
 def export_onnx(
-    checkpoint: str | os.PathLike,
+    checkpoints: str | os.PathLike | list,
     output: str | os.PathLike | None = None,
     *,
     opset: int = DEFAULT_OPSET,
@@ -343,27 +421,28 @@ def export_onnx(
     calibration_images: int = CALIBRATION_IMAGES,
     min_agreement: float = MIN_AGREEMENT,
 ) -> ExportReport:
-    """Export, verify, and only then write `output`. Raises FercliError when a check fails."""
-    from fercli.checkpoint import build_model, load_checkpoint
-
+    """Export one checkpoint, or several as one ensemble (the mean of their class
+    probabilities); verify, and only then write `output`. Raises FercliError when a check
+    fails."""
     if quantize not in (None, "int8"):
         raise FercliError(f"unknown --quantize {quantize!r}: the choice is int8.")
     if quantize and fp16:
         raise FercliError("choose one of --quantize int8 and --fp16, not both.")
     precision = "int8" if quantize else "fp16" if fp16 else "fp32"
-    checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
-    model = build_model(ckpt)
-    output = Path(output) if output else default_output(checkpoint, precision)
+    checkpoints = _as_list(checkpoints)
+    ckpts, model = load_network(checkpoints)
+    ckpt = ckpts[0]
+    output = Path(output) if output else default_output(checkpoints, precision)
     root = dataset_root(ckpt, data_root)
-    info = model_info(ckpt, checkpoint, "fp32", opset)
+    info = model_info(ckpts, checkpoints, "fp32", opset)
     if quantize and root is None:
         raise FercliError(
             "int8 calibration and its check need the checkpoint's dataset "
             f"({(ckpt.get('data') or {}).get('root', 'unknown')} is not here): pass --data ROOT."
         )
 
-    say(f"Exporting {ckpt['model']} from {checkpoint} to ONNX opset {opset}")
+    source = checkpoints[0] if len(checkpoints) == 1 else f"{len(checkpoints)} checkpoints"
+    say(f"Exporting {info.model} from {source} to ONNX opset {opset}")
     proto = torch_to_onnx(model, info.input_size, opset)
     set_metadata(proto, info)
     images, source = reference_batch(root, info)
@@ -391,7 +470,7 @@ def export_onnx(
                 _check_file(tmp)
             elif precision == "fp16":
                 half = to_fp16(proto)
-                set_metadata(half, model_info(ckpt, checkpoint, "fp16", opset))
+                set_metadata(half, model_info(ckpts, checkpoints, "fp16", opset))
                 tmp.write_bytes(half.SerializeToString())
                 report.fp16 = check_fp16(model, _check_file(tmp), images, source, min_agreement)
             else:
@@ -407,7 +486,7 @@ def export_onnx(
                 )
                 quantize_int8(fp32_path, int8_path, preprocess(calibration, info))
                 quantized = _load_proto(int8_path)
-                set_metadata(quantized, model_info(ckpt, checkpoint, "int8", opset))
+                set_metadata(quantized, model_info(ckpts, checkpoints, "int8", opset))
                 tmp.write_bytes(quantized.SerializeToString())
                 report.quant = check_int8(
                     fp32, _check_file(tmp), root, len(calibration), min_agreement

@@ -325,6 +325,7 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "model": config.model,
+        "hardware": hardware(device),
         "classes": list(data.classes),
         "image_size": config.image_size,
         "input_size": config.image_size,
@@ -561,6 +562,7 @@ def _write_logs(out: Path, history, best, meta, elapsed) -> None:
     atomic_write_text(out / "history.csv", buf.getvalue())
     metrics = {
         "model": meta["model"],
+        "hardware": meta["hardware"],
         "best": best,
         "epochs_run": len(history),
         "elapsed_s": round(elapsed, 1),
@@ -592,6 +594,15 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
         pass
     metrics["out"] = str(out)
     return metrics
+
+
+def hardware(device: torch.device) -> str:
+    """What a run trains on, for its metrics and the model card."""
+    from fercli.util import cpu_name
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, no GPU"
 
 
 def flush_denormals() -> None:

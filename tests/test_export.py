@@ -169,7 +169,60 @@ def test_older_opset_uses_the_torchscript_exporter(tmp_path):
     assert OnnxModel(out, "cpu").session.get_inputs()[0].shape[0] == "batch"
 
 
+def test_ensemble_is_one_graph_that_averages_the_members_probabilities(synth_root, tmp_path):
+    ckpts = [
+        make_checkpoint(tmp_path / f"s{seed}" / "best.pt", data_root=synth_root, seed=seed)
+        for seed in (0, 1)
+    ]
+    out = tmp_path / "ens.onnx"
+    report = export_onnx(ckpts, out)
+    assert report.parity.max_abs_diff <= 1e-4 and report.parity.top1_agreement == 1.0
+    model = OnnxModel(out, "cpu")
+    x = preprocess(random_faces(6), model.info)
+    with torch.no_grad():
+        members = [build_model(load_checkpoint(c))(torch.from_numpy(x)) for c in ckpts]
+    expected = torch.stack([m.softmax(1) for m in members]).mean(0).numpy()
+    got = model.predict_proba(random_faces(6))
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert not np.allclose(got, members[0].softmax(1).numpy(), atol=1e-3)  # both count
+    info = model.info
+    assert info.model == "ensemble of 2 x seed-cnn"
+    assert [m["run"] for m in info.extra["members"]] == ["s0", "s1"]
+    assert info.metrics == {"members": [{"val_acc": 0.5}, {"val_acc": 0.5}]}
+    assert len(onnx.load(str(out)).graph.input) == 1  # one input feeds every member
+
+
+def test_ensemble_members_must_read_images_alike(tmp_path):
+    a = make_checkpoint(tmp_path / "a" / "best.pt")
+    b = make_checkpoint(tmp_path / "b" / "best.pt", input_size=40)
+    with pytest.raises(FercliError, match="differs from .* in input_size"):
+        export_onnx([a, b], tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_int8_ensemble_keeps_each_members_last_layer_fp32(trained_run, synth_root, tmp_path):
+    run, _ = trained_run
+    out = tmp_path / "ens-int8.onnx"
+    report = export_onnx(
+        [run / "best.pt", run / "best.pt"],
+        out,
+        quantize="int8",
+        data_root=synth_root,
+        calibration_images=200,
+        min_agreement=0.0,
+    )
+    assert report.quant.agreement >= 0.95
+    graph = onnx.load(str(out)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    # seed-cnn has two linear layers per member: the hidden one is quantized, the last is not
+    assert len(gemms) == 4
+    assert sum(n.input[1] in dequantized for n in gemms) == 2
+    assert any(n.op_type == "Conv" and n.input[1] in dequantized for n in graph.node)
+
+
 def test_default_output_name():
+    assert default_output(["runs/a/best.pt", "runs/b/best.pt"]) == Path("exports/a-ens2.onnx")
     assert default_output("runs/20250101-vgg/best.pt") == Path("exports/20250101-vgg.onnx")
     assert default_output("runs/x/last.pt", "int8") == Path("exports/x-last-int8.onnx")
     assert default_output("some/model.pt", "fp16") == Path("exports/model-fp16.onnx")
@@ -183,6 +236,18 @@ def test_cli_exports_and_reports(tmp_path, run_cli, synth_root, monkeypatch):
     assert (tmp_path / "exports" / "r1.onnx").is_file()
     assert "max |logit difference|" in result.stderr and "same top-1 on 100.0%" in result.stderr
     assert result.stdout.strip() == str(Path("exports/r1.onnx"))
+
+
+def test_cli_exports_an_ensemble_of_run_folders(tmp_path, run_cli, synth_root, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for seed in (0, 1, 2):
+        make_checkpoint(tmp_path / "runs" / f"r{seed}" / "best.pt", data_root=synth_root, seed=seed)
+    result = run_cli("export-onnx", "runs/r0", "runs/r1", "runs/r2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(Path("exports/r0-ens3.onnx"))
+    assert OnnxModel(tmp_path / "exports" / "r0-ens3.onnx", "cpu").info.model.startswith(
+        "ensemble of 3"
+    )
 
 
 def test_cli_bad_checkpoint_is_one_line(tmp_path, run_cli):

@@ -1,15 +1,15 @@
-"""`fercli export-onnx CHECKPOINT`: one verified, self-describing .onnx file."""
+"""`fercli export-onnx CHECKPOINT...`: one verified, self-describing .onnx file."""
 
 import click
 
 
 @click.command("export-onnx")
-@click.argument("checkpoint", type=click.Path(dir_okay=True))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Output file [default: exports/<run folder>.onnx, -int8/-fp16 added].",
+    help="Output file [default: exports/<run folder>.onnx, -ens<k>/-int8/-fp16 added].",
 )
 @click.option("--opset", default=18, show_default=True, type=click.IntRange(9), help="ONNX opset.")
 @click.option(
@@ -32,9 +32,10 @@ import click
     type=click.IntRange(16),
     help="Training images that calibrate int8 ranges.",
 )
-def export_onnx_command(checkpoint, output, opset, quantize, fp16, data_dir, calibration_images):
+def export_onnx_command(checkpoints, output, opset, quantize, fp16, data_dir, calibration_images):
     """Export CHECKPOINT (best.pt, last.pt or a run folder) to ONNX, with a dynamic batch axis
-    and the class names, preprocessing and metrics embedded as metadata.
+    and the class names, preprocessing and metrics embedded as metadata. Several checkpoints
+    make one ensemble: a single graph that averages their class probabilities.
 
     The file is written only after onnx.checker passes and onnxruntime matches PyTorch on a
     batch of training images (max |logit difference| <= 1e-4, same top-1)."""
@@ -42,11 +43,9 @@ def export_onnx_command(checkpoint, output, opset, quantize, fp16, data_dir, cal
 
     from fercli.onnx_export import export_onnx
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "best.pt"
+    paths = [Path(c) / "best.pt" if Path(c).is_dir() else Path(c) for c in checkpoints]
     report = export_onnx(
-        path,
+        paths,
         output,
         opset=opset,
         quantize=quantize,
