@@ -18,6 +18,10 @@ targets (b) >= 80% of (a) and (b) >= 10x (c). The same (a) and (b) for the int8 
     .venv/bin/python benchmarks/bench_predict.py                       # random-weight vgg
     .venv/bin/python benchmarks/bench_predict.py --checkpoint runs/RUN/best.pt
     .venv/bin/python benchmarks/bench_predict.py --onnx exports/RUN.onnx --onnx-int8 X.onnx
+    .venv/bin/python benchmarks/bench_predict.py --checkpoint runs/A/best.pt runs/B/best.pt ...
+
+Several checkpoints are one ensemble (as `fercli export-onnx A B ...` writes it); the naive
+loop then runs the same ensemble in PyTorch.
 
 Without `--checkpoint`, a randomly initialised `--model` (default vgg) is exported (its int8
 agreement with fp32 is printed but not enforced: throughput does not depend on the weights).
@@ -118,7 +122,9 @@ def main() -> None:
     parser.add_argument(
         "--data", help="dataset root with test/<class>/ (default ../shared/fer2013)"
     )
-    parser.add_argument("--checkpoint", help="a training checkpoint to export (fp32 and int8)")
+    parser.add_argument(
+        "--checkpoint", nargs="+", help="training checkpoint(s) to export (fp32 and int8)"
+    )
     parser.add_argument("--model", default="vgg", help="architecture when no checkpoint is given")
     parser.add_argument("--onnx", help="use this fp32 .onnx file instead of exporting")
     parser.add_argument("--onnx-int8", help="use this int8 .onnx file instead of quantizing")
@@ -129,9 +135,8 @@ def main() -> None:
 
     import torch
 
-    from fercli.checkpoint import build_model, load_checkpoint
     from fercli.dataset import load_split, scan_split
-    from fercli.onnx_export import export_onnx
+    from fercli.onnx_export import export_onnx, load_network
     from fercli.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
 
@@ -140,11 +145,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     settings["quiet"] = True
     ckpt_path = (
-        Path(args.checkpoint)
+        [Path(c) for c in args.checkpoint]
         if args.checkpoint
         else random_checkpoint(args.model, root, tmp / "random" / "best.pt")
     )
-    ckpt = load_checkpoint(ckpt_path)
     fp32 = Path(args.onnx) if args.onnx else export_onnx(ckpt_path, tmp / "fp32.onnx").output
     if args.onnx_int8:
         int8 = Path(args.onnx_int8)
@@ -170,10 +174,10 @@ def main() -> None:
     samples = scan_split(root, "test", info.classes)
     step = max(1, len(samples) // args.naive_images)
     naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
-    model = build_model(ckpt)
+    model = load_network(ckpt_path if isinstance(ckpt_path, list) else [ckpt_path])[1]
 
     print(
-        f"{len(test)} test images in {folder}; model {info.model} ({ckpt_path}); "
+        f"{len(test)} test images in {folder}; model {info.model}; "
         f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
         f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
     )

@@ -61,6 +61,21 @@ def same_weights(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def interrupt_at(monkeypatch, epoch: int):
+    """Make training stop as Ctrl-C would at the start of `epoch`; returns the undo."""
+    from fercli import training
+
+    real_epoch = training._train_epoch
+
+    def interrupted(*args):
+        if args[-1] == epoch:  # the epoch number
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    return lambda: monkeypatch.setattr(training, "_train_epoch", real_epoch)
+
+
 def test_short_run_learns_and_writes_the_run_folder(trained_run):
     out, metrics = trained_run
     assert metrics["val_report"]["accuracy"] > 0.45  # chance is 1/7
@@ -106,8 +121,6 @@ def test_checkpoints_load_with_weights_only_and_rebuild_the_same_network(trained
 
 
 def test_resume_gives_the_same_run_as_no_interruption(synth_root, tmp_path, monkeypatch):
-    from fercli import training
-
     # every source of randomness in the loop: augmenters, mixup, dropout, SGD momentum,
     # a per-step schedule
     options = dict(
@@ -120,18 +133,11 @@ def test_resume_gives_the_same_run_as_no_interruption(synth_root, tmp_path, monk
     )
     whole = train(quick_config(synth_root, tmp_path / "whole", **options))
 
-    real_epoch = training._train_epoch
-
-    def interrupted(*args):
-        if args[-1] == 2:  # the epoch number: Ctrl-C at the start of epoch 2
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    undo = interrupt_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(quick_config(synth_root, tmp_path / "split", **options))
     assert load_checkpoint(tmp_path / "split" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    undo()
     resumed = train(None, resume=str(tmp_path / "split"))
 
     assert without_timing(history(tmp_path / "split")) == without_timing(
@@ -305,16 +311,7 @@ def test_config_after_the_subcommand_and_corrupt_files_skipped(synth_root, tmp_p
 
 
 def test_interrupted_run_says_how_to_resume(synth_root, tmp_path, run_cli, monkeypatch):
-    from fercli import training
-
-    real_epoch = training._train_epoch
-
-    def interrupted(*args):
-        if args[-1] == 2:
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    interrupt_at(monkeypatch, 2)
     out = tmp_path / "run"
     result = run_cli(
         "train",
@@ -371,8 +368,6 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
     """The same run on the CPU and, where there is one, on a GPU (images kept and augmented
     on the device, float16 autocast): it learns, and an interrupted run resumes with the
     random streams where they were (to rounding: GPU kernels need not be deterministic)."""
-    from fercli import training
-
     options = dict(device=device, augment="flip,crop,erase", num_epochs=4, seed=5)
     train(quick_config(synth_root, tmp_path / "whole", **options))
     rows = history(tmp_path / "whole")
@@ -383,17 +378,10 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
     state = load_checkpoint(tmp_path / "whole" / "last.pt")
     assert ("augment_generator" in state["rng"]) == (device == "cuda")
 
-    real_epoch = training._train_epoch
-
-    def interrupted(*args):
-        if args[-1] == 3:
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    undo = interrupt_at(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(quick_config(synth_root, tmp_path / "split", **options))
-    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    undo()
     train(None, resume=str(tmp_path / "split"))
     a, b = history(tmp_path / "whole"), history(tmp_path / "split")
     assert [r["epoch"] for r in b] == [1, 2, 3, 4]

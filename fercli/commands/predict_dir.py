@@ -54,7 +54,7 @@ import click
     "--tta",
     is_flag=True,
     help="Test-time augmentation: average each image's probabilities with its mirror image's "
-    "(+1.4 points for the bundled model on the FER-2013 test split; twice the model time).",
+    "(+0.3 points for the bundled model on the FER-2013 test split; twice the model time).",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any image cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
