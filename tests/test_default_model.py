@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+import fercli
 from fercli import FER_CLASSES
 from fercli.config import read_config
 from fercli.onnx_model import OnnxModel
 from fercli.predict import default_model_path
 
 REPO = Path(__file__).resolve().parent.parent
-BUNDLE = REPO / "fercli" / "default_model"
+BUNDLE = Path(fercli.__file__).parent / "default_model"  # as installed: package data
 CARD = json.loads((BUNDLE / "model_card.json").read_text())
 
 
