@@ -6,7 +6,10 @@ hardware with the same FERCLI_THREADS the losses and accuracies must match to th
 drift shows at once instead of after a full run. Epochs are run one call at a time (a tiny
 time limit, then --resume), so resuming is checked on the way.
 
-    .venv/bin/python scripts/check_reproduction.py fercli/default_model --epochs 2
+    .venv/bin/python scripts/check_reproduction.py runs/RUN --epochs 2
+
+For CPU runs: GPU kernels are not bit-for-bit deterministic, so a GPU run (such as the
+members of the bundled default model) is checked across seeds instead (README, Results).
 """
 
 import argparse
