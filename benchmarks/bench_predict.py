@@ -144,17 +144,17 @@ def main() -> None:
     folder = root / "test"
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     settings["quiet"] = True
-    ckpt_path = (
+    ckpt_paths = (
         [Path(c) for c in args.checkpoint]
         if args.checkpoint
-        else random_checkpoint(args.model, root, tmp / "random" / "best.pt")
+        else [random_checkpoint(args.model, root, tmp / "random" / "best.pt")]
     )
-    fp32 = Path(args.onnx) if args.onnx else export_onnx(ckpt_path, tmp / "fp32.onnx").output
+    fp32 = Path(args.onnx) if args.onnx else export_onnx(ckpt_paths, tmp / "fp32.onnx").output
     if args.onnx_int8:
         int8 = Path(args.onnx_int8)
     else:
         report = export_onnx(
-            ckpt_path,
+            ckpt_paths,
             tmp / "int8.onnx",
             quantize="int8",
             data_root=root,
@@ -174,7 +174,7 @@ def main() -> None:
     samples = scan_split(root, "test", info.classes)
     step = max(1, len(samples) // args.naive_images)
     naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
-    model = load_network(ckpt_path if isinstance(ckpt_path, list) else [ckpt_path])[1]
+    model = load_network(ckpt_paths)[1]
 
     print(
         f"{len(test)} test images in {folder}; model {info.model}; "

@@ -441,8 +441,8 @@ def export_onnx(
             f"({(ckpt.get('data') or {}).get('root', 'unknown')} is not here): pass --data ROOT."
         )
 
-    source = checkpoints[0] if len(checkpoints) == 1 else f"{len(checkpoints)} checkpoints"
-    say(f"Exporting {info.model} from {source} to ONNX opset {opset}")
+    origin = checkpoints[0] if len(checkpoints) == 1 else f"{len(checkpoints)} checkpoints"
+    say(f"Exporting {info.model} from {origin} to ONNX opset {opset}")
     proto = torch_to_onnx(model, info.input_size, opset)
     set_metadata(proto, info)
     images, source = reference_batch(root, info)

@@ -15,21 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from fercli.checkpoint import build_model, load_checkpoint
+from fercli.checkpoint import load_checkpoint
 from fercli.dataset import load_split
+from fercli.evaluation import CheckpointScorer
+from fercli.onnx_model import mirror_averaged
 from fercli.progress import settings
-from fercli.training import TrainConfig, load_data, predict_logits
-
-
-def probabilities(model, images: torch.Tensor, tta: bool) -> np.ndarray:
-    """Class probabilities; with tta averaged with the mirror images' (as `evaluate --tta`)."""
-    cpu = torch.device("cpu")
-    p = predict_logits(model, images, cpu).softmax(1)
-    if tta:
-        p = (p + predict_logits(model, images.flip(-1), cpu).softmax(1)) / 2
-    return p.numpy()
+from fercli.training import TrainConfig, load_data
 
 
 def score_runs(runs: list[Path], data_root, cache: Path | None = None):
@@ -40,8 +32,8 @@ def score_runs(runs: list[Path], data_root, cache: Path | None = None):
     data = load_data(config)  # the runs' hold-out: same data, same split seed
     test = load_split(Path(data_root), "test", classes=data.classes, size=config.image_size)
     sets = {
-        "val": (data.x_val, data.y_val.numpy()),
-        "test": (torch.from_numpy(test.images).unsqueeze(1), test.labels),
+        "val": (data.x_val[:, 0].numpy(), data.y_val.numpy()),
+        "test": (test.images, test.labels),
     }
     for run in runs:
         ckpt = load_checkpoint(run / "best.pt")
@@ -50,13 +42,14 @@ def score_runs(runs: list[Path], data_root, cache: Path | None = None):
             first["data"]["file_list_hash"],
         ):
             raise SystemExit(f"{run} was validated on another hold-out than {runs[0]}")
-        model = None
+        scorer = None
         for split, (x, _) in sets.items():
             for tta in ("plain", "tta"):
                 key = f"{run.name}/{split}/{tta}"
-                if key not in cached:
-                    model = model or build_model(ckpt).eval()
-                    cached[key] = probabilities(model, x, tta == "tta")
+                if key not in cached:  # as `fercli evaluate [--tta]` scores a checkpoint
+                    scorer = scorer or CheckpointScorer(run / "best.pt", "cpu")
+                    predict = scorer.predict_proba
+                    cached[key] = mirror_averaged(predict, x) if tta == "tta" else predict(x)
                     if cache:
                         np.savez(cache, **cached)
     return cached, {split: y for split, (_, y) in sets.items()}
