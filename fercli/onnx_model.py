@@ -6,12 +6,15 @@ No torch here: `predict-dir` must start fast and run where only onnxruntime is i
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fercli.errors import FercliError
+from fercli.progress import settings
+from fercli.util import native_stderr_captured
 
 FORMAT = "fercli-onnx"
 FORMAT_VERSION = 1
@@ -145,6 +148,25 @@ def resolve_providers(provider: str) -> list[str]:
     return [EP["cpu"]]
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    text = text.strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def cuda_failure(log: str) -> str:
+    """The reason in onnxruntime's log for a CUDA provider that did not start, in a few words:
+    the library that failed to load, else its first error message."""
+    log = ANSI.sub("", log)
+    missing = re.search(r"with error: ([^\n]+)", log)
+    if missing:
+        return first_line(missing.group(1))
+    errors = [line.rsplit("] ", 1)[-1] for line in log.splitlines() if "[E:" in line]
+    return first_line(errors[0]) if errors else "no reason given; run with -v to see its log"
+
+
 class OnnxModel:
     """An onnxruntime session over a fercli ONNX file, with its metadata checked.
 
@@ -168,20 +190,27 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-            raise FercliError(
-                f"{self.path} is not a usable ONNX model ({reason}): pass a .onnx file made by "
-                "`fercli export-onnx`."
-            ) from None
+        # onnxruntime prints a multi-line error of its own (on fd 2, past Python) when the
+        # CUDA provider cannot start; keep it for our one line, show it as it is with -v.
+        with native_stderr_captured(EP["cuda"] in providers and not settings["verbose"]) as log:
+            try:
+                self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own exception types
+                reason = first_line(str(exc)) or repr(exc)
+                raise FercliError(
+                    f"{self.path} is not a usable ONNX model ({reason}): pass a .onnx file made "
+                    "by `fercli export-onnx`."
+                ) from None
         used = self.session.get_providers()[0]
-        if provider == "cuda" and used != EP["cuda"]:
-            raise FercliError(
-                f"onnxruntime could not start the CUDA execution provider for {self.path} "
-                "(check the CUDA and cuDNN libraries): use --provider cpu."
-            )
+        self.fallback_reason = ""  # why `auto` runs on the CPU although CUDA is installed
+        if EP["cuda"] in providers and used != EP["cuda"]:
+            self.fallback_reason = cuda_failure(log[0]) if log else "its log is above"
+            if provider == "cuda":
+                raise FercliError(
+                    "onnxruntime could not start the CUDA execution provider "
+                    f"({self.fallback_reason}): install the NVIDIA driver, CUDA and cuDNN that "
+                    "your onnxruntime-gpu needs, or use --provider cpu."
+                )
         self.provider = "cuda" if used == EP["cuda"] else "cpu"
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(props, str(self.path))

@@ -48,3 +48,27 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+@contextmanager
+def native_stderr_captured(enabled: bool = True):
+    """Redirect file descriptor 2 (where C++ libraries such as onnxruntime log) to a
+    temporary file for the block; yields a list that holds the captured text afterwards.
+    Python's own sys.stderr is flushed first, so nothing of ours is swallowed."""
+    captured: list[str] = []
+    if not enabled:
+        yield captured
+        return
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace"))

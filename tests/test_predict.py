@@ -18,10 +18,32 @@ from PIL import Image
 
 from fercli.errors import FercliError
 from fercli.images import load_image
-from fercli.onnx_model import OnnxModel, available_providers
+from fercli.onnx_model import EP, OnnxModel, available_providers, cuda_failure
 from fercli.predict import predict_dir
+from fercli.util import native_stderr_captured
 
-HAS_CUDA = "CUDAExecutionProvider" in available_providers()
+
+def cuda_starts() -> bool:
+    """Whether onnxruntime runs a model on CUDA here: onnxruntime-gpu alone is not enough,
+    it also needs a GPU, its driver, and the CUDA and cuDNN libraries it was built for."""
+    if EP["cuda"] not in available_providers():
+        return False
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x, y = ([helper.make_tensor_value_info(n, TensorProto.FLOAT, [1])] for n in "xy")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", x, y)
+    with native_stderr_captured():
+        session = ort.InferenceSession(
+            helper.make_model(
+                graph, ir_version=8, opset_imports=[helper.make_opsetid("", 13)]
+            ).SerializeToString(),
+            providers=[EP["cuda"], EP["cpu"]],
+        )
+    return session.get_providers()[0] == EP["cuda"]
+
+
+HAS_CUDA = cuda_starts()
 
 
 @pytest.fixture(scope="module")
@@ -396,23 +418,65 @@ def test_bad_output_suffix_and_empty_folder(model_path, tmp_path, run_cli):
     assert result.exit_code == 2 and "no images" in result.stderr
 
 
-@pytest.mark.skipif(HAS_CUDA, reason="the CUDA execution provider is available here")
-def test_cuda_unavailable_is_one_line(model_path, tmp_path, run_cli):
-    result = run_cli(
-        "predict-dir",
-        flat_folder(tmp_path / "in", n=2),
-        "--model",
-        model_path,
-        "--provider",
-        "cuda",
-        "-o",
-        tmp_path / "p.csv",
+@pytest.mark.skipif(HAS_CUDA, reason="onnxruntime runs on CUDA here")
+def test_cuda_unusable_is_one_line(model_path, tmp_path, run_fercli):
+    """Whether onnxruntime lacks the CUDA provider (the CPU package) or has it but cannot
+    start it (onnxruntime-gpu without a GPU or its libraries): one line, exit 2, and none of
+    onnxruntime's own log, which a subprocess shows (it writes past Python's sys.stderr)."""
+    folder = flat_folder(tmp_path / "in", n=2)
+    out = tmp_path / "p.csv"
+    args = ["predict-dir", folder, "--model", model_path, "--provider", "cuda", "-o", out]
+    result = run_fercli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "CUDA execution provider" in lines[0], result.stderr
+    assert "--provider cpu" in lines[0] and not out.exists()
+
+
+@pytest.fixture
+def failing_cuda(monkeypatch):
+    """onnxruntime-gpu on a machine without the driver: the provider is listed, the session
+    logs an error on fd 2 (as onnxruntime does, past Python) and runs on the CPU."""
+    import onnxruntime as ort
+
+    import fercli.onnx_model
+
+    real = ort.InferenceSession
+    log = (
+        "\x1b[1;31m2026-11-26 02:38:11.3 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 "
+        "operator()] Failed to load library libonnxruntime_providers_cuda.so with error: "
+        "libcuda.so.1: cannot open shared object file: No such file or directory\n\x1b[m\n"
     )
-    assert result.exit_code == 2 and "CUDA execution provider is not available" in result.stderr
-    assert result.stderr.strip().count("\n") == 0
+
+    def session(path, options=None, providers=None):
+        os.write(2, log.encode())
+        return real(path, options, providers=[EP["cpu"]])
+
+    monkeypatch.setattr(fercli.onnx_model, "available_providers", lambda: [EP["cuda"], EP["cpu"]])
+    monkeypatch.setattr(ort, "InferenceSession", session)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA execution provider in this onnxruntime")
+def test_cuda_that_does_not_start_is_named_not_hidden(failing_cuda, model_path, tmp_path, capfd):
+    with pytest.raises(FercliError, match="could not start the CUDA.*libcuda.so.1: cannot open"):
+        OnnxModel(model_path, "cuda")
+    auto = OnnxModel(model_path, "auto")
+    assert auto.provider == "cpu" and auto.fallback_reason.startswith("libcuda.so.1")
+    assert "onnxruntime" not in capfd.readouterr().err  # its log was kept for our one line
+
+    result = predict_dir(flat_folder(tmp_path / "in", n=2), tmp_path / "p.csv", model_path)
+    assert result.provider == "cpu" and "did not start (libcuda.so.1" in capfd.readouterr().err
+
+
+def test_cuda_failure_reason_from_onnxruntime_log():
+    loaded = "[E:onnxruntime:Default, x.cc:1 f()] Failed to create CUDAExecutionProvider"
+    assert cuda_failure(f"\x1b[0;93m{loaded}\x1b[m") == "Failed to create CUDAExecutionProvider"
+    assert (
+        cuda_failure("... with error: libcudnn.so.9: cannot open\n") == "libcudnn.so.9: cannot open"
+    )
+    assert "-v" in cuda_failure("")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="onnxruntime cannot run on CUDA here")
 def test_cuda_provider_matches_cpu(model_path, tmp_path):
     folder = flat_folder(tmp_path / "in")
     gpu = predict_dir(folder, tmp_path / "gpu.csv", model_path, provider="cuda", workers=0)
