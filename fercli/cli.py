@@ -11,6 +11,9 @@ from fercli.config import default_map, read_config
 from fercli.errors import FercliError
 from fercli.progress import settings
 
+# What `pip install 'fercli[train]'` adds: training, checkpoints and export need them.
+TRAINING_MODULES = ("torch", "torchvision", "onnxscript")
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fercli")
@@ -127,5 +130,13 @@ def main(argv=None) -> None:
     except Exception as exc:
         if verbose:
             traceback.print_exc()
+        if isinstance(exc, ModuleNotFoundError) and exc.name in TRAINING_MODULES:
+            click.echo(
+                f"Error: this command needs PyTorch ({exc.name} is not installed): pip install "
+                "'fercli[train]'. predict-dir, clean and evaluating an .onnx model work without "
+                "it.",
+                err=True,
+            )
+            sys.exit(2)
         click.echo(f"Error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
         sys.exit(1)

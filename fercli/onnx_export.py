@@ -201,7 +201,7 @@ def torch_to_onnx(model, input_size: int, opset: int):
 
     if opset >= DEFAULT_OPSET and importlib.util.find_spec("onnxscript") is None:
         raise FercliError(
-            "ONNX export needs onnxscript: pip install 'fercli[export]' (or pass --opset 17 "
+            "ONNX export needs onnxscript: pip install 'fercli[train]' (or pass --opset 17 "
             "for PyTorch's older exporter)."
         )
     # A batch of 2: exporters specialise a batch of 1 into the graph.

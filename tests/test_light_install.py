@@ -1,0 +1,92 @@
+"""`pip install fercli` without the `train` extra: no PyTorch. Simulated by a fercli process
+in which importing torch, torchvision or onnxscript fails as it does where they are absent.
+Predicting, cleaning and evaluating an .onnx model work; the commands that need PyTorch say
+so in one line."""
+
+import subprocess
+import sys
+
+import pytest
+
+from fercli.cli import TRAINING_MODULES
+
+WITHOUT_TORCH = f"""
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {TRAINING_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+from fercli.cli import main
+main(sys.argv[1:])
+"""
+
+
+def fercli_without_torch(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def onnx_model(trained_run, tmp_path_factory):
+    from fercli.onnx_export import export_onnx
+
+    return export_onnx(trained_run[0] / "best.pt", tmp_path_factory.mktemp("m") / "m.onnx").output
+
+
+def test_the_simulation_blocks_torch():
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH.replace("main(sys.argv[1:])", "import torch")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "No module named 'torch'" in proc.stderr
+
+
+def test_predict_clean_and_onnx_evaluate_work_without_torch(onnx_model, synth_copy, tmp_path):
+    out = tmp_path / "p.csv"
+    steps = [
+        ("predict-dir", synth_copy / "test", "--model", onnx_model, "-o", out, "--eval"),
+        ("predict-dir", synth_copy / "test", "-o", tmp_path / "default.jsonl"),  # bundled
+        ("clean", synth_copy, "--report", tmp_path / "clean.json"),
+        ("evaluate", onnx_model, synth_copy, "--split", "test", "--out", tmp_path / "eval"),
+    ]
+    for args in steps:
+        proc = fercli_without_torch(*args)
+        assert proc.returncode == 0, (args, proc.stderr)
+    assert out.read_text().count("\n") > 10 and (tmp_path / "clean.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("train", "{data}", "--epochs", "1", "--out", "{tmp}/run"),
+        ("export-onnx", "{tmp}/missing.pt"),
+    ],
+    ids=["train", "export-onnx"],
+)
+def test_commands_that_need_torch_say_how_to_get_it(command, synth_copy, tmp_path):
+    args = [a.format(data=synth_copy, tmp=tmp_path) for a in command]
+    proc = fercli_without_torch(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "needs PyTorch" in lines[0] and "pip install 'fercli[train]'" in lines[0]
+
+
+def test_pytorch_is_only_in_the_train_extra():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(r) for r in requires("fercli")]
+    heavy = [r for r in reqs if r.name in TRAINING_MODULES]
+    assert {r.name for r in heavy} == set(TRAINING_MODULES)
+    for r in heavy:  # required with the extra, and only with it
+        assert r.marker and r.marker.evaluate({"extra": "train"}), r
+        assert not r.marker.evaluate({"extra": ""}), r
