@@ -20,6 +20,11 @@ targets (b) >= 80% of (a) and (b) >= 10x (c). The same (a) and (b) for the int8 
     .venv/bin/python benchmarks/bench_predict.py --onnx exports/RUN.onnx --onnx-int8 X.onnx
     .venv/bin/python benchmarks/bench_predict.py --checkpoint runs/A/best.pt runs/B/best.pt ...
 
+It also prints the work per image (multiply-accumulates of the convolutions and linear
+layers, counted in the fp32 graph) and the rate each engine reaches on it, which shows what
+(b) >= 10x (c) asks of the int8 kernels; `--profile` adds onnxruntime's per-operator profile
+of (a) int8 with the rate of each convolution shape.
+
 Several checkpoints are one ensemble (as `fercli export-onnx A B ...` writes it); the naive
 loop then runs the same ensemble in PyTorch.
 
@@ -82,6 +87,81 @@ def model_only(onnx_path: Path, x, batch_size: int) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
+def layer_work(onnx_path: Path) -> tuple[dict, int]:
+    """The fp32 graph's convolutions and linear layers at batch 1, from ONNX shape inference:
+    {(in_channels, out_channels, out_height, out_width): multiply-accumulates per image of
+    each such convolution}, and the total per image (the work that bounds every engine)."""
+    import math
+
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    batch.ClearField("dim_param")
+    batch.dim_value = 1
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*graph.input, *graph.value_info, *graph.output]
+    }
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    convs, total = {}, 0
+    for node in graph.node:
+        w = weights.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type == "Conv" and w:  # each output value: in_channels/groups x kh x kw
+            _, cout, h, width = shapes[node.output[0]]
+            convs[(shapes[node.input[0]][1], cout, h, width)] = cout * h * width * math.prod(w[1:])
+            total += convs[(shapes[node.input[0]][1], cout, h, width)]
+        elif node.op_type in ("Gemm", "MatMul") and w:
+            total += math.prod(w)
+    return convs, total
+
+
+def conv_profile(int8_path: Path, fp32_path: Path, x, batch_size: int, folder: Path) -> None:
+    """(a) int8 once more under onnxruntime's profiler: the share of time per operator type,
+    and the multiply-accumulate rate of each convolution shape (the fastest is a practical
+    ceiling for the whole model on this CPU)."""
+    import json
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(folder / "ort-profile")
+    session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for i in range(0, len(x), batch_size):
+        session.run(None, {name: x[i : i + batch_size]})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    convs = layer_work(fp32_path)[0]
+    by_op, conv_us, conv_macs = Counter(), Counter(), Counter()
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        op = e["args"]["op_name"]
+        by_op[op] += e["dur"]
+        if "Conv" in op:  # onnxruntime's layouts: NCHW, or NHWC after its int8 rewrite
+            (n, *xs), (_, *out) = (
+                next(iter(t[0].values()))
+                for t in (e["args"]["input_type_shape"], e["args"]["output_type_shape"])
+            )
+            nhwc = xs[0] == xs[1] and out[0] == out[1]
+            cin, (cout, h, w) = (xs[2], (out[2], *out[:2])) if nhwc else (xs[0], out)
+            key = (cin, cout, h, w)
+            conv_us[key] += e["dur"]
+            conv_macs[key] += n * convs.get(key, 0)
+    total = sum(by_op.values())
+    shares = ", ".join(f"{op} {us / total:.1%}" for op, us in by_op.most_common(5))
+    print(f"  profile of (a) int8, share of operator time: {shares}")
+    for key, us in sorted(conv_us.items(), key=lambda kv: -conv_macs[kv[0]] / kv[1]):
+        cin, cout, h, w = key
+        print(
+            f"    conv {cin}->{cout} channels at {h}x{w}: "
+            f"{conv_macs[key] / us / 1e3:.0f} GMAC/s, {us / total:.1%} of the time"
+        )
+
+
 def end_to_end(onnx_path: Path, folder: Path, out: Path, batch_size: int) -> tuple[float, int]:
     """(b): images/s of predict_dir from files to CSV."""
     from fercli.predict import predict_dir
@@ -131,6 +211,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--naive-images", type=int, default=200)
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the int8 model's operators at the end"
+    )
     args = parser.parse_args()
 
     import torch
@@ -210,7 +293,16 @@ def main() -> None:
             f"b/a {m[b] / m[a]:.2f} (target >= 0.80: {ok_a}), b/c {m[b] / m['c']:.1f}x "
             f"(target >= 10x: {ok_c}), b/c1 {m[b] / m['c1']:.1f}x"
         )
+    macs = layer_work(fp32)[1]
+    rate = {k: m[k] * macs / 1e9 for k in ("a", "a8", "b8", "c")}
+    print(
+        f"  work: {macs / 1e6:.0f} M multiply-accumulates per image; GMAC/s: (c) fp32 one image "
+        f"at a time {rate['c']:.0f}, (a) fp32 {rate['a']:.0f}, (a) int8 {rate['a8']:.0f}, "
+        f"(b) int8 {rate['b8']:.0f}; (b) >= 10x (c) needs {10 * rate['c']:.0f} end to end"
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}; unreadable files: {errors}")
+    if args.profile:
+        conv_profile(int8, fp32, x, args.batch_size, tmp)
 
 
 if __name__ == "__main__":
