@@ -13,6 +13,7 @@ The result is a (size, size) uint8 array.
 """
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def open_raw(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with open_regular(path) as f, Image.open(f) as im:
                 im.load()
                 return im
     except (
@@ -74,9 +75,43 @@ def upright_gray(im: Image.Image) -> Image.Image:
         raise ImageError(_reason(exc)) from None
 
 
+# What a name with an image suffix may be besides a file; reading a pipe or a device would
+# block or never end, so these are refused before the first read.
+_NOT_FILES = (
+    (stat.S_ISDIR, "is a directory"),
+    (stat.S_ISFIFO, "is a pipe (FIFO), not a file"),
+    (stat.S_ISSOCK, "is a socket, not a file"),
+    (stat.S_ISCHR, "is a device, not a file"),
+    (stat.S_ISBLK, "is a device, not a file"),
+)
+
+
+def open_regular(path: str | Path):
+    """The file at path, opened for binary reading, if it is a regular file (a symlink to
+    one counts); else ImageError. O_NONBLOCK: opening a pipe with no writer returns at once
+    (it changes nothing for a regular file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ImageError(_reason(exc, path)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        for is_kind, reason in _NOT_FILES:
+            if is_kind(mode):
+                raise ImageError(reason)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _reason(exc: Exception, path=None) -> str:
     if isinstance(exc, FileNotFoundError):
-        return "file not found"
+        return (
+            "broken symbolic link"
+            if path is not None and os.path.islink(path)
+            else "file not found"
+        )
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, IsADirectoryError):

@@ -2,6 +2,8 @@
 orientation, and broken files reported with a reason instead of a crash."""
 
 import io
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -219,3 +221,33 @@ def test_is_image_path():
         assert is_image_path(name)
     for name in (".hidden.jpg", "notes.txt", "planted.json", "x.jpg.tmp", "noext"):
         assert not is_image_path(name)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_named_like_an_image_is_refused_not_waited_on(tmp_path):
+    """Reading a FIFO blocks until something writes to it: predict-dir once hung on one."""
+    os.mkfifo(tmp_path / "pipe.jpg")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("reading the pipe blocked"))
+    signal.alarm(10)
+    try:
+        with pytest.raises(ImageError, match="is a pipe"):
+            load_image(tmp_path / "pipe.jpg")
+        _, errors = load_many([tmp_path / "pipe.jpg"])
+    finally:
+        signal.alarm(0)
+    assert errors == [(0, "is a pipe (FIFO), not a file")]
+
+
+def test_a_device_named_like_an_image_is_refused(tmp_path):
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero here")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")  # endless bytes
+    with pytest.raises(ImageError, match="is a device"):
+        load_image(tmp_path / "zero.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(ImageError, match="broken symbolic link"):
+        load_image(tmp_path / "gone.png")
+    (tmp_path / "file.png").write_bytes(b"")
+    (tmp_path / "link.png").symlink_to(tmp_path / "file.png")  # a link to a file is fine
+    with pytest.raises(ImageError, match="empty file"):
+        load_image(tmp_path / "link.png")

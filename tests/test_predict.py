@@ -127,6 +127,11 @@ def make_mixed_folder(root: Path) -> dict[str, str]:
     (root / "text.jpg").write_text("this is not a picture")
     (root / "bomb.png").write_bytes(bomb_png())
     expected.update({n: "error" for n in ("empty.jpg", "truncated.jpg", "text.jpg", "bomb.png")})
+    (root / "dangling.png").symlink_to(root / "moved-away.png")
+    expected["dangling.png"] = "error"
+    if hasattr(os, "mkfifo"):  # reading a pipe would wait for a writer forever
+        os.mkfifo(root / "pipe.jpg")
+        expected["pipe.jpg"] = "error"
     # Skipped: hidden files and folders, the clean quarantine, non-image files.
     for rel in (".hidden.png", ".cache/x.png", ".fercli-quarantine/y.png"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
