@@ -14,6 +14,10 @@ Both use the trainer's settings: its optimizer and loss, the autocast dtype it p
 
     .venv/bin/python benchmarks/bench_train.py                 # seed-cnn, batch 128
     .venv/bin/python benchmarks/bench_train.py --model vgg --steps 10
+    .venv/bin/python benchmarks/bench_train.py --model vgg --steps 10 --compare-amp
+
+`--compare-amp` times only (a), in fp32 and in bf16 autocast (fp16 on CUDA), interleaved:
+the measurement behind `--amp auto`.
 """
 
 import argparse
@@ -32,6 +36,7 @@ from fercli import registry
 from fercli.progress import settings
 from fercli.training import (
     Data,
+    Parts,
     TrainConfig,
     _train_epoch,
     amp_dtype,
@@ -99,21 +104,51 @@ def loop_runner(config: TrainConfig, data: Data, device, dtype, steps: int, repe
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     augmenters = build_augmenters(config)
     generator = torch.Generator().manual_seed(config.seed)
+    augment_generator = (
+        torch.Generator(device=device).manual_seed(config.seed)
+        if device.type == "cuda"
+        else generator
+    )  # as the trainer does
+    parts = Parts(
+        model, optimizer, scheduler, scaler, augmenters, generator, augment_generator, device,
+        dtype, None, part.x_train.to(device), part.y_train.to(device),
+    )  # fmt: skip
     epoch = 0
 
     def run(_steps: int) -> float:
         nonlocal epoch
         epoch += 1
         start = time.perf_counter()
-        _train_epoch(
-            model, part, config, optimizer, scheduler, scaler, augmenters, generator,
-            device, dtype, None, epoch,
-        )  # fmt: skip
+        _train_epoch(parts, part, config, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return n / (time.perf_counter() - start)
 
     return run
+
+
+def compare_amp(config: TrainConfig, device, picked, num_classes: int, args) -> None:
+    """(a) in full fp32 against (a) in bf16 autocast, interleaved in each repeat: whether
+    bf16 pays on this CPU, and what `--amp auto` picks here."""
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
+    runs = {"fp32": bare_runner(config, device, None, num_classes)}
+    runs[str(half).split(".")[-1]] = bare_runner(config, device, half, num_classes)
+    print(
+        f"model {config.model}, batch {config.batch_size}, device {device}, "
+        f"{torch.get_num_threads()} threads; --amp auto picks {picked or 'fp32'} here"
+    )
+    rates = {k: [] for k in runs}
+    for run in runs.values():
+        run(3)  # warm-up
+    for r in range(args.repeats):
+        for name, run in runs.items():
+            rates[name].append(run(args.steps))
+        print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.0f} img/s" for k, v in rates.items()))
+    (a, rate_a), (b, rate_b) = ((k, statistics.median(v)) for k, v in rates.items())
+    print(
+        f"median over {args.repeats} x {args.steps} batches: {a} {rate_a:.0f}, {b} {rate_b:.0f} "
+        f"images/s; {b}/{a} {rate_b / rate_a:.2f}"
+    )
 
 
 def main() -> None:
@@ -126,6 +161,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", help="dataset root (default: FER-2013 if found)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--compare-amp",
+        action="store_true",
+        help="only (a), in fp32 and in bf16 autocast, interleaved: the check behind --amp auto",
+    )
     args = parser.parse_args()
 
     flush_denormals()  # as the trainer does, before torch starts its threads
@@ -144,6 +184,8 @@ def main() -> None:
     device = resolve_device(config.device)
     dtype = amp_dtype(config, device)
     data = load_data(config)
+    if args.compare_amp:
+        return compare_amp(config, device, dtype, len(data.classes), args)
     bare = bare_runner(config, device, dtype, len(data.classes))
     loop = loop_runner(config, data, device, dtype, args.steps, args.repeats)
 

@@ -89,18 +89,23 @@ def amp_dtype(config: TrainConfig, device: torch.device):
         return None
     if device.type == "cuda":
         return torch.float16
-    bf16 = torch.backends.mkldnn.is_available() and _cpu_has_bf16()
-    if config.amp == "on" or bf16:
+    if config.amp == "on" or (torch.backends.mkldnn.is_available() and _cpu_has_amx()):
         return torch.bfloat16
     return None
 
 
-def _cpu_has_bf16() -> bool:
+def _cpu_has_amx() -> bool:
+    """bf16 autocast pays on CPUs with AMX tiles; with AVX-512 bf16 alone it is slower than
+    fp32 (vgg at 0.77x on a 2-core Xeon without AMX, `benchmarks/bench_train.py --model vgg
+    --steps 10 --compare-amp`), so `--amp auto` uses it only with AMX."""
+    return "amx_bf16" in _cpu_flags()
+
+
+def _cpu_flags() -> str:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return ""
 
 
 def load_data(config: TrainConfig) -> Data:

@@ -100,11 +100,19 @@ def test_metadata_round_trip(tmp_path):
 def test_int8_agrees_with_fp32_and_reports_its_figures(trained_run, synth_root, tmp_path):
     run, _ = trained_run
     out = tmp_path / "int8.onnx"
+    # The synthetic test split has 71 images: one near-tie that int8 flips is 1.4 points, so
+    # the 99% gate (tested below) is set to 97% here; which images flip depends on the CPU's
+    # arithmetic in training (fp32, or bf16 on CPUs with AMX).
     report = export_onnx(
-        run / "best.pt", out, quantize="int8", data_root=synth_root, calibration_images=200
+        run / "best.pt",
+        out,
+        quantize="int8",
+        data_root=synth_root,
+        calibration_images=200,
+        min_agreement=0.97,
     )
     quant = report.quant
-    assert quant.agreement >= 0.99
+    assert quant.agreement >= 0.97
     assert quant.test_images == len(load_split(synth_root, "test"))
     assert quant.size_int8 < 0.5 * quant.size_fp32
     assert quant.speed_fp32 > 0 and quant.speed_int8 > 0

@@ -390,3 +390,24 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
         assert row_b["val_loss"] == pytest.approx(row_a["val_loss"], rel=2e-2, abs=1e-3)
     if device == "cpu":  # deterministic there: the same run to the last bit
         assert without_timing(a) == without_timing(b)
+
+
+@pytest.mark.parametrize(
+    ("amp", "device", "flags", "expected"),
+    [
+        ("auto", "cpu", "fpu avx512f avx512_bf16 amx_bf16 amx_tile", torch.bfloat16),
+        ("auto", "cpu", "fpu avx512f avx512_bf16 avx512_vnni", None),  # bf16 is slower there
+        ("auto", "cpu", "fpu sse2", None),
+        ("on", "cpu", "fpu sse2", torch.bfloat16),
+        ("off", "cpu", "amx_bf16", None),
+        ("auto", "cuda", "", torch.float16),
+        ("off", "cuda", "", None),
+    ],
+)
+def test_amp_auto_uses_bf16_only_with_amx(amp, device, flags, expected, monkeypatch):
+    import fercli.training
+
+    monkeypatch.setattr(fercli.training, "_cpu_flags", lambda: f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    config = fercli.training.TrainConfig(data_dir=".", amp=amp)
+    assert fercli.training.amp_dtype(config, torch.device(device)) == expected

@@ -74,7 +74,7 @@ import click
     type=click.Choice(["auto", "on", "off"]),
     default="auto",
     show_default=True,
-    help="Mixed precision: bf16 on CPUs that support it, fp16 on CUDA.",
+    help="Mixed precision: bf16 on CPUs with AMX, fp16 on CUDA.",
 )
 @click.option("--image-size", default=48, show_default=True, type=click.IntRange(16))
 @click.option(
