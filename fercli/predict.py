@@ -244,7 +244,7 @@ def predict_dir(
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
         if onnx.fallback_reason:
-            say(f"The CUDA execution provider did not start ({onnx.fallback_reason}): on the CPU.")
+            say(f"CUDA provider not started ({onnx.fallback_reason}): running on the CPU.")
         classes = info.classes
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")

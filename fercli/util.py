@@ -1,6 +1,7 @@
 """Small helpers shared across fercli."""
 
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,8 +60,6 @@ def native_stderr_captured(enabled: bool = True):
     if not enabled:
         yield captured
         return
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink:
