@@ -49,13 +49,16 @@ def test_the_simulation_blocks_torch():
     assert proc.returncode != 0 and "No module named 'torch'" in proc.stderr
 
 
-def test_predict_clean_and_onnx_evaluate_work_without_torch(onnx_model, synth_copy, tmp_path):
+def test_predicting_cleaning_and_the_rest_work_without_torch(onnx_model, synth_copy, tmp_path):
     out = tmp_path / "p.csv"
     steps = [
         ("predict-dir", synth_copy / "test", "--model", onnx_model, "-o", out, "--eval"),
         ("predict-dir", synth_copy / "test", "-o", tmp_path / "default.jsonl"),  # bundled
         ("clean", synth_copy, "--report", tmp_path / "clean.json"),
         ("evaluate", onnx_model, synth_copy, "--split", "test", "--out", tmp_path / "eval"),
+        ("synth", tmp_path / "drawn", "--per-class", "3"),
+        ("models",),
+        ("plugins",),
     ]
     for args in steps:
         proc = fercli_without_torch(*args)
