@@ -331,6 +331,8 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     meta = {
         "model": config.model,
         "hardware": hardware(device),
+        # What --amp auto chose here: a rerun elsewhere needs the same to reproduce it.
+        "autocast": str(dtype).split(".")[-1] if dtype else "off",
         "classes": list(data.classes),
         "image_size": config.image_size,
         "input_size": config.image_size,
@@ -568,6 +570,7 @@ def _write_logs(out: Path, history, best, meta, elapsed) -> None:
     metrics = {
         "model": meta["model"],
         "hardware": meta["hardware"],
+        "autocast": meta["autocast"],
         "best": best,
         "epochs_run": len(history),
         "elapsed_s": round(elapsed, 1),

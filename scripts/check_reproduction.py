@@ -4,7 +4,8 @@ first few epochs and compare the epoch logs with the run's history.csv.
 The trainer is deterministic for a given seed, thread count and machine, so on the same
 hardware with the same FERCLI_THREADS the losses and accuracies must match to the digit; any
 drift shows at once instead of after a full run. Epochs are run one call at a time (a tiny
-time limit, then --resume), so resuming is checked on the way.
+time limit, then --resume), so resuming is checked on the way. The rerun uses the autocast
+the run recorded (bf16 or fp32), not what `--amp auto` would pick on this machine.
 
     .venv/bin/python scripts/check_reproduction.py runs/RUN --epochs 2
 
@@ -43,6 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fercli-repro-") as tmp:
         out = Path(tmp) / "run"
         config = TrainConfig.from_dict({**metrics["config"], "out": str(out)})
+        if config.device != "cuda" and metrics.get("autocast") in ("bfloat16", "off"):
+            # what `--amp auto` chose on the machine that trained it, not what it picks here
+            config.amp = "on" if metrics["autocast"] == "bfloat16" else "off"
         config.max_minutes = 1e-6  # stop after every epoch; each --resume adds one
         train(config)
         for _ in range(len(expected) - 1):

@@ -411,3 +411,13 @@ def test_amp_auto_uses_bf16_only_with_amx(amp, device, flags, expected, monkeypa
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     config = fercli.training.TrainConfig(data_dir=".", amp=amp)
     assert fercli.training.amp_dtype(config, torch.device(device)) == expected
+
+
+def test_run_records_the_autocast_it_used(trained_run):
+    import fercli.training
+
+    run, _ = trained_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = fercli.training.TrainConfig.from_dict(metrics["config"])
+    dtype = fercli.training.amp_dtype(config, torch.device("cpu"))
+    assert metrics["autocast"] == (str(dtype).split(".")[-1] if dtype else "off")
