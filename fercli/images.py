@@ -96,10 +96,9 @@ def open_regular(path: str | Path):
         raise ImageError(_reason(exc, path)) from None
     try:
         mode = os.fstat(fd).st_mode
-        for is_kind, reason in _NOT_FILES:
-            if is_kind(mode):
-                raise ImageError(reason)
-        return os.fdopen(fd, "rb")
+        if not stat.S_ISREG(mode):
+            raise ImageError(next((r for is_kind, r in _NOT_FILES if is_kind(mode)), "not a file"))
+        return open(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
