@@ -255,6 +255,28 @@ def flat_folder(root: Path, n=21) -> Path:
     return root
 
 
+def test_a_file_it_may_not_read_gets_an_error_row(model_path, tmp_path, monkeypatch):
+    folder = flat_folder(tmp_path / "in", n=3)
+    locked = folder / "face_01.png"
+    locked.chmod(0)
+    if os.access(locked, os.R_OK):  # root reads anything: refuse it as the OS would
+        real_open = os.open
+
+        def refuse(path, *args, **kwargs):
+            if Path(path) == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refuse)
+    result = predict_dir(folder, tmp_path / "p.csv", model_path, workers=0)
+    rows = {r["path"]: r for r in read_rows(tmp_path / "p.csv")}
+    assert (rows["face_01.png"]["status"], rows["face_01.png"]["error"]) == (
+        "error",
+        "permission denied",
+    )
+    assert rows["face_00.png"]["status"] == "ok" and result.total == len(rows) == 4
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_resume_after_an_interrupted_run(model_path, tmp_path, monkeypatch, suffix):
     folder = flat_folder(tmp_path / "in")
