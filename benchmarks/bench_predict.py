@@ -117,7 +117,7 @@ def layer_work(onnx_path: Path) -> tuple[dict, int]:
     return convs, total
 
 
-def conv_profile(int8_path: Path, fp32_path: Path, x, batch_size: int, folder: Path) -> None:
+def conv_profile(int8_path: Path, convs: dict, x, batch_size: int, folder: Path) -> None:
     """(a) int8 once more under onnxruntime's profiler: the share of time per operator type,
     and the multiply-accumulate rate of each convolution shape (the fastest is a practical
     ceiling for the whole model on this CPU)."""
@@ -134,7 +134,6 @@ def conv_profile(int8_path: Path, fp32_path: Path, x, batch_size: int, folder: P
     for i in range(0, len(x), batch_size):
         session.run(None, {name: x[i : i + batch_size]})
     events = json.loads(Path(session.end_profiling()).read_text())
-    convs = layer_work(fp32_path)[0]
     by_op, conv_us, conv_macs = Counter(), Counter(), Counter()
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
@@ -293,7 +292,7 @@ def main() -> None:
             f"b/a {m[b] / m[a]:.2f} (target >= 0.80: {ok_a}), b/c {m[b] / m['c']:.1f}x "
             f"(target >= 10x: {ok_c}), b/c1 {m[b] / m['c1']:.1f}x"
         )
-    macs = layer_work(fp32)[1]
+    convs, macs = layer_work(fp32)
     rate = {k: m[k] * macs / 1e9 for k in ("a", "a8", "b8", "c")}
     print(
         f"  work: {macs / 1e6:.0f} M multiply-accumulates per image; GMAC/s: (c) fp32 one image "
@@ -302,7 +301,7 @@ def main() -> None:
     )
     print(f"load average after: {os.getloadavg()[0]:.2f}; unreadable files: {errors}")
     if args.profile:
-        conv_profile(int8, fp32, x, args.batch_size, tmp)
+        conv_profile(int8, convs, x, args.batch_size, tmp)
 
 
 if __name__ == "__main__":

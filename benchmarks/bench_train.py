@@ -44,6 +44,7 @@ from fercli.training import (
     default_threads,
     flush_denormals,
     load_data,
+    make_augment_generator,
     make_optimizer,
     make_scheduler,
     resolve_device,
@@ -104,11 +105,7 @@ def loop_runner(config: TrainConfig, data: Data, device, dtype, steps: int, repe
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     augmenters = build_augmenters(config)
     generator = torch.Generator().manual_seed(config.seed)
-    augment_generator = (
-        torch.Generator(device=device).manual_seed(config.seed)
-        if device.type == "cuda"
-        else generator
-    )  # as the trainer does
+    augment_generator = make_augment_generator(generator, device, config.seed)
     parts = Parts(
         model, optimizer, scheduler, scaler, augmenters, generator, augment_generator, device,
         dtype, None, part.x_train.to(device), part.y_train.to(device),

@@ -73,8 +73,8 @@ def evaluate(
     from fercli.metrics import classification_report
 
     path = resolve_model(model)
-    kind = "onnx" if path.suffix.lower() == ".onnx" else "checkpoint"
-    scorer = OnnxScorer(path, device) if kind == "onnx" else CheckpointScorer(path, device)
+    scorer = scorer_for(path, device)
+    kind = "onnx" if isinstance(scorer, OnnxScorer) else "checkpoint"
     check_classes(root, split, scorer.classes)
     data = load_split(root, split, classes=scorer.classes, size=scorer.image_size)
     for rel, reason in data.errors:
@@ -94,6 +94,16 @@ def evaluate(
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
     }
+
+
+def scorer_for(path: Path, device: str = "auto"):
+    """An .onnx file in onnxruntime, anything else as a training checkpoint in PyTorch."""
+    path = Path(path)
+    return (
+        OnnxScorer(path, device)
+        if path.suffix.lower() == ".onnx"
+        else CheckpointScorer(path, device)
+    )
 
 
 class CheckpointScorer:

@@ -25,7 +25,7 @@ import numpy as np
 
 from fercli import __version__
 from fercli.errors import FercliError
-from fercli.onnx_model import ModelInfo, OnnxModel, preprocess
+from fercli.onnx_model import ModelInfo, OnnxModel, first_line, preprocess
 from fercli.progress import say
 from fercli.util import atomic_path
 
@@ -238,7 +238,7 @@ def torch_to_onnx(model, input_size: int, opset: int):
     except Exception as exc:
         raise FercliError(
             f"PyTorch could not export this model to ONNX opset {opset} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}): "
+            f"({type(exc).__name__}: {first_line(str(exc))}): "
             f"try another --opset (default {DEFAULT_OPSET})."
         ) from None
     written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

@@ -25,7 +25,7 @@ from fercli.checkpoint import load_checkpoint, save_checkpoint
 from fercli.dataset import SplitData, load_split
 from fercli.errors import FercliError
 from fercli.progress import bar, say
-from fercli.util import atomic_write_text
+from fercli.util import atomic_write_text, cpu_name, cpuinfo
 
 NORMALIZATION = {"mean": 0.5, "std": 0.5}  # pixels to [-1, 1], as the seed does
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.csv")
@@ -98,14 +98,7 @@ def _cpu_has_amx() -> bool:
     """bf16 autocast pays on CPUs with AMX tiles; with AVX-512 bf16 alone it is slower than
     fp32 (vgg at 0.77x on a 2-core Xeon without AMX, `benchmarks/bench_train.py --model vgg
     --steps 10 --compare-amp`), so `--amp auto` uses it only with AMX."""
-    return "amx_bf16" in _cpu_flags()
-
-
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
+    return "amx_bf16" in cpuinfo()
 
 
 def load_data(config: TrainConfig) -> Data:
@@ -249,6 +242,16 @@ def run_folder(config: TrainConfig) -> Path:
     return Path("runs") / f"{stamp}-{config.model}"
 
 
+def make_augment_generator(generator: torch.Generator, device, seed: int) -> torch.Generator:
+    """The random stream of the augmenters. On a GPU the training images (28,709 x 48 x 48
+    bytes for FER-2013) live on the device and are augmented there, with a generator of their
+    own; on the CPU the epoch-order generator serves both, so CPU runs repeat those of earlier
+    versions exactly."""
+    if device.type == "cuda":
+        return torch.Generator(device=device).manual_seed(seed)
+    return generator
+
+
 def _rng_state(generator, augment_generator):
     state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
     if augment_generator is not generator:
@@ -288,15 +291,9 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     data = load_data(config)
-    on_gpu = device.type == "cuda"
-    if on_gpu:  # a few convolution algorithms are tried once per shape, then the fastest kept
+    if device.type == "cuda":  # a few convolution algorithms are tried per shape, the fastest kept
         torch.backends.cudnn.benchmark = True
-    # On a GPU the training images (28,709 x 48 x 48 bytes for FER-2013) live on the device
-    # and are augmented there, with a generator of their own; on the CPU one stream serves
-    # both, so CPU runs repeat those of earlier versions exactly.
-    augment_generator = (
-        torch.Generator(device=device).manual_seed(config.seed) if on_gpu else generator
-    )
+    augment_generator = make_augment_generator(generator, device, config.seed)
     num_classes = len(data.classes)
     model = registry.create("model", config.model, num_classes=num_classes)
     model = model.to(device).to(memory_format=torch.channels_last)
@@ -328,11 +325,12 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         else:
             say(f"Resuming {out} at epoch {start_epoch}/{config.num_epochs}")
     out.mkdir(parents=True, exist_ok=True)
+    # What --amp auto chose here: a rerun elsewhere needs the same to reproduce it.
+    autocast = str(dtype).split(".")[-1] if dtype else "off"
     meta = {
         "model": config.model,
         "hardware": hardware(device),
-        # What --amp auto chose here: a rerun elsewhere needs the same to reproduce it.
-        "autocast": str(dtype).split(".")[-1] if dtype else "off",
+        "autocast": autocast,
         "classes": list(data.classes),
         "image_size": config.image_size,
         "input_size": config.image_size,
@@ -350,7 +348,7 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     say(
         f"Training {config.model} on {len(data.y_train)} images ({data.val_source}: "
         f"{len(data.y_val)} for validation), device {device}"
-        + (f", autocast {str(dtype).split('.')[-1]}" if dtype else "")
+        + (f", autocast {autocast}" if dtype else "")
     )
     parts = Parts(
         model,
@@ -606,8 +604,6 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
 
 def hardware(device: torch.device) -> str:
     """What a run trains on, for its metrics and the model card."""
-    from fercli.util import cpu_name
-
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
     return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, no GPU"

@@ -50,8 +50,8 @@ def score_runs(runs: list[Path], data_root, cache: Path | None = None):
                     scorer = scorer or CheckpointScorer(run / "best.pt", "cpu")
                     predict = scorer.predict_proba
                     cached[key] = mirror_averaged(predict, x) if tta == "tta" else predict(x)
-                    if cache:
-                        np.savez(cache, **cached)
+        if cache and scorer:  # after each run: an interrupted scoring keeps the finished runs
+            np.savez(cache, **cached)
     return cached, {split: y for split, (_, y) in sets.items()}
 
 

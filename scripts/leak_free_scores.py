@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fercli.dataset import load_split
-from fercli.evaluation import CheckpointScorer, OnnxScorer
+from fercli.evaluation import scorer_for
 from fercli.progress import settings
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     leaked = leaked_test_paths(json.loads(args.report.read_text()))
     results = {}
     for path in args.models:
-        scorer = OnnxScorer(path, "cpu") if path.suffix == ".onnx" else CheckpointScorer(path)
+        scorer = scorer_for(path, "cpu")
         test = load_split(args.data, "test", classes=scorer.classes, size=scorer.image_size)
         clean = np.array([p not in leaked for p in test.paths])
         right = scorer.predict_proba(test.images).argmax(1) == test.labels

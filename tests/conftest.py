@@ -177,3 +177,23 @@ def run_fercli():
         )
 
     return run
+
+
+@pytest.fixture
+def run_script():
+    """Run one of the repository's scripts in a subprocess; it must succeed:
+    run_script("benchmarks/bench_train.py", "--steps", 2, cwd=..., env={...}) -> its stdout."""
+
+    def run(rel_path, *args, cwd=None, env=None) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(REPO / rel_path), *map(str, args)],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    return run

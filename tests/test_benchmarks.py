@@ -2,36 +2,22 @@
 Each runs at its smallest on the synthetic faces; timings are printed, never asserted."""
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def run_benchmark(name: str, *args) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
 
 @pytest.mark.parametrize("compare_amp", [False, True], ids=["loop", "compare-amp"])
-def test_bench_train_runs(synth_root, compare_amp):
+def test_bench_train_runs(synth_root, compare_amp, run_script):
     args = ["--data", synth_root, "--steps", 2, "--repeats", 1, "--batch-size", 16]
-    out = run_benchmark("bench_train.py", *args, *(["--compare-amp"] if compare_amp else []))
+    out = run_script(
+        "benchmarks/bench_train.py", *args, *(["--compare-amp"] if compare_amp else [])
+    )
     assert ("bfloat16/fp32" if compare_amp else "ratio (b)/(a)") in out
 
 
-def test_bench_predict_runs(synth_root):
-    out = run_benchmark(
-        "bench_predict.py", "--data", synth_root, "--model", "seed-cnn", "--repeats", 1,
+def test_bench_predict_runs(synth_root, run_script):
+    out = run_script(
+        "benchmarks/bench_predict.py", "--data", synth_root, "--model", "seed-cnn", "--repeats", 1,
         "--naive-images", 5, "--profile",
     )  # fmt: skip
     assert "b/c" in out and "M multiply-accumulates per image" in out
@@ -39,6 +25,6 @@ def test_bench_predict_runs(synth_root):
     assert not re.search(r": 0 GMAC/s", out)  # every profiled shape found in the graph
 
 
-def test_bench_clean_runs(synth_root):
-    out = run_benchmark("bench_clean.py", "--data", synth_root, "--repeats", 1)
+def test_bench_clean_runs(synth_root, run_script):
+    out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out

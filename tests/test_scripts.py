@@ -3,27 +3,9 @@ the session's short synthetic run stands in for the FER-2013 runs (used twice wh
 wants an ensemble). Their figures are checked for shape, not for value."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-def run_script(name: str, *args, cwd: Path, env=None) -> str:
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / name), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +15,10 @@ def recipe(tmp_path_factory) -> Path:
     return path
 
 
-def test_ensemble_scores(trained_run, synth_root, tmp_path):
+def test_ensemble_scores(trained_run, synth_root, tmp_path, run_script):
     run = trained_run[0]
     out = run_script(
-        "ensemble_scores.py", run, run, "--data", synth_root, "--members", 1,
+        "scripts/ensemble_scores.py", run, run, "--data", synth_root, "--members", 1,
         "--cache", tmp_path / "cache.npz", cwd=tmp_path,
     )  # fmt: skip
     scores = json.loads(out.strip().splitlines()[-1])
@@ -44,11 +26,11 @@ def test_ensemble_scores(trained_run, synth_root, tmp_path):
     assert scores["best_subset"]["runs"] == [str(run)]
 
 
-def test_bundle_default_model(trained_run, synth_root, recipe, tmp_path):
+def test_bundle_default_model(trained_run, synth_root, recipe, tmp_path, run_script):
     run = trained_run[0]
     dest = tmp_path / "bundle"
     out = run_script(
-        "bundle_default_model.py", run, "--data", synth_root, "--recipe", recipe,
+        "scripts/bundle_default_model.py", run, "--data", synth_root, "--recipe", recipe,
         "--dest", dest, cwd=tmp_path,
     )  # fmt: skip
     assert "shipped" in out
@@ -58,11 +40,11 @@ def test_bundle_default_model(trained_run, synth_root, recipe, tmp_path):
     assert shipped in ("fp32", "int8") and card["metrics"]["test"][shipped]["accuracy"] > 0
 
 
-def test_leak_free_scores(trained_run, synth_root, tmp_path, run_cli):
+def test_leak_free_scores(trained_run, synth_root, tmp_path, run_cli, run_script):
     report = tmp_path / "clean.json"
     assert run_cli("-q", "clean", synth_root, "--report", report).exit_code == 0
     out = run_script(
-        "leak_free_scores.py", report, trained_run[0] / "best.pt", "--data", synth_root,
+        "scripts/leak_free_scores.py", report, trained_run[0] / "best.pt", "--data", synth_root,
         cwd=tmp_path,
     )  # fmt: skip
     scores = json.loads(out.strip().splitlines()[-1])
@@ -70,18 +52,18 @@ def test_leak_free_scores(trained_run, synth_root, tmp_path, run_cli):
     assert figures["images"][0] > figures["images"][1] > 0  # synth plants one leaked image
 
 
-def test_check_reproduction(trained_run, tmp_path):
+def test_check_reproduction(trained_run, tmp_path, run_script):
     # The session's run trained on one thread; the same thread count reproduces it exactly.
     out = run_script(
-        "check_reproduction.py", trained_run[0], "--epochs", 1, cwd=tmp_path,
+        "scripts/check_reproduction.py", trained_run[0], "--epochs", 1, cwd=tmp_path,
         env={"FERCLI_THREADS": "1"},
     )  # fmt: skip
     assert "reproduced" in out
 
 
-def test_ablate(synth_root, recipe, tmp_path):
+def test_ablate(synth_root, recipe, tmp_path, run_script):
     out = run_script(
-        "ablate.py", recipe, "--data", synth_root, "--epochs", 1, "--only", "recipe",
+        "scripts/ablate.py", recipe, "--data", synth_root, "--epochs", 1, "--only", "recipe",
         "--out", tmp_path / "ablate", cwd=tmp_path,
     )  # fmt: skip
     assert "| recipe | the recipe as written |" in out

@@ -407,7 +407,7 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
 def test_amp_auto_uses_bf16_only_with_amx(amp, device, flags, expected, monkeypatch):
     import fercli.training
 
-    monkeypatch.setattr(fercli.training, "_cpu_flags", lambda: f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(fercli.training, "cpuinfo", lambda: f"flags\t\t: {flags}\n")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     config = fercli.training.TrainConfig(data_dir=".", amp=amp)
     assert fercli.training.amp_dtype(config, torch.device(device)) == expected
