@@ -20,7 +20,7 @@ from fercli import FER_CLASSES
 from fercli.errors import FercliError
 from fercli.images import IMAGE_SIZE, PREPROCESS_VERSION, is_image_path, load_many
 from fercli.progress import bar
-from fercli.util import atomic_path
+from fercli.util import atomic_path, cache_dir
 
 SPLITS = ("train", "val", "test")
 QUARANTINE_DIR = ".fercli-quarantine"
@@ -115,13 +115,6 @@ def file_list_hash(samples: list[Sample]) -> str:
     for s in samples:
         h.update(f"{s.rel}\t{s.label}\n".encode())
     return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    if os.environ.get("FERCLI_CACHE_DIR"):
-        return Path(os.environ["FERCLI_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fercli"
 
 
 def _cache_key(root: Path, split, samples, classes, size) -> str:

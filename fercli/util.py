@@ -38,6 +38,20 @@ def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
+def cache_dir() -> Path:
+    """Where fercli keeps what it can make again (decoded splits, compiled models)."""
+    if os.environ.get("FERCLI_CACHE_DIR"):
+        return Path(os.environ["FERCLI_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fercli"
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first line of a (library's) message, for one-line errors."""
+    text = text.strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
 def cpuinfo() -> str:
     """Linux's /proc/cpuinfo (model name, flags), or "" where there is none."""
     try:

@@ -13,7 +13,7 @@ from fercli import FER_CLASSES, __version__, registry
 from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
 from fercli.dataset import load_split
 from fercli.errors import FercliError
-from fercli.onnx_export import default_output, export_onnx
+from fercli.onnx_export import default_output, export_onnx, input_on_pixel_grid
 from fercli.onnx_model import OnnxModel, preprocess
 
 
@@ -119,8 +119,13 @@ def test_int8_agrees_with_fp32_and_reports_its_figures(trained_run, synth_root, 
     assert abs(quant.accuracy_int8 - quant.accuracy_fp32) <= 0.02
     model = OnnxModel(out, "cpu")
     assert model.info.precision == "int8"
-    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    graph = onnx.load(str(out)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    # the input's quantization is pinned to the grey levels (input_on_pixel_grid, below)
+    (first,) = [n for n in graph.node if n.op_type == "QuantizeLinear" and "input" in n.input[0]]
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    assert first.input[0] == "input_on_pixel_grid"
+    assert init[first.input[1]] == np.float32(1 / 127.5) and init[first.input[2]] == 128
 
 
 def test_int8_below_the_agreement_threshold_writes_nothing(trained_run, synth_root, tmp_path):
@@ -265,3 +270,77 @@ def test_cli_bad_checkpoint_is_one_line(tmp_path, run_cli):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("Error: ")
     assert not (tmp_path / "m.onnx").exists()
+
+
+SHAPES = {"y0": [None, 4, 8, 8], "y1": [None, 4, 6, 6], "y2": [None, 1, 8, 8]}
+
+
+def conv_graph(other_reader=False):
+    """input -> two 3x3 convolutions (one padded with a bias, one unpadded without) and,
+    with other_reader, a Relu -> outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=(4, 1, 3, 3)).astype(np.float32) for _ in range(2)]
+    init = [
+        numpy_helper.from_array(weights[0], "w0"),
+        numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "b0"),
+        numpy_helper.from_array(weights[1], "w1"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w0", "b0"], ["y0"], name="c0", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["input", "w1"], ["y1"], name="c1"),
+    ]
+    outputs = ["y0", "y1"]
+    if other_reader:
+        nodes.append(helper.make_node("Relu", ["input"], ["y2"], name="r"))
+        outputs.append("y2")
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 1, 8, 8])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, SHAPES[o]) for o in outputs],
+        init,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def run_graph(model, x):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})
+
+
+def test_input_on_pixel_grid_quantizes_every_grey_level_exactly():
+    """(p / 255 - 0.5) / 0.5 lies halfway between uint8 steps; shifted, it lands on them, and
+    the convolutions' biases take the shift back (exactly, but for the zero padding)."""
+    model = conv_graph()
+    keep, overrides = input_on_pixel_grid(model.graph, 0.5, 0.5)
+    onnx.checker.check_model(model)
+    assert keep == ["input_on_pixel_grid"]
+    ((pinned,),) = overrides.values()
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    x = ((pixels.astype(np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5))[None]
+    shift = onnx.numpy_helper.to_array(
+        next(t for t in model.graph.initializer if t.name == "input_on_pixel_grid_shift")
+    )
+    levels = (x + shift) / pinned["scale"] + pinned["zero_point"]
+    np.testing.assert_allclose(levels.ravel(), np.arange(256), atol=1e-3)  # p itself, no halves
+
+    faces = (np.random.default_rng(1).integers(0, 256, (3, 1, 8, 8)) / 255 - 0.5) / 0.5
+    faces = faces.astype(np.float32)
+    (y0, y1), (z0, z1) = run_graph(conv_graph(), faces), run_graph(model, faces)
+    np.testing.assert_allclose(z1, y1, atol=1e-5)  # unpadded: the same outputs
+    np.testing.assert_allclose(z0[..., 1:-1, 1:-1], y0[..., 1:-1, 1:-1], atol=1e-5)
+    w0 = onnx.numpy_helper.to_array(conv_graph().graph.initializer[0])
+    border = np.abs(shift) * np.abs(w0).sum(axis=(1, 2, 3)).max()  # padding half a level off
+    assert 0 < np.abs(z0 - y0).max() <= border + 1e-5
+
+
+@pytest.mark.parametrize("mean, other_reader", [(0.0, False), (0.5, True)])
+def test_input_on_pixel_grid_leaves_what_it_cannot_shift_alone(mean, other_reader):
+    model = conv_graph(other_reader)
+    before = model.SerializeToString()
+    assert input_on_pixel_grid(model.graph, mean, 0.5) == ([], {})
+    assert model.SerializeToString() == before
