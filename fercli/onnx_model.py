@@ -6,20 +6,18 @@ No torch here: `predict-dir` must start fast and run where only onnxruntime is i
 """
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fercli import providers
 from fercli.errors import FercliError
 from fercli.progress import settings
-from fercli.util import native_stderr_captured
+from fercli.util import first_line, native_stderr_captured
 
 FORMAT = "fercli-onnx"
 FORMAT_VERSION = 1
-PROVIDER_CHOICES = ("auto", "cpu", "cuda")
-EP = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 REQUIRED_KEYS = ("classes", "image_size", "input_size", "normalization")
 
 
@@ -126,52 +124,12 @@ def mirror_averaged(predict_proba, images: np.ndarray) -> np.ndarray:
     return (predict_proba(images) + predict_proba(mirrored)) / 2
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return ort.get_available_providers()
-
-
-def resolve_providers(provider: str) -> list[str]:
-    """onnxruntime providers for `auto`, `cpu` or `cuda`; `cuda` never falls back silently."""
-    if provider not in PROVIDER_CHOICES:
-        raise FercliError(f"unknown provider {provider!r}: choose auto, cpu or cuda.")
-    available = available_providers()
-    if provider == "cuda" and EP["cuda"] not in available:
-        raise FercliError(
-            "the CUDA execution provider is not available in this onnxruntime "
-            f"(available: {', '.join(available)}): install onnxruntime-gpu with a matching "
-            "CUDA, or use --provider cpu."
-        )
-    if provider == "cuda" or (provider == "auto" and EP["cuda"] in available):
-        return [EP["cuda"], EP["cpu"]]
-    return [EP["cpu"]]
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def first_line(text: str, limit: int = 200) -> str:
-    text = text.strip()
-    return text.splitlines()[0][:limit] if text else ""
-
-
-def cuda_failure(log: str) -> str:
-    """The reason in onnxruntime's log for a CUDA provider that did not start, in a few words:
-    the library that failed to load, else its first error message."""
-    log = ANSI.sub("", log)
-    missing = re.search(r"with error: ([^\n]+)", log)
-    if missing:
-        return first_line(missing.group(1))
-    errors = [line.rsplit("] ", 1)[-1] for line in log.splitlines() if "[E:" in line]
-    return first_line(errors[0]) if errors else "no reason given; run with -v to see its log"
-
-
 class OnnxModel:
     """An onnxruntime session over a fercli ONNX file, with its metadata checked.
 
-    `provider` is "auto" (CUDA when usable, else CPU), "cpu" or "cuda"; `self.provider` says
-    which one actually runs the model."""
+    `provider` is one of `providers.CHOICES`; `self.provider` says which one actually runs
+    the model, and `self.fallback` why `auto` runs on the CPU although CUDA or OpenVINO is
+    installed."""
 
     def __init__(self, path: str | Path, provider: str = "auto", threads: int | None = None):
         import onnxruntime as ort
@@ -181,7 +139,7 @@ class OnnxModel:
             raise FercliError(
                 f"model {self.path} not found: pass a .onnx file made by `fercli export-onnx`."
             )
-        providers = resolve_providers(provider)
+        engine, self.fallback = providers.choose(provider)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
@@ -190,28 +148,28 @@ class OnnxModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        chosen = providers.configure(engine, options, threads)
         # onnxruntime prints a multi-line error of its own (on fd 2, past Python) when the
         # CUDA provider cannot start; keep it for our one line, show it as it is with -v.
-        with native_stderr_captured(EP["cuda"] in providers and not settings["verbose"]) as log:
+        with native_stderr_captured(engine == "cuda" and not settings["verbose"]) as log:
             try:
-                self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+                self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
             except Exception as exc:  # onnxruntime raises its own exception types
                 reason = first_line(str(exc)) or repr(exc)
                 raise FercliError(
                     f"{self.path} is not a usable ONNX model ({reason}): pass a .onnx file made "
                     "by `fercli export-onnx`."
                 ) from None
-        used = self.session.get_providers()[0]
-        self.fallback_reason = ""  # why `auto` runs on the CPU although CUDA is installed
-        if EP["cuda"] in providers and used != EP["cuda"]:
-            self.fallback_reason = cuda_failure(log[0]) if log else "its log is above"
+        self.provider = providers.NAMES.get(self.session.get_providers()[0], "cpu")
+        if engine == "cuda" and self.provider != "cuda":
+            reason = providers.cuda_failure(log[0]) if log else "its log is above"
             if provider == "cuda":
                 raise FercliError(
-                    "onnxruntime could not start the CUDA execution provider "
-                    f"({self.fallback_reason}): install the NVIDIA driver, CUDA and cuDNN that "
-                    "your onnxruntime-gpu needs, or use --provider cpu."
+                    f"onnxruntime could not start the CUDA execution provider ({reason}): "
+                    "install the NVIDIA driver, CUDA and cuDNN that your onnxruntime-gpu needs, "
+                    "or use --provider cpu."
                 )
-        self.provider = "cuda" if used == EP["cuda"] else "cpu"
+            self.fallback = f"CUDA provider not started ({reason})"
         props = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(props, str(self.path))
         self._check_io()

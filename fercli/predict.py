@@ -243,8 +243,8 @@ def predict_dir(
         stack.callback(decoder.close)
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
-        if onnx.fallback_reason:
-            say(f"CUDA provider not started ({onnx.fallback_reason}): running on the CPU.")
+        if onnx.fallback:
+            say(f"{onnx.fallback}: running on the CPU.")
         classes = info.classes
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")

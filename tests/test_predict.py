@@ -16,10 +16,12 @@ import onnx
 import pytest
 from PIL import Image
 
+import fercli.providers
 from fercli.errors import FercliError
 from fercli.images import load_image
-from fercli.onnx_model import EP, OnnxModel, available_providers, cuda_failure
-from fercli.predict import predict_dir
+from fercli.onnx_model import OnnxModel
+from fercli.predict import default_model_path, predict_dir
+from fercli.providers import EP, Unavailable, available_providers, cuda_failure
 from fercli.util import native_stderr_captured
 
 
@@ -44,6 +46,7 @@ def cuda_starts() -> bool:
 
 
 HAS_CUDA = cuda_starts()
+HAS_OPENVINO = fercli.providers.openvino_plugin() is not None
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +160,9 @@ def probabilities(row, classes) -> np.ndarray:
 def test_every_file_gets_one_row(model_path, tmp_path, suffix):
     expected = make_mixed_folder(tmp_path / "in")
     out = tmp_path / f"out{suffix}"
-    result = predict_dir(tmp_path / "in", out, model_path, batch_size=4, workers=2, topk=2)
+    result = predict_dir(
+        tmp_path / "in", out, model_path, provider="cpu", batch_size=4, workers=2, topk=2
+    )
     rows = read_rows(out)
     assert sorted(r["path"] for r in rows) == sorted(expected)  # each exactly once, names intact
     assert {r["path"]: r["status"] for r in rows} == expected
@@ -466,8 +471,6 @@ def failing_cuda(monkeypatch):
     logs an error on fd 2 (as onnxruntime does, past Python) and runs on the CPU."""
     import onnxruntime as ort
 
-    import fercli.onnx_model
-
     real = ort.InferenceSession
     log = (
         "\x1b[1;31m2026-11-26 02:38:11.3 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 "
@@ -479,7 +482,7 @@ def failing_cuda(monkeypatch):
         os.write(2, log.encode())
         return real(path, options, providers=[EP["cpu"]])
 
-    monkeypatch.setattr(fercli.onnx_model, "available_providers", lambda: [EP["cuda"], EP["cpu"]])
+    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cuda"], EP["cpu"]])
     monkeypatch.setattr(ort, "InferenceSession", session)
 
 
@@ -487,7 +490,8 @@ def test_cuda_that_does_not_start_is_named_not_hidden(failing_cuda, model_path, 
     with pytest.raises(FercliError, match="could not start the CUDA.*libcuda.so.1: cannot open"):
         OnnxModel(model_path, "cuda")
     auto = OnnxModel(model_path, "auto")
-    assert auto.provider == "cpu" and auto.fallback_reason.startswith("libcuda.so.1")
+    assert auto.provider == "cpu"
+    assert auto.fallback.startswith("CUDA provider not started (libcuda.so.1: cannot open")
     assert "onnxruntime" not in capfd.readouterr().err  # its log was kept for our one line
 
     result = predict_dir(flat_folder(tmp_path / "in", n=2), tmp_path / "p.csv", model_path)
@@ -521,7 +525,88 @@ def test_cuda_provider_matches_cpu(model_path, tmp_path):
 
 
 def test_auto_provider_uses_cuda_only_when_present(model_path):
-    assert OnnxModel(model_path, "auto").provider == ("cuda" if HAS_CUDA else "cpu")
+    expected = "cuda" if HAS_CUDA else "openvino" if HAS_OPENVINO else "cpu"
+    assert OnnxModel(model_path, "auto").provider == expected
+
+
+# OpenVINO: Intel's plugin for onnxruntime (the `openvino` extra, which tox installs).
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed")
+def test_openvino_provider_matches_cpu(model_path, tmp_path):
+    folder = flat_folder(tmp_path / "in")
+    ov = predict_dir(folder, tmp_path / "ov.csv", model_path, provider="openvino", workers=0)
+    predict_dir(folder, tmp_path / "cpu.csv", model_path, provider="cpu", workers=0)
+    assert ov.provider == "openvino"
+    assert json.loads((tmp_path / "ov.csv.summary.json").read_text())["provider"] == "openvino"
+    classes = OnnxModel(model_path, "cpu").info.classes
+    rows = list(zip(read_rows(tmp_path / "ov.csv"), read_rows(tmp_path / "cpu.csv")))
+    assert len(rows) == 21
+    assert sum(a["status"] == "ok" for a, _ in rows) == 20  # one broken file
+    for a, b in rows:  # fp32 stays fp32 (no bfloat16 on CPUs that have it)
+        assert (a["path"], a["status"], a["label"]) == (b["path"], b["status"], b["label"])
+        if a["status"] == "ok":
+            np.testing.assert_allclose(
+                probabilities(a, classes), probabilities(b, classes), atol=1e-5
+            )
+    # OpenVINO compiles the model for the CPU once: later sessions read it from fercli's cache
+    assert list((Path(os.environ["FERCLI_CACHE_DIR"]) / "openvino").iterdir())
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed")
+def test_openvino_runs_without_a_writable_cache(model_path, tmp_path, monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("FERCLI_CACHE_DIR", str(blocked))  # cache_dir()/openvino cannot be made
+    assert fercli.providers.openvino_cache() is None
+    assert OnnxModel(model_path, "openvino").provider == "openvino"
+
+
+def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch):
+    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: None)
+    folder = flat_folder(tmp_path / "in", n=2)
+    out = tmp_path / "p.csv"
+    args = ["predict-dir", folder, "--model", model_path, "--provider", "openvino", "-o", out]
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "OpenVINO execution provider is not installed" in lines[0]
+    assert "fercli[openvino]" in lines[0] and not out.exists()
+    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    assert OnnxModel(model_path, "auto").provider == "cpu"  # not installed: no word about it
+
+
+def test_openvino_that_cannot_load_is_named_and_auto_runs_on_the_cpu(
+    model_path, tmp_path, monkeypatch, capfd
+):
+    def unloadable():
+        raise Unavailable("onnxruntime could not load the OpenVINO plugin (boom)", "reinstall it.")
+
+    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: object())
+    monkeypatch.setattr(fercli.providers, "openvino_device", unloadable)
+    with pytest.raises(FercliError, match=r"could not load the OpenVINO plugin \(boom\)"):
+        OnnxModel(model_path, "openvino")
+    result = predict_dir(flat_folder(tmp_path / "in", n=2), tmp_path / "p.csv", model_path)
+    assert result.provider == "cpu"
+    assert (
+        "onnxruntime could not load the OpenVINO plugin (boom): running on the CPU."
+        in capfd.readouterr().err
+    )
+
+
+@pytest.mark.fer2013
+@pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed")
+def test_openvino_predicts_what_onnxruntime_predicts_with_the_bundled_model(fer2013):
+    """Two int8 engines agree on FER-2013 because export-onnx quantizes the input exactly
+    (onnx_export.input_on_pixel_grid): before, their rounding of it differed on 1.1%."""
+    from fercli.dataset import load_split
+
+    images = load_split(fer2013, "test").images[::3]
+    ov, cpu = (OnnxModel(default_model_path(), p) for p in ("openvino", "cpu"))
+    assert ov.provider == "openvino" and ov.info.precision == "int8"
+    agreement = (ov.predict_proba(images).argmax(1) == cpu.predict_proba(images).argmax(1)).mean()
+    assert agreement >= 0.998, agreement
 
 
 def test_predict_dir_does_not_import_torch(model_path, tmp_path):

@@ -12,10 +12,11 @@ import click
 )
 @click.option(
     "--provider",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(["auto", "cpu", "cuda", "openvino"]),
     default="auto",
     show_default=True,
-    help="onnxruntime execution provider; auto uses CUDA when it is usable.",
+    help="onnxruntime execution provider; auto uses CUDA when it is usable, else OpenVINO "
+    "when its plugin is installed (fercli[openvino]), else the CPU provider.",
 )
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
 @click.option(

@@ -1,0 +1,158 @@
+"""Which onnxruntime execution provider runs a model: `auto`, `cpu`, `cuda` or `openvino`.
+
+`cuda` comes with the onnxruntime-gpu package. `openvino` comes with Intel's plugin package
+`onnxruntime-ep-openvino` (`pip install 'fercli[openvino]'`), which onnxruntime (1.23 or newer)
+loads at run time; on x86 CPUs its int8 convolutions are faster than onnxruntime's own.
+`auto` takes the first of cuda, openvino and cpu that is installed.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from fercli.errors import FercliError
+from fercli.util import cache_dir, first_line
+
+CHOICES = ("auto", "cpu", "cuda", "openvino")
+EP = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+NAMES = {ep: name for name, ep in EP.items()}
+OPENVINO_INSTALL = "pip install 'fercli[openvino]'"
+
+
+class Unavailable(FercliError):
+    """A provider that cannot run here: `what` is wrong, `fix` says what to do."""
+
+    def __init__(self, what: str, fix: str):
+        super().__init__(f"{what}: {fix}")
+        self.what = what
+
+
+def available_providers() -> list[str]:
+    """The providers built into this onnxruntime (plugins such as OpenVINO's not included)."""
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def openvino_plugin():
+    """Intel's plugin module, or None where it is not installed."""
+    try:
+        import onnxruntime_ep_openvino
+    except ImportError:
+        return None
+    return onnxruntime_ep_openvino
+
+
+def openvino_device():
+    """The OpenVINO plugin's CPU device, with the plugin registered in onnxruntime once per
+    process; a FercliError says why where it cannot be had."""
+    import onnxruntime as ort
+
+    plugin = openvino_plugin()
+    if plugin is None:
+        raise Unavailable(
+            "the OpenVINO execution provider is not installed",
+            f"`{OPENVINO_INSTALL}`, or use --provider cpu.",
+        )
+    if not hasattr(ort, "get_ep_devices"):
+        raise Unavailable(
+            f"onnxruntime {ort.__version__} cannot load execution provider plugins",
+            "`pip install -U 'onnxruntime>=1.23'`, or use --provider cpu.",
+        )
+
+    def cpu_devices():
+        return [
+            d
+            for d in ort.get_ep_devices()
+            if d.ep_name == EP["openvino"] and d.ep_metadata.get("ov_device") == "CPU"
+        ]
+
+    if not cpu_devices():
+        try:
+            ort.register_execution_provider_library("fercli-openvino", plugin.get_library_path())
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise Unavailable(
+                f"onnxruntime could not load the OpenVINO plugin ({first_line(str(exc))})",
+                f"reinstall it with `{OPENVINO_INSTALL}`, or use --provider cpu.",
+            ) from None
+    devices = cpu_devices()
+    if not devices:
+        raise Unavailable(
+            "the OpenVINO plugin found no CPU device it can run on", "use --provider cpu."
+        )
+    return devices[0]
+
+
+def choose(provider: str) -> tuple[str, str]:
+    """(engine, fallback): the engine to run `provider` on, and for `auto`, why the OpenVINO
+    plugin that is installed cannot be used. `cuda` and `openvino` never fall back silently:
+    where they are missing, a FercliError says so."""
+    if provider not in CHOICES:
+        raise FercliError(f"unknown provider {provider!r}: choose {', '.join(CHOICES)}.")
+    available = available_providers()
+    if provider == "cuda" and EP["cuda"] not in available:
+        raise FercliError(
+            "the CUDA execution provider is not available in this onnxruntime "
+            f"(available: {', '.join(available)}): install onnxruntime-gpu with a matching "
+            "CUDA, or use --provider cpu."
+        )
+    if provider == "cuda" or (provider == "auto" and EP["cuda"] in available):
+        return "cuda", ""
+    if provider == "openvino":
+        openvino_device()
+        return "openvino", ""
+    if provider == "auto" and openvino_plugin() is not None:
+        try:
+            openvino_device()
+            return "openvino", ""
+        except Unavailable as exc:
+            return "cpu", exc.what
+    return "cpu", ""
+
+
+def configure(engine: str, options, threads: int | None):
+    """Set up onnxruntime session options for the engine; returns the `providers` argument of
+    InferenceSession (None where the options carry the provider, as plugins need)."""
+    if engine == "openvino":
+        config = {
+            # OpenVINO would run a model's float layers in bfloat16 on CPUs that have it; keep
+            # each layer's own precision so that it predicts what the CPU provider predicts.
+            "INFERENCE_PRECISION_HINT": "f32",
+            **({"INFERENCE_NUM_THREADS": str(threads)} if threads else {}),
+            **({"CACHE_DIR": str(cache)} if (cache := openvino_cache()) else {}),
+        }
+        options.add_provider_for_devices(
+            [openvino_device()], {"load_config": json.dumps({"CPU": config})}
+        )
+        return None
+    return [EP["cuda"], EP["cpu"]] if engine == "cuda" else [EP["cpu"]]
+
+
+def openvino_cache() -> Path | None:
+    """OpenVINO compiles a model for the CPU on every start (0.3 s for the bundled model) unless
+    it finds the result in its cache: cache_dir()/openvino, where it can be written."""
+    path = cache_dir() / "openvino"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path if os.access(path, os.W_OK) else None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def cuda_failure(log: str) -> str:
+    """The reason in onnxruntime's log for a CUDA provider that did not start, in a few words:
+    the library that failed to load, else its first error message."""
+    log = ANSI.sub("", log)
+    missing = re.search(r"with error: ([^\n]+)", log)
+    if missing:
+        return first_line(missing.group(1))
+    errors = [line.rsplit("] ", 1)[-1] for line in log.splitlines() if "[E:" in line]
+    return first_line(errors[0]) if errors else "no reason given; run with -v to see its log"
