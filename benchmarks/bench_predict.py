@@ -230,9 +230,9 @@ def main() -> None:
     from fercli.onnx_export import export_onnx, load_network
     from fercli.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
-    from fercli.providers import openvino_plugin
+    from fercli.providers import cpu_providers
 
-    providers = args.providers or ["cpu"] + (["openvino"] if openvino_plugin() else [])
+    providers = args.providers or cpu_providers()
     root = dataset_root(args.data)
     folder = root / "test"
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))

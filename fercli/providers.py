@@ -39,6 +39,11 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
+def cpu_providers() -> list[str]:
+    """The providers that run on the CPU here: cpu, and openvino where its plugin is."""
+    return ["cpu"] + (["openvino"] if openvino_plugin() is not None else [])
+
+
 def openvino_plugin():
     """Intel's plugin module, or None where it is not installed."""
     try:

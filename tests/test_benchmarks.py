@@ -21,9 +21,9 @@ def test_bench_predict_runs(synth_root, run_script):
         "--naive-images", 5, "--profile",
     )  # fmt: skip
     assert "b/c" in out and "M multiply-accumulates per image" in out
-    from fercli.providers import openvino_plugin
+    from fercli.providers import cpu_providers
 
-    for provider in ["cpu"] + (["openvino"] if openvino_plugin() else []):
+    for provider in cpu_providers():
         assert f"int8 on {provider}: (a) model only" in out  # each installed engine measured
     assert "conv 1->32 channels at 48x48" in out  # the profile matched every convolution
     assert not re.search(r": 0 GMAC/s", out)  # every profiled shape found in the graph
