@@ -227,7 +227,8 @@ def main() -> None:
     import torch
 
     from fercli.dataset import load_split, scan_split
-    from fercli.onnx_export import export_onnx, load_network
+    from fercli.export import export_onnx
+    from fercli.export.metadata import load_network
     from fercli.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
     from fercli.providers import cpu_providers

@@ -29,7 +29,7 @@ from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path, load_many
 from fercli.onnx_model import OnnxModel, mirror_averaged
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
-from fercli.progress import bar, say
+from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
 
 DEFAULT_MODEL = "default_model/fercli-default.onnx"
@@ -243,7 +243,7 @@ def predict_dir(
         stack.callback(decoder.close)
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
-        if onnx.fallback:
+        if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
             say(f"{onnx.fallback}: running on the CPU.")
         classes = info.classes
         if not 0 <= topk <= len(classes):
@@ -314,6 +314,7 @@ def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
         "model_name": onnx.info.model,
         "precision": onnx.info.precision,
         "provider": result.provider,
+        "provider_fallback": onnx.fallback or None,  # why auto did not take CUDA or OpenVINO
         "tta": result.tta,
         "rows": result.total,
         "new": result.new,
