@@ -163,6 +163,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--million", action="store_true", help="also search 1,000,000 hashes")
     args = parser.parse_args()
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
     root = dataset_root(args.data)
     paths = image_files(root)
     print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "

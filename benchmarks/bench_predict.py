@@ -223,6 +223,9 @@ def main() -> None:
         "--profile", action="store_true", help="profile the int8 model's operators at the end"
     )
     args = parser.parse_args()
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
 
     import torch
 
