@@ -118,9 +118,15 @@ def export(weights: Path, out: Path) -> None:
         for o in outputs:
             dynamic[o] = {0: "n", 2: "h", 3: "w"} if name == "pnet" else {0: "n"}
         torch.onnx.export(
-            net, (x,), str(path), input_names=["input"], output_names=outputs,
-            dynamic_axes=dynamic, opset_version=17, dynamo=False,
-        )  # fmt: skip
+            net,
+            (x,),
+            str(path),
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         with torch.no_grad():
             want = [t.numpy() for t in net(x)]

@@ -176,8 +176,7 @@ class MTCNN:
         boxes = regress(boxes, reg)
         pick = nms(boxes[:, :4], boxes[:, 4], 0.7, "min")
         return [
-            Face(tuple(float(v) for v in boxes[i, :4]), float(boxes[i, 4]), points[i])
-            for i in pick
+            Face(tuple(float(v) for v in boxes[i, :4]), float(boxes[i, 4]), points[i]) for i in pick
         ]
 
     def detect(self, images) -> list[list[Face]]:

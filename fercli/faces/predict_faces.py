@@ -32,8 +32,16 @@ COLUMNS = ("face", "box", "face_score")
 NO_FACE = "no_face"
 CHUNK_SIZE = 32  # pictures per worker task (and at most per model batch) with --faces
 # Pillow's formats by suffix, to save --annotate copies in the photo's own format.
-_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF",
-            ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}  # fmt: skip
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 _detectors: dict = {}  # one detector per process and name, made on first use
 
@@ -106,8 +114,9 @@ def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int)
 class FaceStage:
     """What predict_dir does differently with --faces auto or detect."""
 
-    def __init__(self, mode, detector_name="mtcnn", annotate=None, crops=None,
-                 max_side=DETECT_MAX_SIDE):  # fmt: skip
+    def __init__(
+        self, mode, detector_name="mtcnn", annotate=None, crops=None, max_side=DETECT_MAX_SIDE
+    ):
         from fercli import registry
         from fercli.errors import FercliError
 
@@ -123,9 +132,11 @@ class FaceStage:
     def decode(self, size: int):
         """The workers' decoding function (picklable)."""
         return partial(
-            decode_faces, mode=self.mode, detector_name=self.detector_name,
+            decode_faces,
+            mode=self.mode,
+            detector_name=self.detector_name,
             max_side=self.max_side,
-        )  # fmt: skip
+        )
 
     def rows(self, chunk, decoded, predict_proba, classes, topk) -> list[dict]:
         """The rows of a chunk: one per face, per picture without a face, per error."""
@@ -137,7 +148,9 @@ class FaceStage:
             if item.error is not None:
                 rows += [{**r, **blank} for r in make_rows([rel], None, {0: item.error}, (), 0)]
             elif item.whole:
-                rows += [{**r, **blank} for r in make_rows([rel], probs[k : k + 1], {}, classes, topk)]
+                rows += [
+                    {**r, **blank} for r in make_rows([rel], probs[k : k + 1], {}, classes, topk)
+                ]
                 k += 1
             elif not item.faces:
                 rows.append({"path": rel, "status": NO_FACE, "error": "", **blank})
