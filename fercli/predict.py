@@ -9,6 +9,7 @@ with `resume`, appended batch by batch so that an interrupted run loses nothing.
 No torch here (a test checks it): prediction needs only onnxruntime, numpy and Pillow.
 """
 
+import io
 import json
 import multiprocessing
 import os
@@ -201,10 +202,12 @@ class PredictResult:
     summary_path: Path | None = None
     faces: str = "none"  # --faces: none (a row per image), auto or detect (a row per face)
     no_face: int = 0  # status=no_face rows (pictures without a face)
+    new_images: int | None = None  # files read by this run (with --faces, rows are faces)
 
     @property
     def images_per_s(self) -> float:
-        return self.new / self.seconds if self.seconds > 0 else 0.0
+        images = self.new if self.new_images is None else self.new_images
+        return images / self.seconds if self.seconds > 0 else 0.0
 
 
 def predict_dir(
@@ -260,7 +263,7 @@ def predict_dir(
     with ExitStack() as stack:
         # One chunk decodes in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker busy
-            batch_size = min(batch_size, stage.chunk_size)
+            batch_size = stage.chunk_size(len(paths), batch_size, workers)
         n_chunks = -(-len(paths) // batch_size)
         decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
         stack.callback(decoder.close)
@@ -296,11 +299,13 @@ def predict_dir(
         with bar(len(todo), "Predicting") as progress:
             decode = stage.decode(info.image_size) if stage else decode_chunk
             for chunk, decoded in zip(chunks, decoder.map(files, info.image_size, decode)):
-                if stage:
+                if stage:  # one write per batch: Ctrl-C never splits a picture's faces
                     rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
+                    fmt.start(batch := io.StringIO(newline=""), new_file=False)
                     for row in rows:
                         fmt.write(row)
                         tally.add(row)
+                    f.write(batch.getvalue())
                     if resume:
                         f.flush()
                     stage.save_extras(root, rows, decoded)
@@ -334,6 +339,7 @@ def predict_dir(
         seconds=time.perf_counter() - start_time,
         faces=faces,
         no_face=tally.no_face,
+        new_images=len(todo),
     )
     if evaluate:
         result.eval = tally.report()

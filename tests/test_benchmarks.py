@@ -32,3 +32,8 @@ def test_bench_predict_runs(synth_root, run_script):
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out
+
+
+def test_bench_faces_runs(run_script):
+    out = run_script("benchmarks/bench_faces.py", "--synthetic", 2, "--repeats", 1)
+    assert out.startswith("model name") and "faces/s" in out and "detect" in out

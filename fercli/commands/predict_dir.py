@@ -144,7 +144,8 @@ def _print_summary(result) -> None:
 
     console = Console()
     ok = result.total - len(result.errors)
-    table = Table("emotion", "images", "share", title=f"Predictions in {result.output}")
+    unit = "images" if result.faces == "none" else "faces"
+    table = Table("emotion", unit, "share", title=f"Predictions in {result.output}")
     for label, n in result.counts.items():
         table.add_row(label, str(n), f"{n / ok:.1%}" if ok else "-")
     table.add_row("[bold]all[/bold]", str(ok), "")

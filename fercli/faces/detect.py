@@ -53,7 +53,7 @@ def detect_scaled(detector, image: Image.Image, max_side: int = DETECT_MAX_SIDE)
     small = image
     if factor > 1:
         size = (max(1, round(image.width / factor)), max(1, round(image.height / factor)))
-        small = image.resize(size, Image.BILINEAR)
+        small = image.resize(size, Image.BILINEAR, reducing_gap=2.0)
     faces = detector.detect([np.asarray(small)])[0]
     if factor > 1:
         fx = image.width / small.width

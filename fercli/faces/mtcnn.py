@@ -127,7 +127,7 @@ class MTCNN:
         found = []
         for scale in self.scales(height, width):
             size = (int(width * scale + 1), int(height * scale + 1))
-            level = np.asarray(image.resize(size, Image.BILINEAR))[None]
+            level = np.asarray(image.resize(size, Image.BILINEAR, reducing_gap=2.0))[None]
             reg, prob = self.pnet.run(None, {"input": normalize(level)})
             score = prob[0, 1]
             ys, xs = np.nonzero(score >= self.thresholds[0])

@@ -30,7 +30,7 @@ MODES = ("auto", "detect", "none")
 AUTO_MIN_SIDE = 96  # auto detects faces in pictures whose shorter side exceeds this
 COLUMNS = ("face", "box", "face_score")
 NO_FACE = "no_face"
-CHUNK_SIZE = 32  # pictures per worker task (and at most per model batch) with --faces
+MIN_CHUNK = 2  # pictures per worker task, at least
 # Pillow's formats by suffix, to save --annotate copies in the photo's own format.
 _FORMATS = {
     ".jpg": "JPEG",
@@ -127,7 +127,12 @@ class FaceStage:
         self.annotate = Path(annotate) if annotate else None
         self.crops = Path(crops) if crops else None
         self.columns = COLUMNS
-        self.chunk_size = CHUNK_SIZE
+
+    def chunk_size(self, images: int, batch_size: int, workers: int) -> int:
+        """Pictures per worker task (and at most per model batch): detection is slow, so
+        each worker gets about four tasks; never more than batch_size (which FER-style
+        folders of many small images reach)."""
+        return max(1, min(batch_size, max(MIN_CHUNK, -(-images // (4 * max(workers, 1))))))
 
     def decode(self, size: int):
         """The workers' decoding function (picklable)."""
