@@ -394,6 +394,17 @@ def test_bad_face_options_are_one_line(tmp_path, run_cli):
         tmp_path / "c",
     )
     assert result.exit_code == 2 and "need --faces auto or detect" in result.output
+    (tmp_path / "file").write_text("")
+    result = run_cli(
+        "predict-dir",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "p.csv",
+        "--crops",
+        tmp_path / "file" / "crops",
+    )
+    assert result.exit_code == 2 and "cannot make the --crops folder" in result.output
+    assert "Traceback" not in result.output
     with pytest.raises(FercliError, match="--faces must be one of"):
         predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="sometimes")
 
@@ -411,3 +422,35 @@ def test_detection_in_worker_processes_gives_the_same_rows(oracle, tmp_path):
             batch_size=2,
         )
     assert (tmp_path / "w0.csv").read_bytes() == (tmp_path / "w2.csv").read_bytes()
+
+
+def test_a_detector_failing_on_one_picture_gives_an_error_row(register_failing, tmp_path):
+    (tmp_path / "in").mkdir()
+    backdrop(300, 200).save(tmp_path / "in" / "bad.png")  # the detector raises on 300x200
+    backdrop(320, 200).save(tmp_path / "in" / "good.png")
+    predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="detect", detector=register_failing)
+    rows = {r["path"]: r for r in read_rows(tmp_path / "p.csv")}
+    assert rows["bad.png"]["status"] == "error"
+    assert rows["bad.png"]["error"] == "RuntimeError: the detector broke"
+    assert rows["good.png"]["status"] == "no_face"
+
+
+@pytest.fixture
+def register_failing():
+    from fercli.hookspecs import hookimpl
+
+    class Failing:
+        def detect(self, images):
+            if images[0].shape[:2] == (200, 300):
+                raise RuntimeError("the detector broke")
+            return [[] for _ in images]
+
+    class Plugin:
+        @hookimpl
+        def register_detectors(self, register):
+            register("failing", Failing, "Breaks on 300x200 pictures.")
+
+    plugin = Plugin()
+    pm.register(plugin, name="failing-plugin")
+    yield "failing"
+    pm.unregister(plugin)

@@ -43,7 +43,12 @@ _FORMATS = {
     ".tiff": "TIFF",
 }
 
-_detectors: dict = {}  # one detector per process and name, made on first use
+_detectors: dict = {}  # one detector per process and name, made on first use in a run
+
+
+def reset_detectors() -> None:
+    """Forget the detectors made so far: each run builds its own (plugins may change)."""
+    _detectors.clear()
 
 
 def detector(name: str):
@@ -123,6 +128,15 @@ class FaceStage:
         if mode not in MODES[:2]:
             raise FercliError(f"--faces must be one of {', '.join(MODES)}.")
         registry.get("detector", detector_name)  # an unknown name: one line naming the choices
+        reset_detectors()  # before the workers start (they inherit the empty cache)
+        for option, folder in (("--annotate", annotate), ("--crops", crops)):
+            if folder:
+                try:
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise FercliError(
+                        f"cannot make the {option} folder {folder}: {exc.strerror or exc}."
+                    ) from None
         self.mode, self.detector_name, self.max_side = mode, detector_name, max_side
         self.annotate = Path(annotate) if annotate else None
         self.crops = Path(crops) if crops else None

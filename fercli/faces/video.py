@@ -19,6 +19,7 @@ from fercli.errors import FercliError
 from fercli.faces.align import align
 from fercli.faces.detect import detect_scaled
 from fercli.faces.predict_faces import detector as make_detector
+from fercli.faces.predict_faces import reset_detectors
 from fercli.predict_output import ENCODING, make_rows, output_format
 from fercli.progress import say
 from fercli.util import atomic_path
@@ -97,6 +98,7 @@ def predict_video(
     onnx = OnnxModel(Path(model) if model else default_model_path(), provider, threads)
     classes, size = onnx.info.classes, onnx.info.image_size
     fmt = output_format(output, classes, topk, COLUMNS)
+    reset_detectors()
     find = make_detector(detector)
     result = VideoResult(output, len(paths), 0, 0, 0)
     curves: dict[str, list[tuple[float, np.ndarray | None]]] = {}
