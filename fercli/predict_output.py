@@ -89,7 +89,7 @@ class CsvOut:
         header = next(reader, None)
         if header != self.columns:
             raise FercliError(
-                f"the existing output {path} has other columns (another model or --topk): "
+                f"the existing output {path} has other columns (another model, --topk or --faces): "
                 "write to a new file with -o, or resume with the same model and options."
             )
         for record in reader:

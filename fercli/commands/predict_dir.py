@@ -143,7 +143,7 @@ def _print_summary(result) -> None:
     from fercli.progress import say
 
     console = Console()
-    ok = result.total - len(result.errors)
+    ok = result.total - len(result.errors) - result.no_face
     unit = "images" if result.faces == "none" else "faces"
     table = Table("emotion", unit, "share", title=f"Predictions in {result.output}")
     for label, n in result.counts.items():
