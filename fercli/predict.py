@@ -308,7 +308,7 @@ def predict_dir(
                     f.write(batch.getvalue())
                     if resume:
                         f.flush()
-                    stage.save_extras(root, rows, decoded)
+                    stage.save_extras(root, chunk, rows, decoded)
                     progress.advance(len(chunk))
                     continue
                 images, errors = decoded

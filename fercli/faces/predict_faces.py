@@ -183,20 +183,20 @@ class FaceStage:
                 k += n
         return rows
 
-    def save_extras(self, root: Path, rows: list[dict], decoded) -> None:
-        """--crops and --annotate for the pictures in which faces were looked for."""
+    def save_extras(self, root: Path, chunk, rows: list[dict], decoded) -> None:
+        """--crops and --annotate for the pictures of a chunk in which faces were looked
+        for (not the unreadable ones, nor the small ones `auto` takes whole)."""
         crops, found = decoded
-        by_path: dict[str, list[dict]] = {}
+        faces_of: dict[str, list[dict]] = {}
         for row in rows:
-            by_path.setdefault(row["path"], []).append(row)
+            if row["status"] == "ok" and row["face"] is not None:
+                faces_of.setdefault(row["path"], []).append(row)
         k = 0
-        for rel, item in zip(by_path, found):
-            if item.error is not None:
+        for rel, item in zip(chunk, found):
+            if item.error is not None or item.whole:
+                k += item.whole
                 continue
-            if item.whole:
-                k += 1
-                continue
-            face_rows = [r for r in by_path[rel] if r["status"] == "ok"]
+            face_rows = faces_of.get(rel, [])
             if self.crops:
                 for row, crop in zip(face_rows, crops[k : k + len(face_rows)]):
                     save_crop(self.crops, rel, row, crop)
