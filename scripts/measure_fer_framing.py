@@ -78,7 +78,7 @@ def main() -> None:
             faces = detector.detect([np.asarray(canvas)])[0]
             if faces:
                 rows.append(measure(faces[0], side, pad))
-    keys = rows[0].keys()
+    keys = rows[0].keys() if rows else ()
     stats = {
         k: [round(float(q), 4) for q in np.percentile([r[k] for r in rows], [25, 50, 75])]
         for k in keys
