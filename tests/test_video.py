@@ -15,11 +15,13 @@ from fercli.plugins import pm
 from fercli.synth import EXPRESSIONS, draw_face
 
 
-def make_video(path: Path, frames, fps: int = 10) -> Path:
+def make_video(path: Path, frames, fps: int = 10, rotation: int = 0) -> Path:
     av = pytest.importorskip("av")
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=fps)
         stream.width, stream.height = frames[0].size
+        if rotation:
+            stream.set_display_rotation(rotation)
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = 8_000_000  # little codec noise on the small faces
         for image in frames:
@@ -124,3 +126,20 @@ def test_predict_video_without_pyav_is_one_line(tmp_path, run_cli, monkeypatch):
     assert result.exit_code == 2
     assert "pip install 'fercli[video]'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "v.csv").exists()
+
+
+def test_predict_video_turns_frames_by_the_display_matrix(oracle_plugin, tmp_path):
+    av = pytest.importorskip("av")
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip("this PyAV cannot write a display matrix")
+    from fercli.faces.video import predict_video
+
+    face = draw_face("happy", np.random.default_rng(0))
+    placed = [Placed(face, 100, 120, 110)]
+    shown = scene(320, 240, placed)
+    # stored turned clockwise, shown turned back: a phone's portrait video says -90 instead
+    stored = shown.transpose(Image.Transpose.ROTATE_270)
+    video = make_video(tmp_path / "turned.mp4", [stored] * 5, rotation=90)
+    oracle_plugin({(320, 240): [p.truth() for p in placed]})  # found only when upright
+    result = predict_video([video], tmp_path / "v.csv", fps=5, detector="oracle", provider="cpu")
+    assert (result.frames, result.faces, result.no_face) == (3, 3, 0)  # 0, 0.2, 0.4 s

@@ -2,7 +2,8 @@
 
 Frames are decoded one at a time with PyAV (the `video` extra: `pip install 'fercli[video]'`)
 and dropped once their faces are cut out, so a long video needs no more memory than a short
-one. Each sampled frame gives one row per face (as `predict-dir --faces detect`, plus
+one. Frames are turned as the video's display matrix says (a phone's portrait video).
+Each sampled frame gives one row per face (as `predict-dir --faces detect`, plus
 `time` in seconds and `frame`, the frame's number in the stream), or one `no_face` row; a
 file that cannot be opened, or whose decoding breaks off, gives an `error` row and the run
 goes on with the next file. The output is written to a temporary file and renamed at the end.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fercli.errors import FercliError
 from fercli.faces.align import align
@@ -55,7 +57,22 @@ def sampled_frames(path, fps: float):
                 continue
             while next_t <= t + 1e-6:
                 next_t += 1.0 / fps
-            yield t, number, frame.to_image()
+            yield t, number, upright(frame.to_image(), getattr(frame, "rotation", 0))
+
+
+# The rotation a video's display matrix asks for (counter-clockwise degrees, as PyAV reads
+# it; a phone's portrait video says -90) -> the Pillow transpose that shows it upright.
+_TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
+
+
+def upright(image, rotation) -> "Image.Image":
+    """A frame as it is meant to be shown: turned by its display matrix's rotation."""
+    turn = _TURNS.get(round(rotation or 0) % 360)
+    return image.transpose(turn) if turn is not None else image
 
 
 @dataclass
