@@ -454,3 +454,32 @@ def register_failing():
     pm.register(plugin, name="failing-plugin")
     yield "failing"
     pm.unregister(plugin)
+
+
+def test_detecting_faces_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    backdrop(400, 300).save(tmp_path / "in" / "wall.png")
+    args = [
+        "predict-dir",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "p.csv"),
+        "--faces",
+        "detect",
+        "--crops",
+        str(tmp_path / "c"),
+        "--workers",
+        "0",
+    ]
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'))\n"
+        "from fercli.cli import main\n"
+        f"main({args!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("NO-TORCH")
