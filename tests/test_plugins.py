@@ -176,7 +176,7 @@ def test_register_detectors(register_plugin, tmp_path, run_cli):
             register("centre", Centre, "The middle of the picture.")
 
     register_plugin(Plugin(), "centre-plugin")
-    assert registry.names("detector") == ["mtcnn", "centre"]
+    assert sorted(registry.names("detector")) == ["centre", "mtcnn"]
     entry = registry.get("detector", "centre")
     assert (entry.plugin, entry.description) == ("centre-plugin", "The middle of the picture.")
     assert registry.create("detector", "centre", score=0.7).detect([np.zeros((40, 80))]) == [
