@@ -62,3 +62,8 @@ def test_bench_int8_weights_runs(trained_run, synth_root, run_script, tmp_path):
     assert names_its_cpu_first(out)
     assert "int8, 7-bit weights" in out and "safe" in out
     assert "int8, 8-bit weights" in out and "can saturate without VNNI" in out
+
+
+def test_bench_faces_runs(run_script):
+    out = run_script("benchmarks/bench_faces.py", "--synthetic", 2, "--repeats", 1)
+    assert names_its_cpu_first(out) and "faces/s" in out and "detect" in out
