@@ -70,6 +70,20 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+
+
+def cpu_summary() -> str:
+    """One line for benchmark output: the CPU model, cores, and which of CPU_FLAGS it has."""
+    words = set()
+    for line in cpuinfo().splitlines():
+        if line.startswith("flags"):
+            words = set(line.split(":", 1)[1].split())
+            break
+    flags = " ".join(f if f in words else f"no-{f}" for f in CPU_FLAGS)
+    return f"CPU: {cpu_name()}, {os.cpu_count()} cores; flags: {flags}"
+
+
 @contextmanager
 def native_stderr_captured(enabled: bool = True):
     """Redirect file descriptor 2 (where C++ libraries such as onnxruntime log) to a
