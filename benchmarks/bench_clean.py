@@ -87,17 +87,17 @@ def children_cpu() -> float:
 def time_clean(root: Path, tree: Path | None = None) -> tuple[float, float, dict]:
     """Wall and CPU seconds (the process and its decoding workers) of one dry run, with this
     checkout's fercli or that of `tree`."""
+    tree = Path(tree or REPO).resolve()
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "FERCLI_CACHE_DIR": cache}
-        if tree is not None:
-            env["PYTHONPATH"] = str(tree)
+        env = {**os.environ, "FERCLI_CACHE_DIR": cache, "PYTHONPATH": str(tree)}
         cpu = children_cpu()
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "fercli", "-q", "clean", str(root), "--json"],
+            [sys.executable, "-m", "fercli", "-q", "clean", str(root.resolve()), "--json"],
             capture_output=True,
             text=True,
             env=env,
+            cwd=tree,  # `python -m` imports from the working folder first
         )
         seconds = time.perf_counter() - start
         cpu = children_cpu() - cpu

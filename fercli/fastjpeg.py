@@ -6,8 +6,9 @@ segment) and `load` then hands the whole file to libjpeg, which parses it again.
 time per 48x48 file went to that Python parsing, not to decoding. Here the header is only
 checked, with the same acceptance rules as Pillow's parser, and the bytes go straight to the
 same libjpeg decoder with the same arguments (`Image.frombytes(..., "jpeg", ("L", ""))`, as
-`ImageFile.load` calls it), in one call, as `load` does for a file under 64 KiB: so the
-pixels are those of `Image.open(path).load()`, bit for bit (tests/test_fastjpeg.py, and
+`ImageFile.load` calls it), in one call, as `load` does for a file of at most 64 KiB, and
+into a numpy array's memory: so the pixels are those of `Image.open(path).load()`, bit for
+bit (tests/test_fastjpeg.py, and
 benchmarks/bench_clean.py --check over a whole dataset).
 
 Anything else (EXIF or XMP in APP1, where an orientation may be; ICC or MPO in APP2; Adobe's
@@ -16,6 +17,7 @@ file over 64 KiB; a header Pillow would refuse; a decoding error) returns None, 
 caller takes Pillow's full path, which then gives the usual result or error message.
 """
 
+import numpy as np
 from PIL import Image, ImageFile
 
 # Segments passed over as Pillow's parser does, with no effect on the image: APP0 (JFIF),
@@ -82,15 +84,21 @@ def _accepted(marker: int, s: bytes) -> bool:
     return True
 
 
-def decode(data: bytes) -> Image.Image | None:
-    """The "L" image of a JPEG `gray_size` accepts, decoded by Pillow's libjpeg decoder; None
-    for any other file or any decoding error (the caller then opens it with Pillow)."""
+def decode(data: bytes) -> np.ndarray | None:
+    """The (height, width) uint8 pixels of a JPEG `gray_size` accepts, decoded by Pillow's
+    libjpeg decoder; None for any other file or any decoding error (the caller then opens it
+    with Pillow)."""
     size = gray_size(data)
     if size is None:
         return None
-    im = Image.new("L", size)
+    pixels = np.empty(size[::-1], np.uint8)
+    # An "L" image over the array's memory (Pillow maps a raw "L" buffer, marking the image
+    # read-only): the decoder writes straight into the array, no copy out of Pillow.
+    im = Image.frombuffer("L", size, pixels, "raw", "L", 0, 1)
     try:
         im.frombytes(data, "jpeg", ("L", ""))
     except (ValueError, OSError):
         return None
-    return im
+    # Still mapped: the pixels are in the array. A Pillow that copied the buffer instead
+    # (readonly 0) holds them itself.
+    return pixels if im.readonly else np.asarray(im)

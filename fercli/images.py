@@ -94,7 +94,7 @@ _NOT_FILES = (
 def open_regular(path: str | Path):
     """The file at path, opened for binary reading, if it is a regular file (a symlink to
     one counts); else ImageError."""
-    fd = _regular_fd(path)
+    fd, _ = _regular_fd(path)
     try:
         return open(fd, "rb")
     except BaseException:
@@ -102,30 +102,32 @@ def open_regular(path: str | Path):
         raise
 
 
-def read_head(path: str | Path, limit: int) -> bytes:
-    """The first `limit` bytes of the regular file at path (all of a smaller one); else
-    ImageError. Plain os.read: a Python file object costs more than reading a small file."""
-    fd = _regular_fd(path)
+def read_small(path: str | Path, limit: int) -> bytes | None:
+    """The bytes of the regular file at path if it has at most `limit` of them, else None;
+    ImageError where it is no regular file. Plain os calls: a Python file object costs more
+    than reading a small file."""
+    fd, size = _regular_fd(path)
     try:
-        return os.read(fd, limit)
+        return os.read(fd, size) if size <= limit else None
     except OSError as exc:
         raise ImageError(_reason(exc, path)) from None
     finally:
         os.close(fd)
 
 
-def _regular_fd(path) -> int:
-    """O_NONBLOCK: opening a pipe with no writer returns at once (it changes nothing for a
-    regular file), and fstat then refuses it."""
+def _regular_fd(path) -> tuple[int, int]:
+    """(descriptor, size) of a regular file. O_NONBLOCK: opening a pipe with no writer
+    returns at once (it changes nothing for a regular file), and fstat then refuses it."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ImageError(_reason(exc, path)) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ImageError(next((r for is_kind, r in _NOT_FILES if is_kind(mode)), "not a file"))
-        return fd
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((r for is_kind, r in _NOT_FILES if is_kind(st.st_mode)), "not a file")
+            raise ImageError(kind)
+        return fd, st.st_size
     except BaseException:
         os.close(fd)
         raise
@@ -195,11 +197,12 @@ def load_with_pixels(path: str | Path, size: int = IMAGE_SIZE) -> tuple[np.ndarr
 
 
 def _load(path, size: int, want_pixels: bool):
-    im = fastjpeg.decode(read_head(path, fastjpeg.MAX_BYTES + 1))  # +1: tells a larger file
-    if im is not None:  # "L", no orientation: upright_gray would return it as it is
-        pixels = np.asarray(im)
-        array = pixels if im.size == (size, size) else to_array(im, size)
-        return array, pixels
+    data = read_small(path, fastjpeg.MAX_BYTES)
+    pixels = fastjpeg.decode(data) if data else None
+    if pixels is not None:  # "L", no orientation: upright_gray would return it as it is
+        if pixels.shape == (size, size):
+            return pixels, pixels
+        return to_array(Image.fromarray(pixels), size), pixels
     raw = open_raw(path)
     array = to_array(upright_gray(raw), size)
     if not want_pixels:

@@ -149,3 +149,11 @@ def test_resize_lanczos_equals_pillow_on_square_images(side, size):
     stack[3] = 255
     expected = [np.asarray(Image.fromarray(a).resize(size, Image.LANCZOS)) for a in stack]
     np.testing.assert_array_equal(resize_lanczos(stack, size), np.stack(expected))
+
+
+def test_a_pillow_that_copies_the_buffer_still_gives_the_pixels(tmp_path, monkeypatch):
+    """fastjpeg decodes into an array Pillow maps; were the buffer copied instead, the
+    pixels come from the image."""
+    path = gray_jpeg(tmp_path / "g.jpg")
+    monkeypatch.setattr(Image, "frombuffer", lambda mode, size, *a: Image.new(mode, size))
+    np.testing.assert_array_equal(fastjpeg.decode(path.read_bytes()), reference(path)[1])
