@@ -66,12 +66,17 @@ def evaluate(
     split: str = "test",
     tta: bool = False,
     device: str = "auto",
+    leak_free: bool = False,
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
     on ROOT/<split>, with provenance (model, data, skipped files). With tta, the class
-    probabilities are averaged with those of the mirrored images."""
+    probabilities are averaged with those of the mirrored images. With leak_free, the same
+    scores again under "leak_free" for the images with no near duplicate in ROOT/train
+    (fercli.leakage)."""
     from fercli.metrics import classification_report
 
+    if leak_free:
+        check_leak_split(root, split)
     path = resolve_model(model)
     scorer = scorer_for(path, device)
     kind = "onnx" if isinstance(scorer, OnnxScorer) else "checkpoint"
@@ -83,8 +88,9 @@ def evaluate(
         probs = mirror_averaged(scorer.predict_proba, data.images)
     else:
         probs = scorer.predict_proba(data.images)
-    report = classification_report(data.labels, probs.argmax(1), scorer.classes)
-    return {
+    predicted = probs.argmax(1)
+    report = classification_report(data.labels, predicted, scorer.classes)
+    result = {
         "model": str(path),
         "model_format": kind,
         "root": str(Path(root)),
@@ -94,6 +100,30 @@ def evaluate(
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
     }
+    if leak_free:
+        from fercli.leakage import LeakCheck, leaked_paths
+
+        check = LeakCheck()
+        leaked = leaked_paths(root, split, check)
+        keep = np.array([p not in leaked for p in data.paths], bool)
+        result["leak_free"] = {
+            **check.describe(),
+            "left_out": int((~keep).sum()),
+            **classification_report(data.labels[keep], predicted[keep], scorer.classes),
+        }
+    return result
+
+
+def check_leak_split(root, split: str) -> None:
+    """--leak-free compares a split with ROOT/train: the split must be another, and train
+    must be there."""
+    if split == "train":
+        raise FercliError("--leak-free scores a split against train: use --split test or val.")
+    if not (Path(root) / "train").is_dir():
+        raise FercliError(
+            f"--leak-free needs the training split {Path(root) / 'train'} to look for "
+            "near duplicates in; there is none."
+        )
 
 
 def scorer_for(path: Path, device: str = "auto"):
