@@ -69,10 +69,13 @@ def evaluate(
     leak_free: bool = False,
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
-    on ROOT/<split>, with provenance (model, data, skipped files). With tta, the class
+    on ROOT/<split>, with provenance (model, data, skipped files), and how well its
+    confidences are calibrated (ECE, the reliability bins; fercli.calibration; an ONNX
+    model's probabilities use its temperature). With tta, the class
     probabilities are averaged with those of the mirrored images. With leak_free, the same
     scores again under "leak_free" for the images with no near duplicate in ROOT/train
     (fercli.leakage)."""
+    from fercli.calibration import reliability
     from fercli.metrics import classification_report
 
     if leak_free:
@@ -90,6 +93,7 @@ def evaluate(
         probs = scorer.predict_proba(data.images)
     predicted = probs.argmax(1)
     report = classification_report(data.labels, predicted, scorer.classes)
+    bins = reliability(probs, data.labels)
     result = {
         "model": str(path),
         "model_format": kind,
@@ -97,6 +101,9 @@ def evaluate(
         "split": split,
         "tta": tta,
         **report,
+        "ece": bins["ece"],
+        "temperature": scorer.temperature,
+        "reliability": bins,
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
     }
@@ -110,6 +117,7 @@ def evaluate(
             **check.describe(),
             "left_out": int((~keep).sum()),
             **classification_report(data.labels[keep], predicted[keep], scorer.classes),
+            "ece": reliability(probs[keep], data.labels[keep])["ece"],
         }
     return result
 
@@ -148,6 +156,7 @@ class CheckpointScorer:
         self.image_size = int(ckpt.get("image_size", 48))
         self.device = resolve_device(device)
         self.model = build_model(ckpt).to(self.device)
+        self.temperature = 1.0  # a checkpoint is scored as trained
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         import torch
@@ -167,13 +176,14 @@ class OnnxScorer:
         self.onnx = OnnxModel(path, provider=device)
         self.classes = self.onnx.info.classes
         self.image_size = self.onnx.info.image_size
+        self.temperature = self.onnx.info.temperature  # applied by predict_proba
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.onnx.predict_proba(images)
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
-    """metrics.json and confusion_matrix.png in out_dir (atomically)."""
+    """metrics.json, confusion_matrix.png and reliability.png in out_dir (atomically)."""
     from fercli import plots
 
     out_dir = Path(out_dir)
@@ -186,4 +196,10 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     png = plots.confusion(
         result["confusion_matrix"], result["classes"], out_dir / plots.CONFUSION, title
     )
-    return [out_dir / METRICS, png]
+    diagram = plots.reliability(
+        result["reliability"],
+        out_dir / plots.RELIABILITY,
+        f"{Path(result['model']).name} on {result['split']}{' (TTA)' if result['tta'] else ''}, "
+        f"temperature {result['temperature']:g}",
+    )
+    return [out_dir / METRICS, png, diagram]

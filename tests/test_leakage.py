@@ -61,9 +61,7 @@ def test_leaked_paths_finds_exactly_the_planted_leaks(leaky):
 
 def test_a_lower_threshold_finds_only_the_exact_copy(leaky):
     root, _ = leaky
-    assert leaked_paths(root, "test", LeakCheck(threshold=0), workers=1) == {
-        "test/happy/exact.jpg"
-    }
+    assert leaked_paths(root, "test", LeakCheck(threshold=0), workers=1) == {"test/happy/exact.jpg"}
 
 
 def test_near_means_directly_near_not_through_a_chain():

@@ -15,7 +15,7 @@ import click
     "-o",
     "--out",
     type=click.Path(file_okay=False),
-    help="Folder for metrics.json and confusion_matrix.png.",
+    help="Folder for metrics.json, confusion_matrix.png and reliability.png.",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
@@ -31,9 +31,9 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, lea
     """Score MODEL (a checkpoint .pt, a run folder, or an .onnx file; default: the bundled
     model) on ROOT/<split>.
 
-    Prints accuracy, macro and weighted F1, per-class precision/recall/F1 and the confusion
-    matrix (rows: true class, columns: predicted). ROOT defaults to data_dir from the config
-    file.
+    Prints accuracy, macro and weighted F1, the expected calibration error (ECE, 15 bins),
+    per-class precision/recall/F1 and the confusion matrix (rows: true class, columns:
+    predicted). ROOT defaults to data_dir from the config file.
     """
     from pathlib import Path
 
@@ -72,6 +72,11 @@ def _print_report(result: dict) -> None:
         f"weighted F1 {result['weighted_f1']:.4f}",
         highlight=False,
     )
+    console.print(
+        f"Calibration: ECE {result['ece']:.4f} ({result['reliability']['bins']} bins), "
+        f"temperature {result['temperature']:g}",
+        highlight=False,
+    )
     leak_free = result.get("leak_free")
     if leak_free:
         console.print(
@@ -79,7 +84,7 @@ def _print_report(result: dict) -> None:
             f"{leak_free['reference_split']} ({leak_free['left_out']} left out; "
             f"{leak_free['hash']} within {leak_free['threshold']} bits): accuracy "
             f"{leak_free['accuracy']:.4f}, macro F1 {leak_free['macro_f1']:.4f}, "
-            f"weighted F1 {leak_free['weighted_f1']:.4f}",
+            f"weighted F1 {leak_free['weighted_f1']:.4f}, ECE {leak_free['ece']:.4f}",
             highlight=False,
         )
     console.print(per_class_table(result, "Per class"))
