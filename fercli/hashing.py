@@ -26,6 +26,10 @@ from fercli.resample import resize_lanczos
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 LANCZOS = Image.Resampling.LANCZOS
+# Images hashed together: the temporaries stay at a few hundred KiB, which malloc reuses;
+# those of 512 images came as fresh pages from the OS every time, and their page faults
+# cost as much as the arithmetic (measured: 20 against 10 us per phash).
+BLOCK = 64
 
 
 def check_hash(kind: str, hash_size: int) -> None:
@@ -68,14 +72,18 @@ def hash_arrays(kind: str, pixels: list[np.ndarray], hash_size: int = 8) -> np.n
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, p in enumerate(pixels):
         by_shape[p.shape].append(i)
-    for (h, w), rows in by_shape.items():
+    for (h, w), same in by_shape.items():
         size = input_size(kind, hash_size, (w, h))
-        stack = np.stack([pixels[i] for i in rows])
-        if h == w:
-            small = resize_lanczos(stack, size)
-        else:  # Pillow may resize these in another order than fercli.resample
-            small = np.stack([np.asarray(Image.fromarray(p).resize(size, LANCZOS)) for p in stack])
-        out[rows] = _HASHERS[kind](small, hash_size).reshape(len(rows), -1)
+        for start in range(0, len(same), BLOCK):
+            rows = same[start : start + BLOCK]
+            stack = np.stack([pixels[i] for i in rows])
+            if h == w:
+                small = resize_lanczos(stack, size)
+            else:  # Pillow may resize these in another order than fercli.resample
+                small = np.stack(
+                    [np.asarray(Image.fromarray(p).resize(size, LANCZOS)) for p in stack]
+                )
+            out[rows] = _HASHERS[kind](small, hash_size).reshape(len(rows), -1)
     return out
 
 
