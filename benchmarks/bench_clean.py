@@ -213,9 +213,9 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, metavar="TREE", help="another fercli checkout")
     parser.add_argument("--check", action="store_true", help="only compare with the reference")
     args = parser.parse_args()
-    from fercli.util import cpu_summary
+    from fercli.util import cpu_description
 
-    print(cpu_summary())
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
     root = dataset_root(args.data)
     paths = image_files(root)
     if args.check:

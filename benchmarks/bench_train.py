@@ -164,6 +164,9 @@ def main() -> None:
         help="only (a), in fp32 and in bf16 autocast, interleaved: the check behind --amp auto",
     )
     args = parser.parse_args()
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
 
     flush_denormals()  # as the trainer does, before torch starts its threads
     settings["quiet"] = True  # no progress bar in the timed loop

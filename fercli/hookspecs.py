@@ -32,3 +32,13 @@ def register_models(register):
 @hookspec
 def register_commands(cli):
     """Add extra click commands to the `fercli` command group."""
+
+
+@hookspec
+def register_detectors(register):
+    """Register face detectors for `predict-dir --faces`: register(name, factory, description).
+
+    factory(**options) returns an object with detect(images) -> list[list[Face]]: images is
+    a list of uint8 arrays, (H, W) grey or (H, W, 3) RGB, of any size; the result holds one
+    list of fercli.faces.detect.Face per image (box, score, and five landmarks where the
+    detector has them), best first."""

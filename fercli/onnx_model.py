@@ -142,7 +142,7 @@ class OnnxModel:
 
     `provider` is one of `providers.CHOICES`; `self.provider` says which one actually runs
     the model, and `self.fallback` why `auto` runs on the CPU although CUDA or OpenVINO is
-    installed."""
+    installed (`self.fallback_expected`: for a reason that needs no fixing)."""
 
     def __init__(self, path: str | Path, provider: str = "auto", threads: int | None = None):
         import onnxruntime as ort
@@ -152,7 +152,10 @@ class OnnxModel:
             raise FercliError(
                 f"model {self.path} not found: pass a .onnx file made by `fercli export-onnx`."
             )
-        engine, self.fallback = providers.choose(provider)
+        engine, unusable = providers.choose(provider)
+        self.fallback = unusable.what if unusable else ""
+        # nothing to fix (Intel's plugin offers no device on this CPU): said with -v only
+        self.fallback_expected = bool(unusable and unusable.expected)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users

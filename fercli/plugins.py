@@ -20,6 +20,7 @@ DEFAULT_PLUGINS = (
     "fercli.builtin.filters",
     "fercli.builtin.augmenters",
     "fercli.builtin.models",
+    "fercli.builtin.detectors",
 )
 
 

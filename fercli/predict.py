@@ -9,6 +9,7 @@ with `resume`, appended batch by batch so that an interrupted run loses nothing.
 No torch here (a test checks it): prediction needs only onnxruntime, numpy and Pillow.
 """
 
+import io
 import json
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path, load_many
 from fercli.onnx_model import OnnxModel, mirror_averaged
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
-from fercli.progress import bar, say
+from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
 
 DEFAULT_MODEL = "default_model/fercli-default.onnx"
@@ -115,20 +116,20 @@ class Decoder:
                 self.pool = None
         self.ahead = 2 * workers
 
-    def map(self, chunks, size: int):
+    def map(self, chunks, size: int, decode=decode_chunk):
         if self.pool is None:
             for chunk in chunks:
-                yield decode_chunk(chunk, size)
+                yield decode(chunk, size)
             return
         chunks = iter(chunks)
         pending = deque(
-            self.pool.submit(decode_chunk, c, size) for _, c in zip(range(self.ahead), chunks)
+            self.pool.submit(decode, c, size) for _, c in zip(range(self.ahead), chunks)
         )
         while pending:
             result = pending.popleft().result()
             nxt = next(chunks, None)
             if nxt is not None:
-                pending.append(self.pool.submit(decode_chunk, nxt, size))
+                pending.append(self.pool.submit(decode, nxt, size))
             yield result
 
     def close(self) -> None:
@@ -149,12 +150,16 @@ class Tally:
         self.counts = {c: 0 for c in classes}
         self.errors: list[tuple[str, str]] = []
         self.rows = 0
+        self.no_face = 0  # --faces: pictures in which no face was found
         self.evaluate = evaluate
         self.y_true: list[int] = []
         self.y_pred: list[int] = []
 
     def add(self, row: dict) -> None:
         self.rows += 1
+        if row["status"] == "no_face":
+            self.no_face += 1
+            return
         if row["status"] != "ok":
             self.errors.append((row["path"], row.get("error", "")))
             return
@@ -195,10 +200,14 @@ class PredictResult:
     tta: bool = False  # probabilities averaged with the mirror images'
     eval: dict | None = None  # fercli.metrics.classification_report, plus `excluded`
     summary_path: Path | None = None
+    faces: str = "none"  # --faces: none (a row per image), auto or detect (a row per face)
+    no_face: int = 0  # status=no_face rows (pictures without a face)
+    new_images: int | None = None  # files read by this run (with --faces, rows are faces)
 
     @property
     def images_per_s(self) -> float:
-        return self.new / self.seconds if self.seconds > 0 else 0.0
+        images = self.new if self.new_images is None else self.new_images
+        return images / self.seconds if self.seconds > 0 else 0.0
 
 
 def predict_dir(
@@ -216,9 +225,17 @@ def predict_dir(
     threads: int | None = None,
     tta: bool = False,
     write_summary: bool = True,
+    faces: str = "none",
+    detector: str = "mtcnn",
+    annotate: str | os.PathLike | None = None,
+    crops: str | os.PathLike | None = None,
 ) -> PredictResult:
     """Predict every image under root and write one row per image to output; with tta, each
-    image's probabilities are averaged with its mirror image's (twice the model time)."""
+    image's probabilities are averaged with its mirror image's (twice the model time).
+
+    faces="auto" or "detect": one row per face found by `detector` instead (see
+    fercli.faces.predict_faces), with copies of the pictures with the faces drawn in
+    `annotate` and the aligned faces in `crops` where given."""
     start_time = time.perf_counter()
     root, output = Path(root), Path(output)
     if batch_size < 1:
@@ -235,20 +252,29 @@ def predict_dir(
             f"{'' if recursive else '; subfolders too with --recursive'})."
         )
     model_path = Path(model) if model else default_model_path()
+    stage = None
+    if faces != "none":
+        from fercli.faces.predict_faces import FaceStage
+
+        stage = FaceStage(faces, detector, annotate, crops)
+    elif annotate or crops:
+        raise FercliError("--annotate and --crops need --faces auto or detect.")
 
     with ExitStack() as stack:
         # One chunk decodes in this process; more go to workers, started before onnxruntime.
+        if stage:  # detection is slow: smaller chunks keep every worker busy
+            batch_size = stage.chunk_size(len(paths), batch_size, workers)
         n_chunks = -(-len(paths) // batch_size)
         decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
         stack.callback(decoder.close)
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
-        if onnx.fallback:
+        if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
             say(f"{onnx.fallback}: running on the CPU.")
         classes = info.classes
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
-        fmt = output_format(output, classes, topk)
+        fmt = output_format(output, classes, topk, stage.columns if stage else ())
         predict_proba = partial(onnx.predict_proba, batch_size=batch_size)
         if tta:
             predict_proba = partial(mirror_averaged, predict_proba)
@@ -271,7 +297,21 @@ def predict_dir(
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         files = ([str(root / p) for p in chunk] for chunk in chunks)
         with bar(len(todo), "Predicting") as progress:
-            for chunk, (images, errors) in zip(chunks, decoder.map(files, info.image_size)):
+            decode = stage.decode(info.image_size) if stage else decode_chunk
+            for chunk, decoded in zip(chunks, decoder.map(files, info.image_size, decode)):
+                if stage:  # one write per batch: Ctrl-C never splits a picture's faces
+                    rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
+                    fmt.start(batch := io.StringIO(newline=""), new_file=False)
+                    for row in rows:
+                        fmt.write(row)
+                        tally.add(row)
+                    f.write(batch.getvalue())
+                    if resume:
+                        f.flush()
+                    stage.save_extras(root, chunk, rows, decoded)
+                    progress.advance(len(chunk))
+                    continue
+                images, errors = decoded
                 good = [i for i in range(len(chunk)) if i not in errors]
                 probs = np.zeros((len(chunk), len(classes)), np.float32)
                 if good:
@@ -297,6 +337,9 @@ def predict_dir(
         counts=tally.counts,
         other_files=other_files,
         seconds=time.perf_counter() - start_time,
+        faces=faces,
+        no_face=tally.no_face,
+        new_images=len(todo),
     )
     if evaluate:
         result.eval = tally.report()
@@ -314,7 +357,10 @@ def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
         "model_name": onnx.info.model,
         "precision": onnx.info.precision,
         "provider": result.provider,
+        "provider_fallback": onnx.fallback or None,  # why auto did not take CUDA or OpenVINO
         "tta": result.tta,
+        "faces": result.faces,
+        "no_face": result.no_face,
         "rows": result.total,
         "new": result.new,
         "resumed": result.resumed,

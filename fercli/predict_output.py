@@ -53,11 +53,13 @@ def damaged(path, where: str) -> FercliError:
 
 
 class CsvOut:
-    def __init__(self, classes, topk: int):
+    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
         self.columns = ["path", "status", "error", "label", "confidence"]
         self.columns += [f"prob_{c}" for c in classes]
         for i in range(1, topk + 1):
             self.columns += [f"top{i}_label", f"top{i}_confidence"]
+        self.extra = extra  # more columns at the end (predict-dir --faces: face, box, ...)
+        self.columns += list(extra)
 
     def start(self, f, new_file: bool) -> None:
         self.writer = csv.writer(f)
@@ -72,6 +74,9 @@ class CsvOut:
             for i, top in enumerate(row["topk"], 1):
                 flat[f"top{i}_label"] = top["label"]
                 flat[f"top{i}_confidence"] = f"{top['confidence']:.6f}"
+        for c in self.extra:  # a list is written comma-separated, None as an empty cell
+            value = row.get(c)
+            flat[c] = ",".join(map(str, value)) if isinstance(value, list) else value
         self.writer.writerow([flat.get(c, "") for c in self.columns])
 
     def copy(self, record: list[str]) -> None:
@@ -84,7 +89,7 @@ class CsvOut:
         header = next(reader, None)
         if header != self.columns:
             raise FercliError(
-                f"the existing output {path} has other columns (another model or --topk): "
+                f"the existing output {path} has other columns (another model, --topk or --faces): "
                 "write to a new file with -o, or resume with the same model and options."
             )
         for record in reader:
@@ -95,7 +100,7 @@ class CsvOut:
 
 
 class JsonlOut:
-    def __init__(self, classes, topk: int):
+    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
         self.classes = list(classes)
 
     def start(self, f, new_file: bool) -> None:
@@ -125,13 +130,13 @@ class JsonlOut:
         return isinstance(row, dict) and "path" in row and "status" in row
 
 
-def output_format(path: Path, classes, topk: int):
+def output_format(path: Path, classes, topk: int, extra: tuple[str, ...] = ()):
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise FercliError(
             f"cannot tell the output format of {path.name}: name it .csv or .jsonl (JSON Lines)."
         )
-    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk)
+    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk, extra)
 
 
 def read_existing(path: Path, fmt, on_row) -> set[str]:

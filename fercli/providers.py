@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from fercli.errors import FercliError
-from fercli.util import cache_dir, first_line
+from fercli.util import cache_dir, cpu_name, first_line
 
 CHOICES = ("auto", "cpu", "cuda", "openvino")
 EP = {
@@ -25,11 +25,14 @@ OPENVINO_INSTALL = "pip install 'fercli[openvino]'"
 
 
 class Unavailable(FercliError):
-    """A provider that cannot run here: `what` is wrong, `fix` says what to do."""
+    """A provider that cannot run here: `what` is wrong, `fix` says what to do. `expected`:
+    nothing is broken (Intel's plugin offers no device on this CPU), so `auto` moves on to
+    the CPU provider without a word (the reason is shown with -v and kept in the summary)."""
 
-    def __init__(self, what: str, fix: str):
+    def __init__(self, what: str, fix: str, expected: bool = False):
         super().__init__(f"{what}: {fix}")
         self.what = what
+        self.expected = expected
 
 
 def available_providers() -> list[str]:
@@ -40,8 +43,9 @@ def available_providers() -> list[str]:
 
 
 def cpu_providers() -> list[str]:
-    """The providers that run on the CPU here: cpu, and openvino where its plugin is."""
-    return ["cpu"] + (["openvino"] if openvino_plugin() is not None else [])
+    """The providers that can run on the CPU here: cpu, and openvino where its plugin is
+    installed and offers this CPU as a device."""
+    return ["cpu"] + (["openvino"] if openvino_unavailable() is None else [])
 
 
 def openvino_plugin():
@@ -53,9 +57,33 @@ def openvino_plugin():
     return onnxruntime_ep_openvino
 
 
+# The plugin is registered in onnxruntime once per process (a second registration fails), and
+# what it offers does not change: the outcome is kept here.
+_openvino: dict = {}
+
+
 def openvino_device():
-    """The OpenVINO plugin's CPU device, with the plugin registered in onnxruntime once per
-    process; a FercliError says why where it cannot be had."""
+    """The OpenVINO plugin's CPU device; Unavailable says why where it cannot be had."""
+    if "device" not in _openvino:
+        try:
+            _openvino["device"] = _find_openvino_device()
+        except Unavailable as exc:
+            _openvino["device"] = exc
+    if isinstance(_openvino["device"], Unavailable):
+        raise _openvino["device"]
+    return _openvino["device"]
+
+
+def openvino_unavailable() -> Unavailable | None:
+    """Why the OpenVINO provider cannot run here, or None where it can."""
+    try:
+        openvino_device()
+    except Unavailable as exc:
+        return exc
+    return None
+
+
+def _find_openvino_device():
     import onnxruntime as ort
 
     plugin = openvino_plugin()
@@ -63,6 +91,7 @@ def openvino_device():
         raise Unavailable(
             "the OpenVINO execution provider is not installed",
             f"`{OPENVINO_INSTALL}`, or use --provider cpu.",
+            expected=True,
         )
     if not hasattr(ort, "get_ep_devices"):
         raise Unavailable(
@@ -70,14 +99,10 @@ def openvino_device():
             "`pip install -U 'onnxruntime>=1.23'`, or use --provider cpu.",
         )
 
-    def cpu_devices():
-        return [
-            d
-            for d in ort.get_ep_devices()
-            if d.ep_name == EP["openvino"] and d.ep_metadata.get("ov_device") == "CPU"
-        ]
+    def devices():
+        return [d for d in ort.get_ep_devices() if d.ep_name == EP["openvino"]]
 
-    if not cpu_devices():
+    if not devices():
         try:
             ort.register_execution_provider_library("fercli-openvino", plugin.get_library_path())
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -85,15 +110,18 @@ def openvino_device():
                 f"onnxruntime could not load the OpenVINO plugin ({first_line(str(exc))})",
                 f"reinstall it with `{OPENVINO_INSTALL}`, or use --provider cpu.",
             ) from None
-    devices = cpu_devices()
-    if not devices:
+    cpus = [d for d in devices() if d.ep_metadata.get("ov_device") == "CPU"]
+    if not cpus:
+        # Seen on AMD EPYC CPUs (plugin 1.8.1): it loads and offers no device there.
         raise Unavailable(
-            "the OpenVINO plugin found no CPU device it can run on", "use --provider cpu."
+            f"Intel's OpenVINO plugin offers no device on this CPU ({cpu_name()})",
+            "use --provider cpu (onnxruntime's own CPU provider gives the same answers).",
+            expected=True,
         )
-    return devices[0]
+    return cpus[0]
 
 
-def choose(provider: str) -> tuple[str, str]:
+def choose(provider: str) -> tuple[str, Unavailable | None]:
     """(engine, fallback): the engine to run `provider` on, and for `auto`, why the OpenVINO
     plugin that is installed cannot be used. `cuda` and `openvino` never fall back silently:
     where they are missing, a FercliError says so."""
@@ -107,17 +135,14 @@ def choose(provider: str) -> tuple[str, str]:
             "CUDA, or use --provider cpu."
         )
     if provider == "cuda" or (provider == "auto" and EP["cuda"] in available):
-        return "cuda", ""
+        return "cuda", None
     if provider == "openvino":
         openvino_device()
-        return "openvino", ""
+        return "openvino", None
     if provider == "auto" and openvino_plugin() is not None:
-        try:
-            openvino_device()
-            return "openvino", ""
-        except Unavailable as exc:
-            return "cpu", exc.what
-    return "cpu", ""
+        reason = openvino_unavailable()
+        return ("cpu", reason) if reason else ("openvino", None)
+    return "cpu", None
 
 
 def configure(engine: str, options, threads: int | None):

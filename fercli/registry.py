@@ -1,4 +1,4 @@
-"""Named filters, augmenters and models, gathered from every plugin's register hook.
+"""Named filters, augmenters, models and face detectors, gathered from every plugin's register hook.
 
 One way to build a thing by name (`create`), a listing with wildcards (`names`), and a
 clear error naming the available choices.
@@ -15,6 +15,7 @@ HOOKS = {
     "filter": "register_filters",
     "augmenter": "register_augmenters",
     "model": "register_models",
+    "detector": "register_detectors",
 }
 
 
@@ -63,5 +64,5 @@ def get(kind: str, name: str) -> Entry:
 
 
 def create(kind: str, name: str, **options):
-    """Build the named filter, augmenter or model."""
+    """Build the named filter, augmenter, model or face detector."""
     return get(kind, name).factory(**options)

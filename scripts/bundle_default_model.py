@@ -23,7 +23,8 @@ from fercli import __version__, registry
 from fercli.checkpoint import load_checkpoint
 from fercli.config import read_config
 from fercli.evaluation import evaluate
-from fercli.onnx_export import export_onnx
+from fercli.export import export_onnx
+from fercli.export.saturation import check_saturation
 from fercli.onnx_model import OnnxModel
 from fercli.progress import settings
 from fercli.training import TrainConfig, load_data
@@ -149,6 +150,15 @@ def main() -> None:
                 shutil.copyfile(run / file, dest / "runs" / run.name / file)
 
     card = make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, int8.quant)
+    card["metrics"]["measured_on"] = cpu_name()
+    if shipped == "int8":
+        products = check_saturation(model_file)
+        card["quantization"] = {
+            "weights": "int8 per channel, 7 bits (|q| <= 64)",
+            "activations": "uint8, ranges calibrated on 1000 training images (min/max)",
+            "saturation_check": f"{len(products)} integer products, largest pair sum "
+            f"{max(p.pair_max for p in products)} <= 32767",
+        }
     card["metrics"]["validation_accuracy"] = validation_accuracy(fp32.output, ckpts[0], args.data)
     atomic_write_text(dest / "model_card.json", json.dumps(card, indent=2) + "\n")
     atomic_write_text(dest / "MODEL_CARD.md", render(card))
@@ -280,7 +290,7 @@ classes {", ".join(a["classes"])}.
 
 ## Metrics
 Validation accuracy of the exported fp32 model on that hold-out: {m["validation_accuracy"]:.4f}.
-On {m["test_split"]}:
+On {m["test_split"]}, measured on {m.get("measured_on", "(CPU not recorded)")}:
 
 | model | accuracy | weighted F1 | macro F1 |
 |---|---:|---:|---:|
@@ -294,7 +304,37 @@ by under a point (README, Results).
 
 ## Why {s["precision"]}
 {s["reason"]}.
+{quantization_section(card)}"""
+
+
+def quantization_section(card: dict) -> str:
+    """How the int8 file is quantized and, when it was re-quantized from an earlier bundle
+    (scripts/requantize_default_model.py), what that one scored."""
+    q = card.get("quantization")
+    if not q:
+        return ""
+    text = f"""
+## Quantization
+Weights {q["weights"]}; activations {q["activations"]}. Saturation check
+(`fercli.export.saturation`): {q["saturation_check"]}, so every CPU computes the same
+integers (AVX2 without VNNI included), and this file gives the same answers everywhere.
 """
+    r = q.get("requantized_from")
+    if r:
+        rows = "\n".join(
+            f"| {name.replace('_', ' + ')} | {v['accuracy']:.4f} | {v['weighted_f1']:.4f} |"
+            for name, v in r["previous_test_metrics"].items()
+        )
+        text += f"""
+This file was made by `{r["command"]}` from the previous bundle (sha256 `{r["file_sha256"]}`):
+{r["how"]}. So the fp32 rows above are that dequantized graph. The previous bundle's own
+figures, measured on {r["previous_measured_on"]} (its fp32 rows: the original checkpoints):
+
+| previous model | accuracy | weighted F1 |
+|---|---:|---:|
+{rows}
+"""
+    return text
 
 
 if __name__ == "__main__":

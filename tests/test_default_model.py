@@ -87,7 +87,20 @@ def test_bundled_model_scores_what_its_card_says(fer2013):
 
     result = evaluate(None, fer2013, "test", device="cpu")
     claimed = CARD["metrics"]["test"][CARD["shipped"]["precision"]]
-    # int8 kernels may round differently on another CPU: a few images either way
-    assert result["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.002)
-    assert result["weighted_f1"] == pytest.approx(claimed["weighted_f1"], abs=0.002)
+    # The file computes the same integers on every CPU (next test); what is left is float
+    # rounding in the fp32 tail, which may tip a near tie: 0.1 point is 3.6 images.
+    assert result["accuracy"] == pytest.approx(claimed["accuracy"], abs=0.001)
+    assert result["weighted_f1"] == pytest.approx(claimed["weighted_f1"], abs=0.001)
     assert result["accuracy"] >= 0.70  # the issue's target, reached by the shipped file
+
+
+def test_bundled_model_cannot_saturate_on_any_cpu():
+    """7-bit weights: no uint8 x int8 pair sum overflows the 16 bits that AVX2 without VNNI
+    adds in, so the card's figures hold on every CPU, not only the one that measured them."""
+    from fercli.export.saturation import check_saturation
+
+    products = check_saturation(default_model_path())
+    assert len(products) == 8 * CARD["architecture"]["members"]  # every conv, in integers
+    assert max(p.weight_max for p in products) <= 64
+    assert CARD["quantization"]["saturation_check"].startswith(f"{len(products)} integer")
+    assert CARD["metrics"]["measured_on"]  # which CPU measured the card's figures

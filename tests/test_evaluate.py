@@ -53,7 +53,7 @@ def test_tta_averages_with_the_mirror_image(trained_run, synth_root, monkeypatch
 
 
 def test_onnx_gives_the_same_results_as_its_checkpoint(trained_run, synth_root, tmp_path):
-    export = pytest.importorskip("fercli.onnx_export")
+    export = pytest.importorskip("fercli.export")
     out, _ = trained_run
     onnx_path = tmp_path / "model.onnx"
     export.export_onnx(out / "best.pt", onnx_path)

@@ -13,7 +13,8 @@ from fercli import FER_CLASSES, __version__, registry
 from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
 from fercli.dataset import load_split
 from fercli.errors import FercliError
-from fercli.onnx_export import default_output, export_onnx, input_on_pixel_grid
+from fercli.export import default_output, export_onnx
+from fercli.export.int8 import input_on_pixel_grid
 from fercli.onnx_model import OnnxModel, preprocess
 
 
@@ -150,7 +151,7 @@ def test_int8_needs_the_dataset(tmp_path):
 
 
 def test_failed_parity_check_writes_nothing(tmp_path, monkeypatch):
-    import fercli.onnx_export as export
+    import fercli.export.exporter as export
 
     monkeypatch.setattr(export, "FP32_TOLERANCE", -1.0)  # no export can pass this
     out = tmp_path / "exports" / "m.onnx"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fercli import hookspecs, plugins, registry
 from fercli.errors import PluginError
@@ -54,10 +55,11 @@ class DarkFilter(Filter):
                 yield i, f"mean {batch.images[i].mean():.0f} < {self.level}"
 
 
-def test_hookspecs_are_the_four_documented_hooks():
+def test_hookspecs_are_the_five_documented_hooks():
     assert HOOKS == [
         "register_augmenters",
         "register_commands",
+        "register_detectors",
         "register_filters",
         "register_models",
     ]
@@ -150,6 +152,47 @@ def test_register_commands(register_plugin, run_cli):
     result = run_cli("hello", "world")
     assert (result.exit_code, result.stdout) == (0, "hello world\n")
     assert "hello" in run_cli("--help").stdout
+
+
+def test_register_detectors(register_plugin, tmp_path, run_cli):
+    from fercli.faces.detect import Face
+
+    class Centre:
+        """A detector that calls the middle half of every picture a face."""
+
+        def __init__(self, score=0.5):
+            self.score = score
+
+        def detect(self, images):
+            faces = []
+            for image in images:
+                h, w = image.shape[:2]
+                faces.append([Face((w / 4, h / 4, 3 * w / 4, 3 * h / 4), self.score)])
+            return faces
+
+    class Plugin:
+        @hookimpl
+        def register_detectors(self, register):
+            register("centre", Centre, "The middle of the picture.")
+
+    register_plugin(Plugin(), "centre-plugin")
+    assert sorted(registry.names("detector")) == ["centre", "mtcnn"]
+    entry = registry.get("detector", "centre")
+    assert (entry.plugin, entry.description) == ("centre-plugin", "The middle of the picture.")
+    assert registry.create("detector", "centre", score=0.7).detect([np.zeros((40, 80))]) == [
+        [Face((20.0, 10.0, 60.0, 30.0), 0.7)]
+    ]
+    listed = {p["name"]: p["registers"] for p in plugins_report()}
+    assert listed["centre-plugin"] == {"detectors": ["centre"]}
+    assert listed["fercli.builtin.detectors"] == {"detectors": ["mtcnn"]}
+    # predict-dir uses it: one face per picture, its box in the picture's pixels
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((200, 400), 90, np.uint8)).save(tmp_path / "in" / "wide.png")
+    result = run_cli("predict-dir", tmp_path / "in", "-o", tmp_path / "p.jsonl",
+                     "--faces", "detect", "--detector", "centre", "--workers", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "p.jsonl").read_text())
+    assert (row["face"], row["box"], row["face_score"]) == (0, [100, 50, 200, 100], 0.5)
 
 
 def test_unknown_name_lists_the_choices():

@@ -46,7 +46,15 @@ def cuda_starts() -> bool:
 
 
 HAS_CUDA = cuda_starts()
-HAS_OPENVINO = fercli.providers.openvino_plugin() is not None
+OPENVINO_MISSING = fercli.providers.openvino_unavailable()  # why not, on this machine
+HAS_OPENVINO = OPENVINO_MISSING is None
+NO_OPENVINO = f"OpenVINO cannot run here: {OPENVINO_MISSING and OPENVINO_MISSING.what}"
+
+
+@pytest.fixture
+def fresh_openvino(monkeypatch):
+    """Forget what this process found out about the OpenVINO plugin (it is kept per process)."""
+    monkeypatch.setattr(fercli.providers, "_openvino", {})
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +62,7 @@ def model_path(trained_run, tmp_path_factory) -> Path:
     """The session's short seed-cnn run on the synthetic faces, exported to ONNX."""
     import torch
 
-    from fercli.onnx_export import export_onnx
+    from fercli.export import export_onnx
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -524,7 +532,7 @@ PROVIDERS = [
     pytest.param(
         "openvino",
         1e-5,  # each layer keeps its precision: no bfloat16 on CPUs that have it
-        marks=pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed"),
+        marks=pytest.mark.skipif(not HAS_OPENVINO, reason=NO_OPENVINO),
     ),
 ]
 
@@ -547,7 +555,7 @@ def test_provider_predicts_what_the_cpu_provider_predicts(provider, atol, model_
             )
 
 
-@pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed")
+@pytest.mark.skipif(not HAS_OPENVINO, reason=NO_OPENVINO)
 def test_openvino_caches_the_compiled_model_where_it_can(model_path, tmp_path, monkeypatch):
     OnnxModel(model_path, "openvino")
     assert list((Path(os.environ["FERCLI_CACHE_DIR"]) / "openvino").iterdir())
@@ -558,7 +566,7 @@ def test_openvino_caches_the_compiled_model_where_it_can(model_path, tmp_path, m
     assert OnnxModel(model_path, "openvino").provider == "openvino"  # compiled every time
 
 
-def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch):
+def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch, fresh_openvino):
     monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: None)
     folder = flat_folder(tmp_path / "in", n=2)
     out = tmp_path / "p.csv"
@@ -573,7 +581,7 @@ def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch
 
 
 def test_openvino_that_cannot_load_is_named_and_auto_runs_on_the_cpu(
-    model_path, tmp_path, monkeypatch, capfd
+    model_path, tmp_path, monkeypatch, capfd, fresh_openvino
 ):
     def unloadable():
         raise Unavailable("onnxruntime could not load the OpenVINO plugin (boom)", "reinstall it.")
@@ -591,8 +599,61 @@ def test_openvino_that_cannot_load_is_named_and_auto_runs_on_the_cpu(
     )
 
 
+@pytest.fixture
+def openvino_without_devices(monkeypatch, fresh_openvino):
+    """Intel's plugin as it behaves on AMD EPYC CPUs: it loads and offers no device."""
+    import onnxruntime as ort
+
+    class Plugin:
+        @staticmethod
+        def get_library_path():
+            return "/nonexistent/libopenvino_plugin.so"
+
+    registered = []
+    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: Plugin)
+    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(ort, "get_ep_devices", lambda: [], raising=False)
+    monkeypatch.setattr(
+        ort, "register_execution_provider_library", lambda *a: registered.append(a), raising=False
+    )
+    return registered
+
+
+def test_openvino_without_a_device_is_registered_once_and_auto_says_nothing(
+    openvino_without_devices, model_path, tmp_path, run_cli
+):
+    for _ in range(3):
+        assert OnnxModel(model_path, "auto").provider == "cpu"
+    assert len(openvino_without_devices) == 1  # once per process: a second one would fail
+    assert fercli.providers.cpu_providers() == ["cpu"]
+    folder = flat_folder(tmp_path / "in", n=2)
+    quiet = run_cli("predict-dir", folder, "--model", model_path, "-o", tmp_path / "p.csv")
+    assert quiet.exit_code == 0 and "OpenVINO" not in quiet.stderr
+    summary = json.loads((tmp_path / "p.csv.summary.json").read_text())
+    assert summary["provider"] == "cpu"
+    assert summary["provider_fallback"].startswith("Intel's OpenVINO plugin offers no device")
+    verbose = run_cli("-v", "predict-dir", folder, "--model", model_path, "-o", tmp_path / "v.csv")
+    assert verbose.exit_code == 0
+    assert "offers no device on this CPU" in verbose.stderr  # the reason, with -v
+
+
+def test_openvino_without_a_device_refuses_provider_openvino_in_one_line(
+    openvino_without_devices, model_path, tmp_path, run_cli
+):
+    out = tmp_path / "p.csv"
+    folder = flat_folder(tmp_path / "in", n=2)
+    result = run_cli(
+        "predict-dir", folder, "--model", model_path, "--provider", "openvino", "-o", out
+    )
+    assert result.exit_code == 2 and not out.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Intel's OpenVINO plugin offers no device on this CPU" in lines[0]
+    assert "--provider cpu" in lines[0]
+
+
 @pytest.mark.fer2013
-@pytest.mark.skipif(not HAS_OPENVINO, reason="the OpenVINO plugin is not installed")
+@pytest.mark.skipif(not HAS_OPENVINO, reason=NO_OPENVINO)
 def test_openvino_predicts_what_onnxruntime_predicts_with_the_bundled_model(fer2013):
     """Two int8 engines agree on FER-2013 because export-onnx quantizes the input exactly
     (onnx_export.input_on_pixel_grid): before, their rounding of it differed on 1.1%."""

@@ -66,3 +66,17 @@ def test_ablate(synth_root, recipe, tmp_path, run_script):
     )  # fmt: skip
     assert "| recipe | the recipe as written |" in out
     assert (tmp_path / "ablate" / "ablation.json").is_file()
+
+
+def test_measure_fer_framing(synth_root, run_script):
+    out = json.loads(run_script("scripts/measure_fer_framing.py", synth_root, "--per-class", 2))
+    assert out["images"] == 14 and 0 <= out["detected"] <= 14
+    if out["detected"]:
+        low, median, high = out["quartiles_25_50_75"]["side_over_face_scale"]
+        assert 0 < low <= median <= high
+
+
+def test_faces_roundtrip_fer(synth_root, run_script):
+    out = json.loads(run_script("scripts/faces_roundtrip_fer.py", synth_root, "--per-class", 2))
+    assert out["faces"] == 14 and 0 <= out["found"] <= 14
+    assert 0 <= out["accuracy_original_all"] <= 1

@@ -7,6 +7,7 @@ from fercli.commands.import_csv import import_csv_command
 from fercli.commands.models import models_command
 from fercli.commands.plugins_cmd import plugins_command
 from fercli.commands.predict_dir import predict_dir_command
+from fercli.commands.predict_video import predict_video_command
 from fercli.commands.synth import synth_command
 from fercli.commands.train import train_command
 
@@ -19,5 +20,6 @@ ALL = [
     evaluate_command,
     export_onnx_command,
     predict_dir_command,
+    predict_video_command,
     models_command,
 ]

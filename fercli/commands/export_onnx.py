@@ -1,4 +1,5 @@
-"""`fercli export-onnx CHECKPOINT...`: one verified, self-describing .onnx file."""
+"""`fercli export-onnx CHECKPOINT...`: one verified, self-describing .onnx file; or
+`fercli export-onnx MODEL.onnx --quantize int8`: an existing .onnx file quantized again."""
 
 import click
 
@@ -15,8 +16,8 @@ import click
 @click.option(
     "--quantize",
     type=click.Choice(["int8"]),
-    help="Static int8 (QDQ) quantization calibrated on training images; must agree with fp32 "
-    "on >= 99% of the test split.",
+    help="Static int8 (QDQ) quantization calibrated on training images, 7-bit weights so that "
+    "every CPU gives the same answers; must agree with fp32 on >= 99% of the test split.",
 )
 @click.option("--fp16", is_flag=True, help="float16 weights and compute (for CUDA); fp32 I/O.")
 @click.option(
@@ -38,11 +39,27 @@ def export_onnx_command(checkpoints, output, opset, quantize, fp16, data_dir, ca
     make one ensemble: a single graph that averages their class probabilities.
 
     The file is written only after onnx.checker passes and onnxruntime matches PyTorch on a
-    batch of training images (max |logit difference| <= 1e-4, same top-1)."""
+    batch of training images (max |logit difference| <= 1e-4, same top-1).
+
+    MODEL.onnx --quantize int8 --data ROOT quantizes an fp32 or int8 fercli model again
+    (an int8 one from its own weights), e.g. an int8 file made before fercli used 7-bit
+    weights, which gives other answers on CPUs without VNNI; no PyTorch needed."""
     from pathlib import Path
 
-    from fercli.onnx_export import export_onnx
+    from fercli.errors import FercliError
+    from fercli.export import export_onnx, requantize_onnx
 
+    if any(str(c).endswith(".onnx") for c in checkpoints):
+        if len(checkpoints) > 1 or quantize != "int8" or fp16 or not data_dir:
+            raise FercliError(
+                "an .onnx source can only be quantized again: pass one MODEL.onnx with "
+                "--quantize int8 --data ROOT."
+            )
+        report = requantize_onnx(
+            checkpoints[0], output, data_root=data_dir, calibration_images=calibration_images
+        )
+        click.echo(f"{report.output}")
+        return
     paths = [Path(c) / "best.pt" if Path(c).is_dir() else Path(c) for c in checkpoints]
     report = export_onnx(
         paths,

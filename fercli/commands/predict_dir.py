@@ -59,6 +59,31 @@ import click
 )
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any image cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
+@click.option(
+    "--faces",
+    type=click.Choice(["auto", "detect", "none"]),
+    default="auto",
+    show_default=True,
+    help="detect: find the faces in each picture, one row per face (face, box, face_score), "
+    "status=no_face where none; none: each image is one face (centre square); auto: detect "
+    "in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are read as with none.",
+)
+@click.option(
+    "--detector",
+    default="mtcnn",
+    show_default=True,
+    help="Face detector for --faces, built in or from a plugin (see `fercli plugins`).",
+)
+@click.option(
+    "--annotate",
+    type=click.Path(file_okay=False),
+    help="Write a copy of each picture searched for faces to this folder, boxes and labels drawn.",
+)
+@click.option(
+    "--crops",
+    type=click.Path(file_okay=False),
+    help="Write each aligned 48x48 face found as DIR/<label>/<image>_<face>.png.",
+)
 def predict_dir_command(
     directory,
     model,
@@ -73,6 +98,10 @@ def predict_dir_command(
     tta,
     strict,
     threads,
+    faces,
+    detector,
+    annotate,
+    crops,
 ):
     """Predict the emotion of every image under DIRECTORY and write one row per image: path
     (relative to DIRECTORY), status, error, label, confidence and every class probability.
@@ -94,6 +123,10 @@ def predict_dir_command(
         evaluate=evaluate,
         threads=threads,
         tta=tta,
+        faces=faces,
+        detector=detector,
+        annotate=annotate,
+        crops=crops,
     )
     _print_summary(result)
     if strict and result.errors:
@@ -110,8 +143,9 @@ def _print_summary(result) -> None:
     from fercli.progress import say
 
     console = Console()
-    ok = result.total - len(result.errors)
-    table = Table("emotion", "images", "share", title=f"Predictions in {result.output}")
+    ok = result.total - len(result.errors) - result.no_face
+    unit = "images" if result.faces == "none" else "faces"
+    table = Table("emotion", unit, "share", title=f"Predictions in {result.output}")
     for label, n in result.counts.items():
         table.add_row(label, str(n), f"{n / ok:.1%}" if ok else "-")
     table.add_row("[bold]all[/bold]", str(ok), "")
@@ -122,6 +156,8 @@ def _print_summary(result) -> None:
         say(f"  unreadable: {path!r}: {reason}")
     if len(result.errors) > 5:
         say(f"  ... and {len(result.errors) - 5} more (status=error rows in {result.output})")
+    if result.no_face:
+        say(f"No face found in {result.no_face} picture(s) (status=no_face rows).")
     if result.other_files:
         say(f"Skipped {result.other_files} non-image file(s).")
     if result.eval:

@@ -1,0 +1,250 @@
+"""`predict-dir --faces auto|detect|none`: one row per face found in each photo.
+
+Worker processes decode each file, find its faces (on a copy at most DETECT_MAX_SIDE pixels
+long) and cut them from the full-size picture with fercli.faces.align; the main process
+predicts the 48x48 faces in batches and writes the rows:
+
+- a face: status ok, `face` (0, 1, ... left to right), `box` (x, y, width, height in the
+  picture's own pixels, EXIF orientation applied), `face_score`, label and probabilities;
+- a photo with no face: one row, status no_face;
+- `auto` looks for faces only in pictures whose shorter side exceeds AUTO_MIN_SIDE pixels;
+  a smaller one (a FER-2013 image) is the face, read exactly as `--faces none` reads it,
+  and its row has no face, box or score;
+- an unreadable file: one row, status error, as without --faces.
+"""
+
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from fercli.faces.align import align
+from fercli.faces.detect import DETECT_MAX_SIDE, Face, detect_scaled
+from fercli.images import ImageError, open_raw, to_array, to_gray, upright_gray
+from fercli.predict_output import make_rows
+from fercli.util import atomic_path
+
+MODES = ("auto", "detect", "none")
+AUTO_MIN_SIDE = 96  # auto detects faces in pictures whose shorter side exceeds this
+COLUMNS = ("face", "box", "face_score")
+NO_FACE = "no_face"
+MIN_CHUNK = 2  # pictures per worker task, at least
+# Pillow's formats by suffix, to save --annotate copies in the photo's own format.
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+_detectors: dict = {}  # one detector per process and name, made on first use in a run
+
+
+def reset_detectors() -> None:
+    """Forget the detectors made so far: each run builds its own (plugins may change)."""
+    _detectors.clear()
+
+
+def detector(name: str):
+    if name not in _detectors:
+        from fercli import registry
+
+        _detectors[name] = registry.create("detector", name)
+    return _detectors[name]
+
+
+def upright(path) -> Image.Image:
+    """A picture decoded and turned by its EXIF orientation (fercli.images' rules)."""
+    raw = open_raw(path)
+    try:
+        return ImageOps.exif_transpose(raw)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(str(exc) or type(exc).__name__) from None
+
+
+def colour(im: Image.Image, gray: Image.Image) -> Image.Image:
+    """What the detector sees: RGB where the picture has colour, else the grey image."""
+    return im.convert("RGB") if im.mode in ("RGB", "CMYK", "YCbCr") else gray.convert("RGB")
+
+
+@dataclass
+class Found:
+    """One picture's outcome in a worker: an error, the whole image, or its faces."""
+
+    error: str | None = None
+    whole: bool = False
+    faces: list[Face] = field(default_factory=list)
+
+
+def find_faces(path, mode: str, detector_name: str, size: int, max_side: int):
+    """(Found, crops (n, size, size) uint8) for one file; raises ImageError."""
+    raw = open_raw(path)
+    if mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:  # EXIF turns keep the shorter side
+        return Found(whole=True), to_array(upright_gray(raw), size)[None]  # = load_image
+    try:
+        im = ImageOps.exif_transpose(raw)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(str(exc) or type(exc).__name__) from None
+    gray = to_gray(im)
+    faces = detect_scaled(detector(detector_name), colour(im, gray), max_side)
+    faces.sort(key=lambda f: (f.box[0], f.box[1]))  # left to right: face 0, 1, ...
+    crops = np.stack([align(gray, f, size) for f in faces]) if faces else None
+    return Found(faces=faces), crops
+
+
+def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int):
+    """A worker's chunk: (crops (m, size, size) uint8, [Found per path]). Never raises for
+    one bad file: an unexpected exception becomes that file's error."""
+    found, crops = [], []
+    for path in paths:
+        try:
+            item, arrays = find_faces(path, mode, detector_name, size, max_side)
+        except ImageError as exc:
+            item, arrays = Found(error=str(exc)), None
+        except Exception as exc:
+            item, arrays = Found(error=f"{type(exc).__name__}: {exc}"), None
+        found.append(item)
+        if arrays is not None:
+            crops.append(arrays)
+    empty = np.zeros((0, size, size), np.uint8)
+    return (np.concatenate(crops) if crops else empty), found
+
+
+class FaceStage:
+    """What predict_dir does differently with --faces auto or detect."""
+
+    def __init__(
+        self, mode, detector_name="mtcnn", annotate=None, crops=None, max_side=DETECT_MAX_SIDE
+    ):
+        from fercli import registry
+        from fercli.errors import FercliError
+
+        if mode not in MODES[:2]:
+            raise FercliError(f"--faces must be one of {', '.join(MODES)}.")
+        registry.get("detector", detector_name)  # an unknown name: one line naming the choices
+        reset_detectors()  # before the workers start (they inherit the empty cache)
+        for option, folder in (("--annotate", annotate), ("--crops", crops)):
+            if folder:
+                try:
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise FercliError(
+                        f"cannot make the {option} folder {folder}: {exc.strerror or exc}."
+                    ) from None
+        self.mode, self.detector_name, self.max_side = mode, detector_name, max_side
+        self.annotate = Path(annotate) if annotate else None
+        self.crops = Path(crops) if crops else None
+        self.columns = COLUMNS
+
+    def chunk_size(self, images: int, batch_size: int, workers: int) -> int:
+        """Pictures per worker task (and at most per model batch): detection is slow, so
+        each worker gets about four tasks; never more than batch_size (which FER-style
+        folders of many small images reach)."""
+        return max(1, min(batch_size, max(MIN_CHUNK, -(-images // (4 * max(workers, 1))))))
+
+    def decode(self, size: int):
+        """The workers' decoding function (picklable)."""
+        return partial(
+            decode_faces,
+            mode=self.mode,
+            detector_name=self.detector_name,
+            max_side=self.max_side,
+        )
+
+    def rows(self, chunk, decoded, predict_proba, classes, topk) -> list[dict]:
+        """The rows of a chunk: one per face, per picture without a face, per error."""
+        crops, found = decoded
+        probs = predict_proba(crops) if len(crops) else np.zeros((0, len(classes)), np.float32)
+        rows, k = [], 0
+        for rel, item in zip(chunk, found):
+            blank = dict.fromkeys(COLUMNS)
+            if item.error is not None:
+                rows += [{**r, **blank} for r in make_rows([rel], None, {0: item.error}, (), 0)]
+            elif item.whole:
+                rows += [
+                    {**r, **blank} for r in make_rows([rel], probs[k : k + 1], {}, classes, topk)
+                ]
+                k += 1
+            elif not item.faces:
+                rows.append({"path": rel, "status": NO_FACE, "error": "", **blank})
+            else:
+                n = len(item.faces)
+                for i, (face, row) in enumerate(
+                    zip(item.faces, make_rows([rel] * n, probs[k : k + n], {}, classes, topk))
+                ):
+                    row.update(face=i, box=face.xywh(), face_score=round(face.score, 4))
+                    rows.append(row)
+                k += n
+        return rows
+
+    def save_extras(self, root: Path, chunk, rows: list[dict], decoded) -> None:
+        """--crops and --annotate for the pictures of a chunk in which faces were looked
+        for (not the unreadable ones, nor the small ones `auto` takes whole)."""
+        crops, found = decoded
+        faces_of: dict[str, list[dict]] = {}
+        for row in rows:
+            if row["status"] == "ok" and row["face"] is not None:
+                faces_of.setdefault(row["path"], []).append(row)
+        k = 0
+        for rel, item in zip(chunk, found):
+            if item.error is not None or item.whole:
+                k += item.whole
+                continue
+            face_rows = faces_of.get(rel, [])
+            if self.crops:
+                for row, crop in zip(face_rows, crops[k : k + len(face_rows)]):
+                    save_crop(self.crops, rel, row, crop)
+            if self.annotate:
+                try:
+                    annotate(root / rel, self.annotate / rel, face_rows)
+                except (ImageError, OSError) as exc:
+                    from fercli.progress import say
+
+                    say(f"  --annotate: cannot write a copy of {rel!r}: {exc}")
+            k += len(face_rows)
+
+
+def crop_name(rel: str, face: int) -> str:
+    """`<image>_<face>.png`: the picture's path with "/" as "__", its suffix kept (two
+    pictures never share a name)."""
+    return f"{rel.replace('/', '__')}_{face}.png"
+
+
+def save_crop(folder: Path, rel: str, row: dict, crop: np.ndarray) -> None:
+    target = folder / row["label"] / crop_name(rel, row["face"])
+    with atomic_path(target) as tmp:
+        Image.fromarray(crop).save(tmp, "PNG")
+
+
+def annotate(source: Path, target: Path, face_rows: list[dict]) -> None:
+    """A copy of the picture (upright) with each face's box, label and confidence drawn."""
+    im = upright(source).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    width = max(2, round(max(im.size) / 400))
+    font_size = max(12, round(max(im.size) / 50))
+    try:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(font_size)
+    except TypeError:  # Pillow < 10.1: one bitmap size
+        font = None
+    for row in face_rows:
+        x, y, w, h = row["box"]
+        draw.rectangle((x, y, x + w, y + h), outline=(255, 40, 40), width=width)
+        text = f"{row['face']}: {row['label']} {row['confidence']:.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        label_h = bottom - top + 2 * width
+        ly = y - label_h if y >= label_h else y  # above the box, else inside its top
+        draw.rectangle((x, ly, x + right - left + 2 * width, ly + label_h), fill=(255, 40, 40))
+        draw.text((x + width - left, ly + width - top), text, fill=(255, 255, 255), font=font)
+    fmt = _FORMATS.get(source.suffix.lower(), "PNG")
+    if fmt == "GIF":
+        im = im.convert("P")
+    with atomic_path(target) as tmp:
+        im.save(tmp, fmt, **({"quality": 92} if fmt == "JPEG" else {}))

@@ -1,0 +1,485 @@
+"""Faces in photos: MTCNN (numpy + onnxruntime) finds faces pasted into scenes at known
+places and angles, alignment turns them upright in FER-2013's framing, and
+`predict-dir --faces` writes a row per face (no_face, errors, EXIF, huge photos, resume,
+--annotate, --crops), while `--faces auto` leaves FER-style folders exactly as they were."""
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faces_scenes import OraclePlugin, Placed, backdrop, fer_faces, scene
+from PIL import Image
+
+from fercli.errors import FercliError
+from fercli.faces import mtcnn as mtcnn_module
+from fercli.faces.align import align, framing
+from fercli.faces.detect import Face
+from fercli.faces.mtcnn import MTCNN, nms, square
+from fercli.faces.predict_faces import crop_name
+from fercli.plugins import pm
+from fercli.predict import predict_dir
+from fercli.synth import EXPRESSIONS, draw_face
+
+PHOTOS = Path(
+    os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "photos"
+)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return MTCNN()
+
+
+@pytest.fixture
+def oracle():
+    """oracle({(w, h): [Face, ...]}): the `oracle` detector plugin for one test."""
+    added = []
+
+    def register(truth):
+        plugin = OraclePlugin(truth)
+        pm.register(plugin, name=f"oracle-plugin-{len(added)}")
+        added.append(plugin)
+        return "oracle"
+
+    yield register
+    for plugin in added:
+        pm.unregister(plugin)
+
+
+def synth_faces(n: int, seed: int = 0) -> list[np.ndarray]:
+    names = list(EXPRESSIONS)
+    return [draw_face(names[i % 7], np.random.default_rng(seed + i)) for i in range(n)]
+
+
+def read_rows(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1])
+
+
+# ----------------------------------------------------------------------------- the pieces
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 4, 4]], float)
+    scores = np.array([0.8, 0.9, 0.7, 0.95])
+    assert nms(boxes, scores, 0.5).tolist() == [3, 1, 2]
+    assert nms(boxes, scores, 0.5, "min").tolist() == [3, 2]  # the small box lies inside
+    assert square(np.array([[0.0, 0.0, 10.0, 20.0, 1.0]]))[0, :4].tolist() == [-5, 0, 15, 20]
+
+
+def test_weights_ship_with_their_licence():
+    folder = mtcnn_module.weights_dir()
+    assert {p.name for p in folder.iterdir()} >= {"pnet.onnx", "rnet.onnx", "onet.onnx"}
+    licence = (folder / "LICENSE.md").read_text()
+    assert "MIT License" in licence and "facenet-pytorch" in licence
+    assert sum((folder / f"{n}.onnx").stat().st_size for n in ("pnet", "rnet", "onet")) < 2.5e6
+
+
+def test_mtcnn_finds_nothing_in_a_picture_without_faces(detector):
+    assert detector.detect([np.asarray(backdrop(640, 480, seed=s)) for s in range(3)]) == [[]] * 3
+
+
+def test_mtcnn_takes_grey_and_rgb_of_any_size(detector):
+    grey = np.asarray(backdrop(50, 30))
+    assert detector.detect([grey, np.repeat(grey[:, :, None], 3, 2), grey[:5, :5]]) == [[]] * 3
+
+
+def test_mtcnn_finds_synthetic_faces_where_they_are(detector):
+    # MTCNN was trained on photos: it finds only some of fercli.synth's cartoon faces (these
+    # seeds), but every face it reports must be one of them, with the eyes above the mouth.
+    faces = [draw_face(list(EXPRESSIONS)[s % 7], np.random.default_rng(s)) for s in (0, 1, 8, 14)]
+    placed = [
+        Placed(f, 130 + 260 * (i % 2), 130 + 260 * (i // 2), 160) for i, f in enumerate(faces)
+    ]
+    found = detector.detect([np.asarray(scene(520, 520, placed))])[0]
+    assert all(any(p.contains(f) for p in placed) for f in found)
+    assert sum(any(p.contains(f) for f in found) for p in placed) >= 3
+    for f in found:
+        assert f.landmarks[:2, 1].max() < f.landmarks[3:, 1].min()  # eyes above the mouth
+
+
+@pytest.mark.fer2013
+def test_mtcnn_finds_fer2013_faces_at_their_places_and_angles(detector, fer2013):
+    faces = fer_faces(fer2013)
+    hits = misses = 0
+    for i, face in enumerate(faces):
+        upright = Placed(face, 170, 200, 160)
+        own = framing(detector.detect([np.asarray(scene(340, 400, [upright]))])[0][0])[3]
+        placed = [
+            Placed(face, 170, 200, 160, angle=20.0 * (-1) ** i),
+            Placed(faces[(i + 1) % 7], 460, 180, 130),
+            Placed(faces[(i + 3) % 7], 700, 330, 110, angle=-10.0),
+        ]
+        found = detector.detect([np.asarray(scene(800, 500, placed, seed=i))])[0]
+        assert all(any(p.contains(f) for p in placed) for f in found), "a face in the backdrop"
+        for p in placed:
+            match = [f for f in found if p.contains(f)]
+            hits, misses = hits + bool(match), misses + (not match)
+        match = [f for f in found if placed[0].contains(f)]
+        if match:  # turned 20 degrees: the eyes' angle turns with it (y grows downwards)
+            got = np.degrees(framing(match[0])[3] - own)
+            assert got == pytest.approx(-placed[0].angle, abs=6)
+    assert hits >= 0.85 * (hits + misses), (hits, misses)
+
+
+@pytest.mark.fer2013
+def test_alignment_turns_fer2013_faces_upright_in_their_framing(detector, fer2013):
+    """A FER-2013 face blown up and pasted comes back framed much as FER-2013 framed it, and
+    turned 15-25 degrees it comes back the same: upright."""
+    same, framed = [], []
+    for i, face in enumerate(fer_faces(fer2013)):
+        crops = []
+        for angle in (0, (-15, 15, 25)[i % 3]):
+            p = Placed(face, 300, 250, 200, angle=angle)
+            picture = scene(600, 500, [p], seed=i)
+            found = [f for f in detector.detect([np.asarray(picture)])[0] if p.contains(f)]
+            crops.append(align(picture, found[0]) if found else None)
+        if crops[0] is not None:
+            # FER-2013's own crops vary (tight ones, tilted ones): the median is what counts
+            framed.append(corr(crops[0], face))
+            assert corr(crops[0], face) > corr(crops[0], np.rot90(face, 2)) - 0.1
+        if all(c is not None for c in crops):
+            same.append(corr(*crops))
+    assert len(same) >= 5 and min(same) > 0.8 and np.median(same) > 0.9, same
+    assert np.median(framed) > 0.5, framed
+
+
+def test_alignment_levels_the_eyes_and_keeps_the_framing():
+    face = synth_faces(1)[0]
+    picture_0 = scene(400, 400, [p0 := Placed(face, 200, 200, 192)])
+    picture_30 = scene(400, 400, [p30 := Placed(face, 200, 200, 192, angle=30)])
+    crop_0, crop_30 = align(picture_0, p0.truth()), align(picture_30, p30.truth())
+    assert np.degrees(framing(p30.truth())[3]) == pytest.approx(-30, abs=0.01)
+    assert corr(crop_0, crop_30) > 0.95
+    # FER-2013's framing: the eyes' midpoint 0.298 / 2.54 of the side above the centre
+    cx, cy, side, _ = framing(p0.truth())
+    eyes = p0.truth().landmarks[:2].mean(axis=0)
+    assert (cx - eyes[0], cy - eyes[1]) == pytest.approx((0, side * 0.298 / 2.54), abs=0.01)
+    no_marks = Face(p0.truth().box, 0.9, None)  # a detector without landmarks: the box
+    assert corr(align(picture_0, no_marks), crop_0) > 0.6
+
+
+# ----------------------------------------------------------------------------- predict-dir
+
+
+def oracle_folder(root: Path) -> dict:
+    """Scenes of synthetic faces (two photos with several, one without, one turned by
+    EXIF, one huge, an unreadable file): {(w, h) as the detector sees it: [Face]} and
+    the expected faces per file."""
+    root.mkdir(parents=True)
+    faces = synth_faces(6)
+    scenes = {
+        "group.jpg": (
+            640,
+            480,
+            [Placed(faces[0], 150, 200, 150, 15), Placed(faces[1], 450, 250, 180, -10)],
+        ),
+        "sub/trio.png": (
+            700,
+            400,
+            [
+                Placed(faces[2], 120, 200, 120),
+                Placed(faces[3], 350, 200, 140),
+                Placed(faces[4], 580, 190, 130, 25),
+            ],
+        ),
+        "empty.jpg": (500, 300, []),
+        "turned.jpg": (600, 450, [Placed(faces[5], 300, 200, 200)]),  # stored on its side
+        "huge.jpg": (
+            3200,
+            2400,
+            [Placed(faces[0], 800, 1200, 700), Placed(faces[1], 2300, 1000, 600, 10)],
+        ),
+    }
+    truth, expected = {}, {}
+    for rel, (w, h, placed) in scenes.items():
+        picture = scene(w, h, placed, seed=len(rel))
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        factor = min(1.0, 1024 / max(w, h))  # detection runs on a copy <= 1024 px
+        truth[(round(w * factor), round(h * factor))] = [p.truth(factor) for p in placed]
+        expected[rel] = placed
+        if rel == "turned.jpg":
+            exif = Image.Exif()
+            exif[0x0112] = 6  # shown turned 90 degrees clockwise
+            picture.rotate(90, expand=True).save(path, exif=exif, quality=95)
+        else:
+            picture.save(path, quality=95)
+    (root / "broken.jpg").write_bytes(b"not a picture")
+    return truth, expected
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predict_dir_detect_writes_a_row_per_face(oracle, tmp_path, suffix):
+    truth, expected = oracle_folder(tmp_path / "in")
+    out = tmp_path / f"p{suffix}"
+    result = predict_dir(
+        tmp_path / "in",
+        out,
+        faces="detect",
+        detector=oracle(truth),
+        workers=0,
+        crops=tmp_path / "crops",
+        annotate=tmp_path / "ann",
+    )
+    rows = read_rows(out)
+    by_path = {}
+    for row in rows:
+        by_path.setdefault(row["path"], []).append(row)
+    assert set(by_path) == {*expected, "broken.jpg"}
+    assert [r["status"] for r in by_path["broken.jpg"]] == ["error"]
+    assert [r["status"] for r in by_path["empty.jpg"]] == ["no_face"]
+    assert result.no_face == 1 and len(result.errors) == 1 and result.faces == "detect"
+    for rel, placed in expected.items():
+        if not placed:
+            continue
+        got = by_path[rel]
+        assert [int(r["face"]) for r in got] == list(range(len(placed)))  # left to right
+        for row, p in zip(got, sorted(placed, key=lambda p: p.truth().box[0])):
+            box = row["box"] if suffix == ".jsonl" else [int(v) for v in row["box"].split(",")]
+            want = p.truth().xywh()  # in the photo's own (upright) pixels, even when huge
+            assert np.abs(np.subtract(box, want)).max() <= max(3, 0.01 * p.size), (rel, box, want)
+            assert row["status"] == "ok" and float(row["face_score"]) == pytest.approx(0.99)
+            assert row["label"] in EXPRESSIONS
+    summary = json.loads(Path(f"{out}.summary.json").read_text())
+    assert summary["faces"] == "detect" and summary["no_face"] == 1
+
+    # --crops: DIR/<label>/<image>_<face>.png, the aligned faces, upright
+    crops = sorted((tmp_path / "crops").rglob("*.png"))
+    assert len(crops) == sum(len(p) for p in expected.values())
+    row = by_path["group.jpg"][0]
+    crop = tmp_path / "crops" / row["label"] / crop_name("group.jpg", 0)
+    upright = Placed(synth_faces(1)[0], 200, 200, 150)  # pasted at 15 degrees in group.jpg
+    reference = align(scene(400, 400, [upright]), upright.truth())
+    assert corr(np.asarray(Image.open(crop)), reference) > 0.9
+    assert (
+        tmp_path / "crops" / by_path["sub/trio.png"][2]["label"] / "sub__trio.png_2.png"
+    ).is_file()
+    # --annotate: a copy of each photo searched, upright, boxes drawn in red
+    drawn = sorted(
+        p.relative_to(tmp_path / "ann").as_posix() for p in (tmp_path / "ann").rglob("*.*")
+    )
+    assert drawn == sorted(expected)
+    copy = Image.open(tmp_path / "ann" / "turned.jpg").convert("RGB")
+    assert copy.size == (600, 450)
+    x, y, w, h = (
+        int(v)
+        for v in (
+            by_path["turned.jpg"][0]["box"]
+            if suffix == ".jsonl"
+            else by_path["turned.jpg"][0]["box"].split(",")
+        )
+    )
+    r, g, b = copy.getpixel((x + w // 2, y + h))  # the box's lower edge
+    assert r > 180 and g < 120 and b < 120
+
+
+def test_resume_with_faces_appends_the_rest(oracle, tmp_path, monkeypatch):
+    truth, expected = oracle_folder(tmp_path / "in")
+    name = oracle(truth)
+    full = tmp_path / "full.csv"
+    predict_dir(tmp_path / "in", full, faces="detect", detector=name, workers=0)
+    lines = full.read_text(encoding="utf-8").splitlines(keepends=True)
+    cut = tmp_path / "cut.csv"
+    keep = [i for i, line in enumerate(lines) if line.startswith("group.jpg")][-1] + 1
+    cut.write_text("".join(lines[:keep]), encoding="utf-8")
+    result = predict_dir(
+        tmp_path / "in", cut, faces="detect", detector=name, workers=0, resume=True
+    )
+    assert result.resumed == keep - 1
+    assert sorted(cut.read_text(encoding="utf-8").splitlines()) == sorted(
+        full.read_text(encoding="utf-8").splitlines()
+    )
+
+
+def test_faces_auto_leaves_fer_style_folders_as_they_were(synth_root, tmp_path, run_cli):
+    folder = synth_root / "test"
+    none, auto = tmp_path / "none.csv", tmp_path / "auto.csv"
+    predict_dir(folder, none, faces="none", workers=0)
+    predict_dir(folder, auto, faces="auto", workers=0)
+    before, after = read_rows(none), read_rows(auto)
+    assert len(before) == len(after) > 50
+    for a, b in zip(before, after):
+        assert {k: b[k] for k in a} == a  # the same path, status, label, probabilities
+        assert (b["face"], b["box"], b["face_score"]) == ("", "", "")
+    # --eval keeps working on class folders (auto is the command's default)
+    result = run_cli("predict-dir", folder, "-o", tmp_path / "cli.csv", "--eval", "--workers", "0")
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.output
+
+
+@pytest.mark.fer2013
+def test_predict_dir_finds_fer2013_faces_with_mtcnn(detector, fer2013, tmp_path, run_cli):
+    faces = fer_faces(fer2013)
+    (tmp_path / "in").mkdir()
+    placed = [
+        Placed(faces[1], 170, 200, 160, 15),
+        Placed(faces[2], 460, 180, 130),
+        Placed(faces[5], 680, 300, 150, -15),
+    ]
+    scene(800, 500, placed).convert("RGB").save(tmp_path / "in" / "three.jpg", quality=95)
+    backdrop(640, 480).save(tmp_path / "in" / "nobody.png")
+    Image.fromarray(faces[0]).save(tmp_path / "in" / "fer.png")  # 48x48: the whole image
+    result = run_cli(
+        "predict-dir",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "p.csv",
+        "--workers",
+        "0",
+        "--crops",
+        tmp_path / "crops",
+    )
+    assert result.exit_code == 0, result.output
+    assert "No face found in 1 picture" in result.output
+    rows = read_rows(tmp_path / "p.csv")
+    assert [(r["path"], r["status"], r["face"]) for r in rows] == [
+        ("fer.png", "ok", ""),
+        ("nobody.png", "no_face", ""),
+        ("three.jpg", "ok", "0"),
+        ("three.jpg", "ok", "1"),
+        ("three.jpg", "ok", "2"),
+    ]
+    for row, p in zip(rows[2:], placed):
+        x, y, w, h = (int(v) for v in row["box"].split(","))
+        assert abs(x + w / 2 - p.cx) < 0.2 * p.size and abs(y + h / 2 - p.cy) < 0.25 * p.size
+        crop = tmp_path / "crops" / row["label"] / crop_name("three.jpg", int(row["face"]))
+        upright = scene(400, 400, [q := Placed(p.face, 200, 200, p.size)])
+        (alone,) = [f for f in detector.detect([np.asarray(upright)])[0] if q.contains(f)]
+        assert corr(np.asarray(Image.open(crop)), align(upright, alone)) > 0.8
+
+
+def test_no_face_in_a_photo_without_faces(tmp_path):
+    (tmp_path / "in").mkdir()
+    backdrop(640, 480, seed=5).save(tmp_path / "in" / "wall.jpg")
+    predict_dir(tmp_path / "in", tmp_path / "p.jsonl", faces="detect", workers=0)
+    (row,) = read_rows(tmp_path / "p.jsonl")
+    assert (row["status"], row["face"], row["box"]) == ("no_face", None, None)
+
+
+@pytest.mark.skipif(not (PHOTOS / "couple.jpg").is_file(), reason=f"no photos in {PHOTOS}")
+def test_real_photo_with_two_faces(tmp_path):
+    (tmp_path / "in").mkdir()
+    os.symlink(PHOTOS / "couple.jpg", tmp_path / "in" / "couple.jpg")
+    predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="auto", workers=0)
+    rows = read_rows(tmp_path / "p.csv")
+    assert [r["face"] for r in rows] == ["0", "1"]
+    assert all(float(r["face_score"]) > 0.99 for r in rows)
+
+
+def test_bad_face_options_are_one_line(tmp_path, run_cli):
+    (tmp_path / "in").mkdir()
+    backdrop(200, 200).save(tmp_path / "in" / "a.png")
+    result = run_cli("predict-dir", tmp_path / "in", "-o", tmp_path / "p.csv", "--detector", "nope")
+    assert result.exit_code == 2 and "unknown detector 'nope': choose one of" in result.output
+    assert "Traceback" not in result.output
+    result = run_cli(
+        "predict-dir",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "p.csv",
+        "--faces",
+        "none",
+        "--crops",
+        tmp_path / "c",
+    )
+    assert result.exit_code == 2 and "need --faces auto or detect" in result.output
+    (tmp_path / "file").write_text("")
+    result = run_cli(
+        "predict-dir",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "p.csv",
+        "--crops",
+        tmp_path / "file" / "crops",
+    )
+    assert result.exit_code == 2 and "cannot make the --crops folder" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(FercliError, match="--faces must be one of"):
+        predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="sometimes")
+
+
+def test_detection_in_worker_processes_gives_the_same_rows(oracle, tmp_path):
+    truth, _ = oracle_folder(tmp_path / "in")
+    name = oracle(truth)
+    for workers in (0, 2):  # batch size 2: three chunks, decoded by two workers
+        predict_dir(
+            tmp_path / "in",
+            tmp_path / f"w{workers}.csv",
+            faces="detect",
+            detector=name,
+            workers=workers,
+            batch_size=2,
+        )
+    assert (tmp_path / "w0.csv").read_bytes() == (tmp_path / "w2.csv").read_bytes()
+
+
+def test_a_detector_failing_on_one_picture_gives_an_error_row(register_failing, tmp_path):
+    (tmp_path / "in").mkdir()
+    backdrop(300, 200).save(tmp_path / "in" / "bad.png")  # the detector raises on 300x200
+    backdrop(320, 200).save(tmp_path / "in" / "good.png")
+    predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="detect", detector=register_failing)
+    rows = {r["path"]: r for r in read_rows(tmp_path / "p.csv")}
+    assert rows["bad.png"]["status"] == "error"
+    assert rows["bad.png"]["error"] == "RuntimeError: the detector broke"
+    assert rows["good.png"]["status"] == "no_face"
+
+
+@pytest.fixture
+def register_failing():
+    from fercli.hookspecs import hookimpl
+
+    class Failing:
+        def detect(self, images):
+            if images[0].shape[:2] == (200, 300):
+                raise RuntimeError("the detector broke")
+            return [[] for _ in images]
+
+    class Plugin:
+        @hookimpl
+        def register_detectors(self, register):
+            register("failing", Failing, "Breaks on 300x200 pictures.")
+
+    plugin = Plugin()
+    pm.register(plugin, name="failing-plugin")
+    yield "failing"
+    pm.unregister(plugin)
+
+
+def test_detecting_faces_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    backdrop(400, 300).save(tmp_path / "in" / "wall.png")
+    args = [
+        "predict-dir",
+        str(tmp_path / "in"),
+        "-o",
+        str(tmp_path / "p.csv"),
+        "--faces",
+        "detect",
+        "--crops",
+        str(tmp_path / "c"),
+        "--workers",
+        "0",
+    ]
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH'))\n"
+        "from fercli.cli import main\n"
+        f"main({args!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("NO-TORCH")
