@@ -84,11 +84,11 @@ def _accepted(marker: int, s: bytes) -> bool:
     return True
 
 
-def decode(data: bytes) -> np.ndarray | None:
-    """The (height, width) uint8 pixels of a JPEG `gray_size` accepts, decoded by Pillow's
-    libjpeg decoder; None for any other file or any decoding error (the caller then opens it
-    with Pillow)."""
-    size = gray_size(data)
+def decode(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The (height, width) uint8 pixels of a JPEG `gray_size` accepts (`size`: what it
+    returned, where the caller has it), decoded by Pillow's libjpeg decoder; None for any
+    other file or any decoding error (the caller then opens it with Pillow)."""
+    size = size or gray_size(data)
     if size is None:
         return None
     pixels = np.empty(size[::-1], np.uint8)

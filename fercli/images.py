@@ -196,13 +196,27 @@ def load_with_pixels(path: str | Path, size: int = IMAGE_SIZE) -> tuple[np.ndarr
     return _load(path, size, True)
 
 
-def _load(path, size: int, want_pixels: bool):
+def load_shortcut(path: str | Path, size: int = IMAGE_SIZE, max_side: int | None = None):
+    """`load_with_pixels` for a plain gray JPEG that fercli.fastjpeg decodes (and whose
+    shorter side is at most `max_side`, where given); None for any other file, which is not
+    decoded: read it with `load_with_pixels` or `open_raw`."""
     data = read_small(path, fastjpeg.MAX_BYTES)
-    pixels = fastjpeg.decode(data) if data else None
-    if pixels is not None:  # "L", no orientation: upright_gray would return it as it is
-        if pixels.shape == (size, size):
-            return pixels, pixels
-        return to_array(Image.fromarray(pixels), size), pixels
+    dims = fastjpeg.gray_size(data) if data else None
+    if dims is None or (max_side is not None and min(dims) > max_side):
+        return None
+    pixels = fastjpeg.decode(data, dims)
+    if pixels is None:
+        return None
+    # "L" with no orientation: upright_gray would return it as it is.
+    if pixels.shape == (size, size):
+        return pixels, pixels
+    return to_array(Image.fromarray(pixels), size), pixels
+
+
+def _load(path, size: int, want_pixels: bool):
+    quick = load_shortcut(path, size)
+    if quick is not None:
+        return quick
     raw = open_raw(path)
     array = to_array(upright_gray(raw), size)
     if not want_pixels:

@@ -157,3 +157,17 @@ def test_a_pillow_that_copies_the_buffer_still_gives_the_pixels(tmp_path, monkey
     path = gray_jpeg(tmp_path / "g.jpg")
     monkeypatch.setattr(Image, "frombuffer", lambda mode, size, *a: Image.new(mode, size))
     np.testing.assert_array_equal(fastjpeg.decode(path.read_bytes()), reference(path)[1])
+
+
+def test_load_shortcut_only_decodes_plain_gray_jpegs_up_to_max_side(tmp_path):
+    """predict-dir --faces auto reads small pictures whole through it."""
+    from fercli.images import load_shortcut
+
+    small = gray_jpeg(tmp_path / "s.jpg", (60, 90))
+    array, pixels = load_shortcut(small, 48, max_side=60)
+    np.testing.assert_array_equal(array, reference(small)[0])
+    np.testing.assert_array_equal(pixels, reference(small)[1])
+    assert load_shortcut(small, 48, max_side=59) is None
+    assert load_shortcut(colour(tmp_path / "c.jpg")) is None
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "p.png")
+    assert load_shortcut(tmp_path / "p.png") is None
