@@ -20,6 +20,7 @@ from fercli import registry
 from fercli.dataset import QUARANTINE_DIR, class_names, find_splits, map_chunks, scan_split
 from fercli.errors import FercliError, PluginError
 from fercli.filters import Flag, ImageBatch
+from fercli.hashing import preload
 from fercli.images import IMAGE_SIZE, ImageError, load_with_pixels
 
 EXAMPLES = 3  # examples per category in the summary
@@ -176,8 +177,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     filters = make_filters(settings.filters, settings.filter_options())
     classes, splits, paths, file_splits, labels = scan(root)
     specs = sorted({f.hash_spec for _, f in filters if getattr(f, "hash_spec", None)})
-    if any(kind == "phash" for kind, _ in specs):
-        import scipy.fftpack  # noqa: F401  (imported once here, not in every worker)
+    preload([kind for kind, _ in specs])
     flags: list[Flag] = []
     base = str(root) + os.sep
     full = [base + p for p in paths]

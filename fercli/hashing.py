@@ -58,6 +58,15 @@ def input_size(kind: str, hash_size: int, image_size: tuple[int, int]) -> tuple[
     return (scale, scale)
 
 
+def preload(kinds) -> None:
+    """Import what these hashes need (phash: scipy.fft, about 0.25 s) in this process, once,
+    before it forks its decoding workers: else each worker imports it again."""
+    if "phash" in kinds:
+        import scipy.fftpack  # noqa: F401
+    if "whash" in kinds:
+        import pywt  # noqa: F401
+
+
 def hash_images(kind: str, images: list[Image.Image], hash_size: int = 8) -> np.ndarray:
     """Hash decoded Pillow images: bool (n, hash_size**2), one row per image, bits in
     imagehash's order (row-major)."""

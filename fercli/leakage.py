@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fercli.builtin.filters import DEFAULT_BLANK_STD
+from fercli.errors import FercliError
 from fercli.filters import ImageBatch
 
 
@@ -50,6 +51,8 @@ def leaked_paths(
     from fercli.dataset import class_names, scan_split
 
     check = check or LeakCheck()
+    if split == check.reference:
+        raise FercliError(f"{split} cannot leak into itself: compare another split with it.")
     root = Path(root)
     threshold = check.resolved_threshold()
     rels, in_reference = [], []
@@ -87,7 +90,9 @@ def _hashes(root: Path, rels: list[str], spec: tuple[str, int], workers):
     """(bool hashes, usable: readable and not blank) of the files, decoded by clean's workers."""
     from fercli.cleaning import decode_chunk
     from fercli.dataset import map_chunks
+    from fercli.hashing import preload
 
+    preload([spec[0]])
     bits = np.zeros((len(rels), spec[1] ** 2), bool)
     usable = np.zeros(len(rels), bool)
     full = [str(root / r) for r in rels]

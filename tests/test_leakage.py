@@ -102,3 +102,10 @@ def test_leak_free_on_train_or_without_train_is_a_clear_error(leaky, tmp_path, r
     (tmp_path / "test/happy/a.jpg").write_bytes(jpeg(np.zeros((48, 48), np.uint8)))
     result = run_cli("-q", "evaluate", tmp_path, "--leak-free")
     assert result.exit_code != 0 and "needs the training split" in result.output
+
+
+def test_a_split_cannot_leak_into_itself(leaky):
+    from fercli.errors import FercliError
+
+    with pytest.raises(FercliError, match="cannot leak into itself"):
+        leaked_paths(leaky[0], "train")
