@@ -70,11 +70,10 @@ def evaluate(
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
     on ROOT/<split>, with provenance (model, data, skipped files), and how well its
-    confidences are calibrated (ECE, the reliability bins; fercli.calibration; an ONNX
-    model's probabilities use its temperature). With tta, the class
-    probabilities are averaged with those of the mirrored images. With leak_free, the same
-    scores again under "leak_free" for the images with no near duplicate in ROOT/train
-    (fercli.leakage)."""
+    confidences are calibrated (ECE and the reliability bins, fercli.calibration; an ONNX
+    model's probabilities use its temperature). With tta, the class probabilities are
+    averaged with those of the mirrored images. With leak_free, the same scores again under
+    "leak_free" for the images with no near duplicate in ROOT/train (fercli.leakage)."""
     from fercli.calibration import reliability
     from fercli.metrics import classification_report
 
