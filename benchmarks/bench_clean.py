@@ -11,6 +11,10 @@
     one would write it with imagehash. The same search on hashes packed into uint64 with
     `np.bitwise_count` is timed too, as a stronger baseline.
 
+(c) with --compare TREE: (a) with the fercli of another checkout (PYTHONPATH=TREE), run
+    alternately with (a) in the same session, so a change is measured as a ratio under the
+    same load.
+
 Every file is read once before timing, so both sides find the files in the OS page cache
 (warm); the script says whether the cache was in fact warm (`fincore`, where present).
 Each side is repeated `--repeats` times; the medians and their ratio are printed.
@@ -18,6 +22,12 @@ Each side is repeated `--repeats` times; the medians and their ratio are printed
     .venv/bin/python benchmarks/bench_clean.py                    # ../shared/fer2013
     .venv/bin/python benchmarks/bench_clean.py --data DIR --repeats 1
     .venv/bin/python benchmarks/bench_clean.py --million          # + 1,000,000-hash search
+    .venv/bin/python benchmarks/bench_clean.py --compare ../main    # before/after a change
+    .venv/bin/python benchmarks/bench_clean.py --check              # loader vs Pillow, all files
+
+--check compares, for every file, fercli's loader (fercli.images, with its JPEG shortcut)
+with the reference decode through `Image.open` (the 48x48 array and the stored gray pixels),
+and fercli's phash and dhash with imagehash's, and exits 1 on any difference.
 """
 
 import argparse
@@ -74,17 +84,20 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_clean(root: Path) -> tuple[float, float, dict]:
-    """Wall and CPU seconds (the process and its decoding workers) of one dry run."""
+def time_clean(root: Path, tree: Path | None = None) -> tuple[float, float, dict]:
+    """Wall and CPU seconds (the process and its decoding workers) of one dry run, with this
+    checkout's fercli or that of `tree`."""
+    tree = Path(tree or REPO).resolve()
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "FERCLI_CACHE_DIR": cache}
+        env = {**os.environ, "FERCLI_CACHE_DIR": cache, "PYTHONPATH": str(tree)}
         cpu = children_cpu()
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "fercli", "-q", "clean", str(root), "--json"],
+            [sys.executable, "-m", "fercli", "-q", "clean", str(root.resolve()), "--json"],
             capture_output=True,
             text=True,
             env=env,
+            cwd=tree,  # `python -m` imports from the working folder first
         )
         seconds = time.perf_counter() - start
         cpu = children_cpu() - cpu
@@ -125,6 +138,41 @@ def time_plain_loop(paths: list[Path]) -> dict:
             "pairs": pairs, "cpu": cpu}  # fmt: skip
 
 
+def check(paths: list[Path]) -> int:
+    """Files where fercli's loader or hashes differ from the reference (Pillow, imagehash)."""
+    import imagehash
+    from PIL import Image
+
+    from fercli.hashing import hash_arrays, to_hex
+    from fercli.images import ImageError, load_with_pixels, open_raw, to_array, upright_gray
+
+    start, differ, unreadable = time.perf_counter(), 0, 0
+    for first in range(0, len(paths), 512):
+        chunk, pixels = paths[first : first + 512], []
+        for p in chunk:
+            try:
+                array, gray = load_with_pixels(p)
+                raw = open_raw(p)
+            except ImageError:
+                unreadable += 1
+                continue
+            ref_gray = np.asarray(raw if raw.mode == "L" else raw.convert("L"))
+            ref_array = to_array(upright_gray(raw))
+            if not (np.array_equal(array, ref_array) and np.array_equal(gray, ref_gray)):
+                differ += 1
+                print(f"  pixels differ: {p}")
+            pixels.append((p, gray))
+        for kind, reference in (("phash", imagehash.phash), ("dhash", imagehash.dhash)):
+            ours = to_hex(hash_arrays(kind, [g for _, g in pixels]))
+            for (p, _), mine in zip(pixels, ours):
+                if mine != str(reference(Image.open(p))):
+                    differ += 1
+                    print(f"  {kind} differs: {p}")
+    print(f"check: {len(paths):,} files, {unreadable} unreadable, {differ} differences from "
+          f"Pillow's decode and imagehash ({time.perf_counter() - start:.0f} s)")  # fmt: skip
+    return differ
+
+
 def million(root: Path) -> None:
     """Near-duplicate search over 1,000,000 64-bit hashes shaped like FER-2013's phashes:
     each a real image's phash with bits flipped at random (15%), plus 20,000 planted near
@@ -162,22 +210,29 @@ def main() -> None:
     parser.add_argument("--data", help="dataset root [default: ../shared/fer2013]")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--million", action="store_true", help="also search 1,000,000 hashes")
+    parser.add_argument("--compare", type=Path, metavar="TREE", help="another fercli checkout")
+    parser.add_argument("--check", action="store_true", help="only compare with the reference")
     args = parser.parse_args()
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)  # first: every figure names its CPU
     root = dataset_root(args.data)
     paths = image_files(root)
+    if args.check:
+        sys.exit(1 if check(paths) else 0)
     print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "
           f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
     print(f"OS page cache: {warm_page_cache(paths)}")
 
-    clean_times, clean_cpu, plain = [], [], []
+    clean_times, clean_cpu, plain, other = [], [], [], []
     for r in range(args.repeats):
         seconds, cpu, summary = time_clean(root)
         clean_times.append(seconds)
         clean_cpu.append(cpu)
         print(f"  repeat {r + 1}: clean {seconds:.2f} s (CPU {cpu:.2f} s)", end="", flush=True)
+        if args.compare:
+            other.append(time_clean(root, args.compare))
+            print(f"; --compare clean {other[-1][0]:.2f} s (CPU {other[-1][1]:.2f} s)", end="")
         result = time_plain_loop(paths)
         plain.append(result)
         print(
@@ -196,6 +251,15 @@ def main() -> None:
     print(f"  plain imagehash loop    {bool_s:6.2f} s  {len(paths) / bool_s:8,.0f} images/s "
           f"(phash {hashing:.2f} s + bool pairwise search; "
           f"CPU {statistics.median(p['cpu'] for p in plain):.2f} s)")  # fmt: skip
+    if other:
+        other_s = statistics.median(o[0] for o in other)
+        other_cpu = statistics.median(o[1] for o in other)
+        print(f"  clean with {args.compare}  {other_s:6.2f} s  "
+              f"{len(paths) / other_s:8,.0f} images/s (CPU {other_cpu:.2f} s): this checkout "
+              f"takes {clean_s / other_s:.2f}x its time, "
+              f"{statistics.median(clean_cpu) / other_cpu:.2f}x its CPU")  # fmt: skip
+        if other[0][2]["flagged"] != summary["flagged"]:
+            print("  WARNING: the two checkouts flag different files")
     print(f"  loop, packed search     {packed_s:6.2f} s  {len(paths) / packed_s:8,.0f} images/s")
     print(f"  speed-up: {bool_s / clean_s:.1f}x over the plain loop, "
           f"{packed_s / clean_s:.1f}x over the loop with the packed search")  # fmt: skip

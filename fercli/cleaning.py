@@ -20,7 +20,8 @@ from fercli import registry
 from fercli.dataset import QUARANTINE_DIR, class_names, find_splits, map_chunks, scan_split
 from fercli.errors import FercliError, PluginError
 from fercli.filters import Flag, ImageBatch
-from fercli.images import IMAGE_SIZE, ImageError, open_raw, to_array, upright_gray
+from fercli.hashing import preload
+from fercli.images import IMAGE_SIZE, ImageError, load_with_pixels
 
 EXAMPLES = 3  # examples per category in the summary
 
@@ -137,7 +138,7 @@ def scan(root: Path):
 
 def decode_chunk(paths: list, hash_specs: list[tuple[str, int]]):
     """Worker: decode each file once into (48x48 arrays, errors, pixel digests, hashes)."""
-    from fercli.hashing import hash_images
+    from fercli.hashing import hash_arrays
 
     n = len(paths)
     images = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
@@ -146,30 +147,24 @@ def decode_chunk(paths: list, hash_specs: list[tuple[str, int]]):
     grays, readable = [], []
     for i, path in enumerate(paths):
         try:
-            raw = open_raw(path)
-            gray = raw if raw.mode == "L" else raw.convert("L")  # what imagehash hashes
-            pixels = np.asarray(gray)
-            upright = upright_gray(raw)
-            if upright is gray and gray.size == (IMAGE_SIZE, IMAGE_SIZE):
-                images[i] = pixels  # what to_array(upright) gives, without another copy
-            else:
-                images[i] = to_array(upright)
+            images[i], pixels = load_with_pixels(path)  # pixels: what imagehash hashes
         except ImageError as exc:
             errors[i] = str(exc)
             continue
         except (OSError, ValueError) as exc:
             errors[i] = str(exc) or type(exc).__name__
             continue
-        digest = hashlib.blake2b(f"{gray.size[0]}x{gray.size[1]}:".encode(), digest_size=16)
-        digest.update(pixels)
+        height, width = pixels.shape
+        digest = hashlib.blake2b(f"{width}x{height}:".encode(), digest_size=16)
+        digest.update(np.ascontiguousarray(pixels))
         digests[i] = digest.digest()
-        grays.append(gray)
+        grays.append(pixels)
         readable.append(i)
     hashes = {}
     for kind, hash_size in hash_specs:
         bits = np.zeros((n, hash_size * hash_size), bool)
         if readable:
-            bits[readable] = hash_images(kind, grays, hash_size)
+            bits[readable] = hash_arrays(kind, grays, hash_size)
         hashes[(kind, hash_size)] = bits
     return images, errors, digests, hashes
 
@@ -182,8 +177,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     filters = make_filters(settings.filters, settings.filter_options())
     classes, splits, paths, file_splits, labels = scan(root)
     specs = sorted({f.hash_spec for _, f in filters if getattr(f, "hash_spec", None)})
-    if any(kind == "phash" for kind, _ in specs):
-        import scipy.fftpack  # noqa: F401  (imported once here, not in every worker)
+    preload([kind for kind, _ in specs])
     flags: list[Flag] = []
     base = str(root) + os.sep
     full = [base + p for p in paths]

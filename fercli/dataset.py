@@ -142,7 +142,7 @@ def map_chunks(func, items: list, *args, workers: int | None = None, label="Deco
                 progress.advance(min(chunk, n - start))
                 yield start, result
             return
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread)
         try:
             todo = iter(starts)
             pending = deque(
@@ -158,6 +158,16 @@ def map_chunks(func, items: list, *args, workers: int | None = None, label="Deco
                 yield start, result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _one_thread() -> None:
+    """A worker is one core's: a native thread pool (OpenBLAS, under fercli.resample's
+    matrix products) in each would only fight the other workers for the cores."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # installed with scikit-learn; without it, the pools keep their size
+        return
+    threadpool_limits(1)
 
 
 def decode(paths: list, size: int = IMAGE_SIZE, workers: int | None = None, label="Decoding"):

@@ -66,12 +66,19 @@ def evaluate(
     split: str = "test",
     tta: bool = False,
     device: str = "auto",
+    leak_free: bool = False,
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
-    on ROOT/<split>, with provenance (model, data, skipped files). With tta, the class
-    probabilities are averaged with those of the mirrored images."""
+    on ROOT/<split>, with provenance (model, data, skipped files), and how well its
+    confidences are calibrated (ECE and the reliability bins, fercli.calibration; an ONNX
+    model's probabilities use its temperature). With tta, the class probabilities are
+    averaged with those of the mirrored images. With leak_free, the same scores again under
+    "leak_free" for the images with no near duplicate in ROOT/train (fercli.leakage)."""
+    from fercli.calibration import reliability
     from fercli.metrics import classification_report
 
+    if leak_free:
+        check_leak_split(root, split)
     path = resolve_model(model)
     scorer = scorer_for(path, device)
     kind = "onnx" if isinstance(scorer, OnnxScorer) else "checkpoint"
@@ -83,17 +90,47 @@ def evaluate(
         probs = mirror_averaged(scorer.predict_proba, data.images)
     else:
         probs = scorer.predict_proba(data.images)
-    report = classification_report(data.labels, probs.argmax(1), scorer.classes)
-    return {
+    predicted = probs.argmax(1)
+    report = classification_report(data.labels, predicted, scorer.classes)
+    bins = reliability(probs, data.labels)
+    result = {
         "model": str(path),
         "model_format": kind,
         "root": str(Path(root)),
         "split": split,
         "tta": tta,
         **report,
+        "ece": bins["ece"],
+        "temperature": scorer.temperature,
+        "reliability": bins,
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
     }
+    if leak_free:
+        from fercli.leakage import LeakCheck, leaked_paths
+
+        check = LeakCheck()
+        leaked = leaked_paths(root, split, check)
+        keep = np.array([p not in leaked for p in data.paths], bool)
+        result["leak_free"] = {
+            **check.describe(),
+            "left_out": int((~keep).sum()),
+            **classification_report(data.labels[keep], predicted[keep], scorer.classes),
+            "ece": reliability(probs[keep], data.labels[keep])["ece"],
+        }
+    return result
+
+
+def check_leak_split(root, split: str) -> None:
+    """--leak-free compares a split with ROOT/train: the split must be another, and train
+    must be there."""
+    if split == "train":
+        raise FercliError("--leak-free scores a split against train: use --split test or val.")
+    if not (Path(root) / "train").is_dir():
+        raise FercliError(
+            f"--leak-free needs the training split {Path(root) / 'train'} to look for "
+            "near duplicates in; there is none."
+        )
 
 
 def scorer_for(path: Path, device: str = "auto"):
@@ -118,6 +155,7 @@ class CheckpointScorer:
         self.image_size = int(ckpt.get("image_size", 48))
         self.device = resolve_device(device)
         self.model = build_model(ckpt).to(self.device)
+        self.temperature = 1.0  # a checkpoint is scored as trained
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         import torch
@@ -137,13 +175,14 @@ class OnnxScorer:
         self.onnx = OnnxModel(path, provider=device)
         self.classes = self.onnx.info.classes
         self.image_size = self.onnx.info.image_size
+        self.temperature = self.onnx.info.temperature  # applied by predict_proba
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.onnx.predict_proba(images)
 
 
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
-    """metrics.json and confusion_matrix.png in out_dir (atomically)."""
+    """metrics.json, confusion_matrix.png and reliability.png in out_dir (atomically)."""
     from fercli import plots
 
     out_dir = Path(out_dir)
@@ -156,4 +195,10 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     png = plots.confusion(
         result["confusion_matrix"], result["classes"], out_dir / plots.CONFUSION, title
     )
-    return [out_dir / METRICS, png]
+    diagram = plots.reliability(
+        result["reliability"],
+        out_dir / plots.RELIABILITY,
+        f"{Path(result['model']).name} on {result['split']}{' (TTA)' if result['tta'] else ''}, "
+        f"temperature {result['temperature']:g}",
+    )
+    return [out_dir / METRICS, png, diagram]

@@ -9,7 +9,10 @@
 3. A non-square image is centre-cropped to a square; the square is resized to
    `size` x `size` with Pillow's bilinear filter (antialiased when shrinking).
 
-The result is a (size, size) uint8 array.
+The result is a (size, size) uint8 array. `load_image` and `load_with_pixels` are the one
+loader that training, evaluation, `predict-dir` and `clean` share. Small plain grayscale
+JPEGs (FER-2013's) skip Pillow's Python header parsing (fercli.fastjpeg) with the same
+pixels; every other file goes through `Image.open`.
 """
 
 import os
@@ -19,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from fercli import fastjpeg
 
 IMAGE_SIZE = 48
 SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -88,17 +93,41 @@ _NOT_FILES = (
 
 def open_regular(path: str | Path):
     """The file at path, opened for binary reading, if it is a regular file (a symlink to
-    one counts); else ImageError. O_NONBLOCK: opening a pipe with no writer returns at once
-    (it changes nothing for a regular file)."""
+    one counts); else ImageError."""
+    fd, _ = _regular_fd(path)
+    try:
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_small(path: str | Path, limit: int) -> bytes | None:
+    """The bytes of the regular file at path if it has at most `limit` of them, else None;
+    ImageError where it is no regular file. Plain os calls: a Python file object costs more
+    than reading a small file."""
+    fd, size = _regular_fd(path)
+    try:
+        return os.read(fd, size) if size <= limit else None
+    except OSError as exc:
+        raise ImageError(_reason(exc, path)) from None
+    finally:
+        os.close(fd)
+
+
+def _regular_fd(path) -> tuple[int, int]:
+    """(descriptor, size) of a regular file. O_NONBLOCK: opening a pipe with no writer
+    returns at once (it changes nothing for a regular file), and fstat then refuses it."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise ImageError(_reason(exc, path)) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ImageError(next((r for is_kind, r in _NOT_FILES if is_kind(mode)), "not a file"))
-        return open(fd, "rb")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((r for is_kind, r in _NOT_FILES if is_kind(st.st_mode)), "not a file")
+            raise ImageError(kind)
+        return fd, st.st_size
     except BaseException:
         os.close(fd)
         raise
@@ -157,7 +186,42 @@ def to_array(im: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def load_image(path: str | Path, size: int = IMAGE_SIZE) -> np.ndarray:
     """Read any common image file as a (size, size) uint8 array; raises ImageError."""
-    return to_array(open_image(path), size)
+    return _load(path, size, False)[0]
+
+
+def load_with_pixels(path: str | Path, size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """`load_image`'s array, and the file's own pixels as Pillow's convert("L") gives them, at
+    their stored size and orientation (what imagehash hashes; 16-bit and alpha as Pillow
+    converts them, not as `to_gray` does). The two may be one array: do not write to them."""
+    return _load(path, size, True)
+
+
+def load_shortcut(path: str | Path, size: int = IMAGE_SIZE, max_side: int | None = None):
+    """`load_with_pixels` for a plain gray JPEG that fercli.fastjpeg decodes (and whose
+    shorter side is at most `max_side`, where given); None for any other file, which is not
+    decoded: read it with `load_with_pixels` or `open_raw`."""
+    data = read_small(path, fastjpeg.MAX_BYTES)
+    dims = fastjpeg.gray_size(data) if data else None
+    if dims is None or (max_side is not None and min(dims) > max_side):
+        return None
+    pixels = fastjpeg.decode(data, dims)
+    if pixels is None:
+        return None
+    # "L" with no orientation: upright_gray would return it as it is.
+    if pixels.shape == (size, size):
+        return pixels, pixels
+    return to_array(Image.fromarray(pixels), size), pixels
+
+
+def _load(path, size: int, want_pixels: bool):
+    quick = load_shortcut(path, size)
+    if quick is not None:
+        return quick
+    raw = open_raw(path)
+    array = to_array(upright_gray(raw), size)
+    if not want_pixels:
+        return array, None
+    return array, np.asarray(raw if raw.mode == "L" else raw.convert("L"))
 
 
 def load_many(paths, size: int = IMAGE_SIZE):

@@ -1,7 +1,9 @@
 """A fercli `.onnx` file ready for inference with onnxruntime.
 
 The file carries everything prediction needs as ONNX `metadata_props` (JSON strings): class
-names, preprocessing size, network input size, normalization, model name, training metrics.
+names, preprocessing size, network input size, normalization, the temperature that
+calibrates its confidences (fercli.calibration; 1.0 where absent), model name, training
+metrics.
 No torch here: `predict-dir` must start fast and run where only onnxruntime is installed.
 """
 
@@ -35,6 +37,7 @@ class ModelInfo:
     metrics: dict = field(default_factory=dict)
     fercli_version: str = ""
     extra: dict = field(default_factory=dict)  # every other metadata key, decoded
+    temperature: float = 1.0  # class probabilities are softmax(logits / temperature)
 
     def to_metadata(self) -> dict[str, str]:
         """The `metadata_props` entries, every value a JSON string."""
@@ -49,6 +52,7 @@ class ModelInfo:
             "precision": self.precision,
             "metrics": self.metrics,
             "fercli_version": self.fercli_version,
+            "temperature": self.temperature,
             **self.extra,
         }
         return {k: json.dumps(v, ensure_ascii=False) for k, v in values.items()}
@@ -72,6 +76,7 @@ class ModelInfo:
                 "precision",
                 "metrics",
                 "fercli_version",
+                "temperature",
             }
             return cls(
                 classes=tuple(str(c) for c in values["classes"]),
@@ -84,6 +89,7 @@ class ModelInfo:
                 metrics=values.get("metrics") or {},
                 fercli_version=str(values.get("fercli_version", "")),
                 extra={k: v for k, v in values.items() if k not in known},
+                temperature=_temperature(values.get("temperature", 1.0)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise FercliError(
@@ -98,6 +104,13 @@ def _scalar(value) -> float:
     if arr.size != 1:
         raise ValueError(f"expected one value for a grayscale model, got {value!r}")
     return float(arr[0])
+
+
+def _temperature(value) -> float:
+    t = float(value)
+    if not np.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a positive number, got {value!r}")
+    return t
 
 
 def preprocess(images: np.ndarray, info: ModelInfo) -> np.ndarray:
@@ -206,9 +219,11 @@ class OnnxModel:
         return self.session.run(None, {self.input_name: x})[0]
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities for uint8 images (N, image_size, image_size), in batches."""
+        """Class probabilities for uint8 images (N, image_size, image_size), in batches:
+        softmax(logits / the model's temperature)."""
+        t = np.float32(self.info.temperature)
         out = [
-            softmax(self.logits(preprocess(images[i : i + batch_size], self.info)))
+            softmax(self.logits(preprocess(images[i : i + batch_size], self.info)) / t)
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, len(self.info.classes)), np.float32)

@@ -16,6 +16,7 @@ CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
 DISTRIBUTION = "class_distribution.png"
 SAMPLES = "samples.png"
+RELIABILITY = "reliability.png"
 RUN_PLOTS = (CURVES, CONFUSION, DISTRIBUTION, SAMPLES)
 
 
@@ -83,6 +84,28 @@ def confusion(matrix, classes, path: Path, title: str = "Confusion matrix") -> P
             for (i, j), v in np.ndenumerate(values):
                 color = "white" if v > top / 2 else "black"
                 ax.text(j, i, format(v, fmt), ha="center", va="center", color=color, fontsize=8)
+    return _save(fig, path)
+
+
+def reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
+    """A reliability diagram from fercli.calibration.reliability: accuracy per confidence
+    bin against the diagonal of perfect calibration, and how many predictions each bin has."""
+    edges = np.asarray(bins["edges"])
+    width = np.diff(edges)
+    filled = [a is not None for a in bins["accuracy"]]
+    accuracy = np.array([a or 0.0 for a in bins["accuracy"]])
+    confidence = np.array([c or 0.0 for c in bins["confidence"]])
+    fig = _figure(5.5, 6.5)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.bar(edges[:-1], accuracy, width, align="edge", edgecolor="black", label="accuracy")
+    gap = np.where(filled, confidence - accuracy, 0.0)
+    top.bar(edges[:-1], gap, width, bottom=accuracy, align="edge", color="tab:red", alpha=0.3,
+            label="gap to mean confidence")  # fmt: skip
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set(ylim=(0, 1), ylabel="accuracy", title=f"{title}\nECE {bins['ece']:.4f}")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(edges[:-1], bins["count"], width, align="edge", edgecolor="black")
+    bottom.set(xlim=(0, 1), xlabel="confidence (top class probability)", ylabel="predictions")
     return _save(fig, path)
 
 

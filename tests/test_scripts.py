@@ -40,11 +40,9 @@ def test_bundle_default_model(trained_run, synth_root, recipe, tmp_path, run_scr
     assert shipped in ("fp32", "int8") and card["metrics"]["test"][shipped]["accuracy"] > 0
 
 
-def test_leak_free_scores(trained_run, synth_root, tmp_path, run_cli, run_script):
-    report = tmp_path / "clean.json"
-    assert run_cli("-q", "clean", synth_root, "--report", report).exit_code == 0
+def test_leak_free_scores(trained_run, synth_root, tmp_path, run_script):
     out = run_script(
-        "scripts/leak_free_scores.py", report, trained_run[0] / "best.pt", "--data", synth_root,
+        "scripts/leak_free_scores.py", trained_run[0] / "best.pt", "--data", synth_root,
         cwd=tmp_path,
     )  # fmt: skip
     scores = json.loads(out.strip().splitlines()[-1])

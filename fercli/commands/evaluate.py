@@ -15,19 +15,25 @@ import click
     "-o",
     "--out",
     type=click.Path(file_okay=False),
-    help="Folder for metrics.json and confusion_matrix.png.",
+    help="Folder for metrics.json, confusion_matrix.png and reliability.png.",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
+@click.option(
+    "--leak-free",
+    is_flag=True,
+    help="Also score only the images with no near duplicate in ROOT/train (the hashes and "
+    "threshold of `fercli clean`).",
+)
 @click.pass_context
-def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device):
+def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, leak_free):
     """Score MODEL (a checkpoint .pt, a run folder, or an .onnx file; default: the bundled
     model) on ROOT/<split>.
 
-    Prints accuracy, macro and weighted F1, per-class precision/recall/F1 and the confusion
-    matrix (rows: true class, columns: predicted). ROOT defaults to data_dir from the config
-    file.
+    Prints accuracy, macro and weighted F1, the expected calibration error (ECE, 15 bins),
+    per-class precision/recall/F1 and the confusion matrix (rows: true class, columns:
+    predicted). ROOT defaults to data_dir from the config file.
     """
     from pathlib import Path
 
@@ -43,7 +49,7 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device):
         raise FercliError(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
         )
-    result = evaluate(model, data_dir, split=split, tta=tta, device=device)
+    result = evaluate(model, data_dir, split=split, tta=tta, device=device, leak_free=leak_free)
     written = write_outputs(result, out) if out else []
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -66,5 +72,20 @@ def _print_report(result: dict) -> None:
         f"weighted F1 {result['weighted_f1']:.4f}",
         highlight=False,
     )
+    console.print(
+        f"Calibration: ECE {result['ece']:.4f} ({result['reliability']['bins']} bins), "
+        f"temperature {result['temperature']:g}",
+        highlight=False,
+    )
+    leak_free = result.get("leak_free")
+    if leak_free:
+        console.print(
+            f"Leak-free: the {leak_free['count']} images with no near duplicate in "
+            f"{leak_free['reference_split']} ({leak_free['left_out']} left out; "
+            f"{leak_free['hash']} within {leak_free['threshold']} bits): accuracy "
+            f"{leak_free['accuracy']:.4f}, macro F1 {leak_free['macro_f1']:.4f}, "
+            f"weighted F1 {leak_free['weighted_f1']:.4f}, ECE {leak_free['ece']:.4f}",
+            highlight=False,
+        )
     console.print(per_class_table(result, "Per class"))
     console.print(confusion_table(result))

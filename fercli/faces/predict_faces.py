@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from fercli.faces.align import align
 from fercli.faces.detect import DETECT_MAX_SIDE, Face, detect_scaled
-from fercli.images import ImageError, open_raw, to_array, to_gray, upright_gray
+from fercli.images import ImageError, load_shortcut, open_raw, to_array, to_gray, upright_gray
 from fercli.predict_output import make_rows
 from fercli.util import atomic_path
 
@@ -84,6 +84,9 @@ class Found:
 
 def find_faces(path, mode: str, detector_name: str, size: int, max_side: int):
     """(Found, crops (n, size, size) uint8) for one file; raises ImageError."""
+    quick = load_shortcut(path, size, AUTO_MIN_SIDE) if mode == "auto" else None
+    if quick is not None:  # a small plain gray JPEG, by the shared loader's shortcut
+        return Found(whole=True), quick[0][None]
     raw = open_raw(path)
     if mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:  # EXIF turns keep the shorter side
         return Found(whole=True), to_array(upright_gray(raw), size)[None]  # = load_image

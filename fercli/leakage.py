@@ -1,0 +1,109 @@
+"""Which evaluation images have a near duplicate in the training split (a face the model may
+have seen), found exactly as `fercli clean` finds duplicates.
+
+Same decoding and hashes (fercli.cleaning.decode_chunk: imagehash-identical phash of each
+file's own pixels), same default threshold (fercli.duplicates.default_threshold: 6 of 64
+bits), and, as in clean's dedup filter, blank and unreadable images take no part (a blank
+image's hash says nothing). An image is leaked when some training image's hash lies within
+the threshold of its own, directly (not through a chain of similar images).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fercli.builtin.filters import DEFAULT_BLANK_STD
+from fercli.errors import FercliError
+from fercli.filters import ImageBatch
+
+
+@dataclass(frozen=True)
+class LeakCheck:
+    hash: str = "phash"
+    hash_size: int = 8
+    threshold: int | None = None  # None: clean's default for the hash size
+    reference: str = "train"  # the split whose faces count as seen
+
+    def resolved_threshold(self) -> int:
+        from fercli.duplicates import default_threshold
+        from fercli.hashing import check_hash, hash_bits
+
+        check_hash(self.hash, self.hash_size)
+        if self.threshold is not None:
+            return self.threshold
+        return default_threshold(hash_bits(self.hash, self.hash_size))
+
+    def describe(self) -> dict:
+        return {
+            "reference_split": self.reference,
+            "hash": self.hash,
+            "hash_size": self.hash_size,
+            "threshold": self.resolved_threshold(),
+        }
+
+
+def leaked_paths(
+    root, split: str = "test", check: LeakCheck | None = None, workers: int | None = None
+) -> set[str]:
+    """Paths (relative to root, as fercli.dataset gives them) of the images of ROOT/<split>
+    with a near duplicate in ROOT/<check.reference>."""
+    from fercli.dataset import class_names, scan_split
+
+    check = check or LeakCheck()
+    if split == check.reference:
+        raise FercliError(f"{split} cannot leak into itself: compare another split with it.")
+    root = Path(root)
+    threshold = check.resolved_threshold()
+    rels, in_reference = [], []
+    for name, is_ref in ((split, False), (check.reference, True)):
+        if not (root / name).is_dir():
+            continue
+        found = [s.rel for s in scan_split(root, name, class_names(root, [name]))]
+        rels += found
+        in_reference += [is_ref] * len(found)
+    bits, usable = _hashes(root, rels, (check.hash, check.hash_size), workers)
+    leaked = near_reference(bits, usable, np.array(in_reference, bool), threshold)
+    return {rels[i] for i in np.flatnonzero(leaked)}
+
+
+def near_reference(bits: np.ndarray, usable: np.ndarray, reference: np.ndarray, threshold: int):
+    """Bool per row: a usable row outside `reference` whose hash is within `threshold` bits
+    of some usable reference row's."""
+    from fercli.hashing import near_graph
+
+    rows = np.flatnonzero(usable)
+    out = np.zeros(len(bits), bool)
+    if not rows.size:
+        return out
+    uid, i, j, _ = near_graph(bits[rows], threshold)
+    ref_hash = np.zeros(int(uid.max()) + 1, bool)
+    ref_hash[uid[reference[rows]]] = True
+    near = ref_hash.copy()  # hash ids equal to a reference hash, or within the threshold
+    near[i[ref_hash[j]]] = True
+    near[j[ref_hash[i]]] = True
+    out[rows] = near[uid] & ~reference[rows]
+    return out
+
+
+def _hashes(root: Path, rels: list[str], spec: tuple[str, int], workers):
+    """(bool hashes, usable: readable and not blank) of the files, decoded by clean's workers."""
+    from fercli.cleaning import decode_chunk
+    from fercli.dataset import map_chunks
+    from fercli.hashing import preload
+
+    preload([spec[0]])
+    bits = np.zeros((len(rels), spec[1] ** 2), bool)
+    usable = np.zeros(len(rels), bool)
+    full = [str(root / r) for r in rels]
+    for first, (images, errors, _, hashes) in map_chunks(
+        decode_chunk, full, [spec], workers=workers, label="Hashing"
+    ):
+        part = slice(first, first + len(images))
+        n = len(images)
+        batch = ImageBatch(rels[part], [""] * n, [""] * n, images, errors)
+        bits[part] = hashes[spec]
+        usable[part] = np.array([e is None for e in errors]) & (
+            batch.pixel_std() >= DEFAULT_BLANK_STD
+        )
+    return bits, usable
