@@ -3,7 +3,7 @@ the same model, side by side in one run.
 
 (a) bare: the model's forward, loss, backward and optimizer step on one random batch, over
     and over (no data, no augmentation, no bookkeeping);
-(b) loop: fercli.training._train_epoch over real training images (FER-2013 when present,
+(b) loop: fercli.training.train_epoch over real training images (FER-2013 when present,
     else synthetic faces): batch gathering, the augmenters, normalization, the schedule, the
     statistics, with the progress bar off.
 
@@ -38,7 +38,6 @@ from fercli.training import (
     Data,
     Parts,
     TrainConfig,
-    _train_epoch,
     amp_dtype,
     build_augmenters,
     default_threads,
@@ -48,6 +47,7 @@ from fercli.training import (
     make_optimizer,
     make_scheduler,
     resolve_device,
+    train_epoch,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def loop_runner(config: TrainConfig, data: Data, device, dtype, steps: int, repe
         nonlocal epoch
         epoch += 1
         start = time.perf_counter()
-        _train_epoch(parts, part, config, epoch)
+        train_epoch(parts, part, config, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return n / (time.perf_counter() - start)
