@@ -75,8 +75,15 @@ def load_data(config: TrainConfig) -> Data:
 
 
 def epoch_indices(labels: torch.Tensor, balance: str, generator: torch.Generator) -> torch.Tensor:
-    """A shuffled epoch. With oversample, every class smaller than half the median class
-    gets random repeats up to that size (augmentation makes each repeat a new image)."""
+    """A shuffled epoch (see epoch_pool)."""
+    idx = epoch_pool(labels, balance, generator)
+    return idx[torch.randperm(len(idx), generator=generator)]
+
+
+def epoch_pool(labels: torch.Tensor, balance: str, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's images, unshuffled. With oversample, every class smaller than half the
+    median class gets random repeats up to that size (augmentation makes each repeat a new
+    image)."""
     idx = torch.arange(len(labels))
     if balance == "oversample":
         counts = torch.bincount(labels)
@@ -87,7 +94,7 @@ def epoch_indices(labels: torch.Tensor, balance: str, generator: torch.Generator
                 members = idx[labels == c]
                 extra.append(members[torch.randint(n, (floor - n,), generator=generator)])
         idx = torch.cat([idx, *extra])
-    return idx[torch.randperm(len(idx), generator=generator)]
+    return idx
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -38,11 +38,17 @@ def _cpu_has_amx() -> bool:
     return "amx_bf16" in cpuinfo()
 
 
-def hardware(device: torch.device) -> str:
+def hardware(device: torch.device, world=None) -> str:
     """What a run trains on, for its metrics and the model card."""
+    processes = world.size if world is not None else 1
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
-    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, no GPU"
+        gpus = f"{processes} x " if processes > 1 else ""
+        return f"{gpus}{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
+    threads = f"{torch.get_num_threads()} threads"
+    if processes > 1:
+        per = torch.get_num_threads()
+        threads = f"{processes} processes x {per} thread{'s' if per > 1 else ''}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {threads}, no GPU"
 
 
 def flush_denormals() -> None:

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from fercli import registry
 from fercli.checkpoint import save_checkpoint
 from fercli.errors import FercliError
-from fercli.progress import say
+from fercli.progress import say, settings
 
+from . import distributed
 from . import epoch as epoch_module
 from .config import NORMALIZATION, TrainConfig, run_folder
 from .data import class_weights, epoch_indices, load_data, predict_logits
@@ -31,8 +32,18 @@ from .run_files import (
 )
 
 
-def train(config: TrainConfig | None, resume: str | None = None) -> dict:
-    """Train (or resume) a run; returns the final metrics dict. Writes the run folder."""
+def train(config: TrainConfig | None, resume: str | None = None) -> dict | None:
+    """Train (or resume) a run; returns the final metrics dict. Writes the run folder.
+    Under torchrun (WORLD_SIZE > 1) every process trains its share; rank 0 writes the run
+    folder and returns the metrics, the other processes return None."""
+    world = distributed.world_from_env()
+    try:
+        return _train(config, resume, world)
+    finally:
+        distributed.stop(world)
+
+
+def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None:
     flush_denormals()
     state = None
     if resume:
@@ -43,15 +54,23 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
     device = resolve_device(config.device)
     if os.environ.get("FERCLI_THREADS"):
         torch.set_num_threads(default_threads())
+    elif world.distributed:
+        torch.set_num_threads(distributed.threads_per_process(world))
     registry.get("model", config.model)  # unknown names fail before any data is read
     augmenters = build_augmenters(config)
     if config.balance not in ("none", "oversample", "weights"):
         raise FercliError(
             f"unknown --balance {config.balance!r}: choose none, oversample or weights."
         )
+    if world.distributed:
+        device = distributed.start(world, device)
+        if not world.main:  # one process speaks and writes for the job
+            settings["quiet"] = True
+        out = Path(distributed.object_from_main(str(out), world))  # one timestamp for all
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    data = load_data(config)
+    with distributed.main_first(world):
+        data = load_data(config)
     if device.type == "cuda":  # a few convolution algorithms are tried per shape, the fastest kept
         torch.backends.cudnn.benchmark = True
     augment_generator = make_augment_generator(generator, device, config.seed)
@@ -85,12 +104,16 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
             say(f"{out} already finished at epoch {state['epoch']}: writing its report again.")
         else:
             say(f"Resuming {out} at epoch {start_epoch}/{config.num_epochs}")
-    out.mkdir(parents=True, exist_ok=True)
+    if world.distributed:  # after loading: DDP starts every process from rank 0's weights
+        model = distributed.wrap(model, world, device)
+    raw_model = distributed.unwrap(model)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
     # What --amp auto chose here: a rerun elsewhere needs the same to reproduce it.
     autocast = str(dtype).split(".")[-1] if dtype else "off"
     meta = {
         "model": config.model,
-        "hardware": hardware(device),
+        "hardware": hardware(device, world),
         "autocast": autocast,
         "classes": list(data.classes),
         "image_size": config.image_size,
@@ -110,6 +133,7 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         f"Training {config.model} on {len(data.y_train)} images ({data.val_source}: "
         f"{len(data.y_val)} for validation), device {device}"
         + (f", autocast {autocast}" if dtype else "")
+        + (f", {world.size} processes" if world.distributed else "")
     )
     parts = Parts(
         model,
@@ -124,12 +148,13 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         weights,
         data.x_train.to(device),
         data.y_train.to(device),
+        world,
     )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs
     for epoch in range(start_epoch, last_epoch + 1):
         row = epoch_module.train_epoch(parts, data, config, epoch)
-        logits = predict_logits(model, data.x_val, device, dtype)
+        logits = validation_logits(model, data, device, dtype, world)
         val_loss = F.cross_entropy(logits, data.y_val).item()
         val_acc = (logits.argmax(1) == data.y_val).float().mean().item()
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -139,34 +164,43 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         improved = val_acc > best["val_acc"]
         if improved:
             best, stale = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch}, 0
-            save_checkpoint(
-                out / "best.pt",
-                {**meta, "state_dict": model.state_dict(), "epoch": epoch, "metrics": dict(best)},
-            )
+            if world.main:
+                save_checkpoint(
+                    out / "best.pt",
+                    {
+                        **meta,
+                        "state_dict": raw_model.state_dict(),
+                        "epoch": epoch,
+                        "metrics": dict(best),
+                    },
+                )
         else:
             stale += 1
         elapsed = time.monotonic() - t_start
         stop = bool(config.patience and stale >= config.patience)
         out_of_time = bool(config.max_minutes and elapsed >= config.max_minutes * 60)
-        save_checkpoint(
-            out / "last.pt",
-            {
-                **meta,
-                "state_dict": model.state_dict(),
-                "epoch": epoch,
-                "metrics": dict(best),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                "scaler": scaler.state_dict(),
-                "rng": rng_state(generator, augment_generator),
-                "history": history,
-                "best": best,
-                "stale": stale,
-                "elapsed_s": elapsed,
-                "finished": stop or out_of_time or epoch == config.num_epochs,
-            },
-        )
-        write_logs(out, history, best, meta, elapsed)
+        # rank 0's clock and count decide for all, so no process waits for one that left
+        stop, out_of_time = distributed.from_main([stop, out_of_time], world, device)
+        if world.main:
+            save_checkpoint(
+                out / "last.pt",
+                {
+                    **meta,
+                    "state_dict": raw_model.state_dict(),
+                    "epoch": epoch,
+                    "metrics": dict(best),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(parts.generator, parts.augment_generator),
+                    "history": history,
+                    "best": best,
+                    "stale": stale,
+                    "elapsed_s": elapsed,
+                    "finished": stop or out_of_time or epoch == config.num_epochs,
+                },
+            )
+            write_logs(out, history, best, meta, elapsed)
         say(
             f"epoch {epoch}/{config.num_epochs}  loss {row['train_loss']:.4f}  "
             f"acc {row['train_acc']:.4f}  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  "
@@ -178,4 +212,17 @@ def train(config: TrainConfig | None, resume: str | None = None) -> dict:
         if out_of_time:
             say(f"Stopping after epoch {epoch}: --max-minutes {config.max_minutes} reached.")
             break
+    if not world.main:
+        return None
     return finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
+
+
+def validation_logits(model, data, device, dtype, world) -> torch.Tensor:
+    """Logits of every validation image, in order. Distributed, each process predicts its
+    contiguous shard with the same weights (rank 0's batch-norm statistics) and the shards
+    are gathered: every image once, none duplicated or dropped."""
+    distributed.sync_buffers(model, world)
+    part = distributed.shard(len(data.y_val), world)
+    # the bare module: DDP's forward would synchronize, and the shards differ in size
+    mine = predict_logits(distributed.unwrap(model), data.x_val[part], device, dtype)
+    return distributed.gather_rows(mine, len(data.y_val), world, device)
