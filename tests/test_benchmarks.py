@@ -32,3 +32,12 @@ def test_bench_predict_runs(synth_root, run_script):
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out
+
+
+def test_bench_train_compares_processes(synth_root, run_script):
+    out = run_script(
+        "benchmarks/bench_train.py", "--processes", 2, "--data", synth_root, "--epochs", 1,
+        "--repeats", 1, "--batch-size", 32, "--augment", "flip",
+    )  # fmt: skip
+    assert out.startswith("model name")  # the CPU first
+    assert "ratio torchrun / best single process" in out and "2 processes x 1 thread" in out

@@ -145,3 +145,20 @@ def test_two_processes_train_like_one_stop_together_and_resume(synth_root, tmp_p
     state = load_checkpoint(split / "last.pt")
     assert [row["epoch"] for row in state["history"]] == [1, 2, 3] and state["finished"]
     assert "3 processes" in state["hardware"]
+
+
+@pytest.mark.parametrize("rank, says", [("0", True), ("1", False)])
+def test_bad_input_is_one_line_from_rank_0(rank, says, synth_root, run_cli, monkeypatch):
+    monkeypatch.setenv("RANK", rank)
+    result = run_cli("train", synth_root, "--model", "resnet-huge", "--epochs", "1")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("Error: unknown model 'resnet-huge'" in result.stderr) == says
+
+
+def test_more_processes_than_gpus_is_one_clear_line(monkeypatch):
+    from fercli.errors import FercliError
+    from fercli.training import distributed
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(FercliError, match=r"2 processes on this machine but 1 CUDA GPU"):
+        distributed.start(World(2, 1, 1, 2), torch.device("cuda"))

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from fercli.errors import FercliError
+
 
 @dataclass(frozen=True)
 class World:
@@ -34,6 +36,7 @@ class World:
 
 
 SINGLE = World()
+_started: list[bool] = []  # whether start() made the process group (stop() leaves it then)
 
 
 def world_from_env() -> World:
@@ -48,9 +51,16 @@ def world_from_env() -> World:
 def start(world: World, device: torch.device) -> torch.device:
     """Join the job's process group; returns this process's device (its own GPU on CUDA)."""
     if device.type == "cuda":
-        device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
+        gpus = torch.cuda.device_count()
+        if world.local_size > gpus:  # NCCL refuses two processes on one GPU
+            raise FercliError(
+                f"{world.local_size} processes on this machine but {gpus} CUDA GPU(s): "
+                f"start one process per GPU (--nproc-per-node {gpus}) or train with --device cpu."
+            )
+        device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # else a caller's own job: it keeps its process group
+        _started.append(True)
         dist.init_process_group(
             "nccl" if device.type == "cuda" else "gloo",
             device_id=device if device.type == "cuda" else None,
@@ -59,8 +69,10 @@ def start(world: World, device: torch.device) -> torch.device:
 
 
 def stop(world: World) -> None:
-    if world.distributed and dist.is_initialized():
+    """Leave the process group that `start` made."""
+    if _started and dist.is_initialized():
         dist.destroy_process_group()
+    _started.clear()
 
 
 def threads_per_process(world: World) -> int:
