@@ -195,6 +195,7 @@ class PredictResult:
     tta: bool = False  # probabilities averaged with the mirror images'
     eval: dict | None = None  # fercli.metrics.classification_report, plus `excluded`
     summary_path: Path | None = None
+    engine: str = "local"  # local, or ray (fercli.ray_engine)
 
     @property
     def images_per_s(self) -> float:
@@ -216,9 +217,15 @@ def predict_dir(
     threads: int | None = None,
     tta: bool = False,
     write_summary: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int | None = None,
+    threads_per_actor: int = 1,
 ) -> PredictResult:
     """Predict every image under root and write one row per image to output; with tta, each
-    image's probabilities are averaged with its mirror image's (twice the model time)."""
+    image's probabilities are averaged with its mirror image's (twice the model time).
+    engine "ray" decodes and predicts on a Ray cluster (fercli.ray_engine) instead of here;
+    the output is the same, row for row."""
     start_time = time.perf_counter()
     root, output = Path(root), Path(output)
     if batch_size < 1:
@@ -228,6 +235,15 @@ def predict_dir(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise FercliError("--workers must be 0 (decode in this process) or more.")
+    if engine not in ("local", "ray"):
+        raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
+    if engine == "ray":
+        from fercli import ray_engine
+
+        ray_engine.import_ray()  # a missing extra is said before any work
+        workers = 0  # the actors decode
+    else:
+        ray_engine = None
     paths, other_files = find_images(root, recursive)
     if not paths:
         raise FercliError(
@@ -241,6 +257,8 @@ def predict_dir(
         n_chunks = -(-len(paths) // batch_size)
         decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
         stack.callback(decoder.close)
+        if ray_engine:
+            stack.enter_context(ray_engine.cluster(ray_address))
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
         if onnx.fallback:
@@ -269,13 +287,17 @@ def predict_dir(
             f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
         fmt.start(f, new_file=f.tell() == 0)
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        files = ([str(root / p) for p in chunk] for chunk in chunks)
+        if engine == "ray":
+            predicted = ray_engine.predict_chunks(
+                chunks, [str(root / p) for p in todo], model_path, len(classes),
+                provider=provider, batch_size=batch_size, tta=tta, actors=actors,
+                threads_per_actor=threads_per_actor,
+            )  # fmt: skip
+        else:
+            files = ([str(root / p) for p in chunk] for chunk in chunks)
+            predicted = _predict_local(decoder.map(files, info.image_size), predict_proba, classes)
         with bar(len(todo), "Predicting") as progress:
-            for chunk, (images, errors) in zip(chunks, decoder.map(files, info.image_size)):
-                good = [i for i in range(len(chunk)) if i not in errors]
-                probs = np.zeros((len(chunk), len(classes)), np.float32)
-                if good:
-                    probs[good] = predict_proba(images[good])
+            for chunk, (probs, errors) in zip(chunks, predicted):
                 for row in make_rows(chunk, probs, errors, classes, topk):
                     fmt.write(row)
                     tally.add(row)
@@ -297,12 +319,23 @@ def predict_dir(
         counts=tally.counts,
         other_files=other_files,
         seconds=time.perf_counter() - start_time,
+        engine=engine,
     )
     if evaluate:
         result.eval = tally.report()
     if write_summary:
         result.summary_path = write_summary_file(result, onnx)
     return result
+
+
+def _predict_local(decoded, predict_proba, classes):
+    """(probabilities, {index: reason}) per chunk of decoded images, predicted here."""
+    for images, errors in decoded:
+        good = [i for i in range(len(images)) if i not in errors]
+        probs = np.zeros((len(images), len(classes)), np.float32)
+        if good:
+            probs[good] = predict_proba(images[good])
+        yield probs, errors
 
 
 def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
@@ -314,6 +347,7 @@ def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
         "model_name": onnx.info.model,
         "precision": onnx.info.precision,
         "provider": result.provider,
+        "engine": result.engine,
         "tta": result.tta,
         "rows": result.total,
         "new": result.new,

@@ -59,6 +59,30 @@ import click
 )
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any image cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where images are decoded and predicted: here, or on a Ray cluster with Ray Data "
+    "(fercli[ray]); the output is the same.",
+)
+@click.option(
+    "--ray-address",
+    help="Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto) [default: start a local one].",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(1),
+    help="Ray actors, one onnxruntime session each [default: the cluster's CPUs / threads].",
+)
+@click.option(
+    "--threads-per-actor",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="onnxruntime threads (and Ray CPUs) of each actor.",
+)
 def predict_dir_command(
     directory,
     model,
@@ -73,6 +97,10 @@ def predict_dir_command(
     tta,
     strict,
     threads,
+    engine,
+    ray_address,
+    actors,
+    threads_per_actor,
 ):
     """Predict the emotion of every image under DIRECTORY and write one row per image: path
     (relative to DIRECTORY), status, error, label, confidence and every class probability.
@@ -94,6 +122,10 @@ def predict_dir_command(
         evaluate=evaluate,
         threads=threads,
         tta=tta,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
     )
     _print_summary(result)
     if strict and result.errors:
@@ -129,6 +161,7 @@ def _print_summary(result) -> None:
     say(
         f"Wrote {result.total} rows to {result.output} ({result.new} new at "
         f"{result.images_per_s:.0f} images/s, provider {result.provider}"
+        + (f", engine {result.engine}" if result.engine != "local" else "")
         + (", flip TTA" if result.tta else "")
         + (f", {result.resumed} from before" if result.resumed else "")
         + ")"
