@@ -204,7 +204,9 @@ def compare_processes(args) -> None:
         root = Path(tempfile.mkdtemp(prefix="fercli-bench-")) / "synth"
         make_synthetic(root, per_class=600, seed=0)
         source = "synthetic faces, 600 a class"
-    cores = len(os.sched_getaffinity(0))
+    from fercli.training.distributed import World, threads_per_process
+
+    cores = threads_per_process(World())  # the cores this process may use
     share = max(1, cores // args.processes)
     runs = {  # name: (processes, threads a process)
         f"1 process, {cores} threads": (1, cores),

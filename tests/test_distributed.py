@@ -170,3 +170,12 @@ def test_more_processes_than_gpus_is_one_clear_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(FercliError, match=r"2 processes on this machine but 1 CUDA GPU"):
         distributed.start(World(2, 1, 1, 2), torch.device("cuda"))
+
+
+def test_each_process_gets_its_share_of_the_cores(monkeypatch):
+    from fercli.training.distributed import threads_per_process
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert threads_per_process(World(4, 0, 0, 4)) == 4  # 4 processes here, 16 cores
+    assert threads_per_process(World(8, 5, 1, 2)) == 8  # 2 of 8 on this machine
+    assert threads_per_process(World(32, 0, 0, 32)) == 1

@@ -136,11 +136,6 @@ def local_batches(pool_size: int, batch: int, world: World, seed: int, epoch: in
     return [(mine[local(start) : local(end)], end - start) for start, end in zip(edges, edges[1:])]
 
 
-def steps_per_epoch(pool_size: int, batch: int) -> int:
-    """What the schedule counts on: local_batches makes this many, or one fewer."""
-    return math.ceil(pool_size / batch)
-
-
 def shard(count: int, world: World) -> slice:
     """This process's contiguous share of `count` items (validation)."""
     return slice(count * world.rank // world.size, count * (world.rank + 1) // world.size)
@@ -202,9 +197,4 @@ def main_first(world: World):
         dist.barrier()
     yield
     if world.distributed and world.main:
-        dist.barrier()
-
-
-def barrier(world: World) -> None:
-    if world.distributed:
         dist.barrier()
