@@ -212,9 +212,11 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         if out_of_time:
             say(f"Stopping after epoch {epoch}: --max-minutes {config.max_minutes} reached.")
             break
-    if not world.main:
-        return None
-    return finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
+    metrics = None
+    if world.main:
+        metrics = finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
+    distributed.barrier(world)  # the processes leave together, after rank 0's report
+    return metrics
 
 
 def validation_logits(model, data, device, dtype, world) -> torch.Tensor:
