@@ -3,7 +3,7 @@ the same model, side by side in one run.
 
 (a) bare: the model's forward, loss, backward and optimizer step on one random batch, over
     and over (no data, no augmentation, no bookkeeping);
-(b) loop: fercli.training._train_epoch over real training images (FER-2013 when present,
+(b) loop: fercli.training.train_epoch over real training images (FER-2013 when present,
     else synthetic faces): batch gathering, the augmenters, normalization, the schedule, the
     statistics, with the progress bar off.
 
@@ -18,11 +18,22 @@ Both use the trainer's settings: its optimizer and loss, the autocast dtype it p
 
 `--compare-amp` times only (a), in fp32 and in bf16 autocast (fp16 on CUDA), interleaved:
 the measurement behind `--amp auto`.
+
+`--processes N` times whole `fercli train` runs instead: one process using every core against
+`torchrun --standalone --nproc-per-node N -m fercli train` (DDP, the cores divided among the
+processes), interleaved, the same global batch; each run's figure is the median training
+images/s of its epochs after the first (history.csv: the loop alone, validation not counted).
+Without --data it trains on synthetic faces (600 a class), since epochs of FER-2013 take long.
+
+    .venv/bin/python benchmarks/bench_train.py --processes 2 --epochs 3 --repeats 3
+
+Every mode prints the CPU's model name line first.
 """
 
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +49,6 @@ from fercli.training import (
     Data,
     Parts,
     TrainConfig,
-    _train_epoch,
     amp_dtype,
     build_augmenters,
     default_threads,
@@ -48,6 +58,7 @@ from fercli.training import (
     make_optimizer,
     make_scheduler,
     resolve_device,
+    train_epoch,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +127,7 @@ def loop_runner(config: TrainConfig, data: Data, device, dtype, steps: int, repe
         nonlocal epoch
         epoch += 1
         start = time.perf_counter()
-        _train_epoch(parts, part, config, epoch)
+        train_epoch(parts, part, config, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return n / (time.perf_counter() - start)
@@ -148,6 +159,72 @@ def compare_amp(config: TrainConfig, device, picked, num_classes: int, args) -> 
     )
 
 
+def train_run(args, root: Path, out: Path, processes: int, threads: int) -> tuple[float, str]:
+    """One `fercli train` run, alone or under torchrun, with `threads` torch threads a
+    process: (median images/s of the epochs after the first, the hardware it recorded)."""
+    import csv
+    import json
+
+    command = [sys.executable, "-m", "fercli"]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["FERCLI_THREADS"] = str(threads)
+    if processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc-per-node", str(processes), "-m", "fercli"]
+    command += ["-q", "train", str(root), "--model", args.model, "--batch-size"]
+    command += [str(args.batch_size), "--augment", args.augment, "--mixup", str(args.mixup)]
+    command += ["--epochs", str(args.epochs), "--device", args.device, "--out", str(out)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(proc.stderr[-3000:])
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    rates = [float(r["images_per_s"]) for r in rows[1:] or rows]
+    hardware = json.loads((out / "metrics.json").read_text())["hardware"]
+    return statistics.median(rates), hardware
+
+
+def compare_processes(args) -> None:
+    """torchrun with --processes N (the cores divided among them) against one process with
+    every core and against one process with one process's share, whole runs interleaved."""
+    if args.data:
+        root, source = Path(args.data), f"training images of {args.data}"
+    else:
+        from fercli.synth import make_synthetic
+
+        root = Path(tempfile.mkdtemp(prefix="fercli-bench-")) / "synth"
+        make_synthetic(root, per_class=600, seed=0)
+        source = "synthetic faces, 600 a class"
+    from fercli.training.distributed import World, threads_per_process
+
+    cores = threads_per_process(World())  # the cores this process may use
+    share = max(1, cores // args.processes)
+    runs = {  # name: (processes, threads a process)
+        f"1 process, {cores} threads": (1, cores),
+        f"1 process, {share} thread{'s' if share > 1 else ''}": (1, share),
+        f"torchrun, {args.processes} x {share} thread{'s' if share > 1 else ''}": (
+            args.processes,
+            share,
+        ),
+    }
+    print(
+        f"model {args.model}, global batch {args.batch_size}, augment {args.augment}, "
+        f"{args.epochs} epochs a run, {cores} cores; {source}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="fercli-bench-runs-"))
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(args.repeats):
+        for i, (name, (processes, threads)) in enumerate(runs.items()):
+            rate, hardware = train_run(args, root, work / f"run-{i}-{r}", processes, threads)
+            rates[name].append(rate)
+            print(f"repeat {r + 1}: {name}: {rate:.0f} img/s ({hardware})")
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    print(f"median over {args.repeats} runs each (training images/s):")
+    for name, rate in medians.items():
+        print(f"  {name:32} {rate:8.0f}")
+    *single, distributed = medians.values()
+    print(f"  ratio torchrun / best single process {distributed / max(single):6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="seed-cnn")
@@ -163,10 +240,19 @@ def main() -> None:
         action="store_true",
         help="only (a), in fp32 and in bf16 autocast, interleaved: the check behind --amp auto",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="compare whole `fercli train` runs: 1 process against torchrun with this many",
+    )
+    parser.add_argument("--epochs", type=int, default=3, help="epochs a run (--processes)")
     args = parser.parse_args()
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)  # first: every figure names its CPU
+    if args.processes > 1:
+        return compare_processes(args)
 
     flush_denormals()  # as the trainer does, before torch starts its threads
     settings["quiet"] = True  # no progress bar in the timed loop

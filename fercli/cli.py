@@ -1,6 +1,7 @@
 """The `fercli` command group. Commands live in fercli.commands, one module each; they parse
 options and call library functions."""
 
+import os
 import sys
 import traceback
 
@@ -122,7 +123,9 @@ def main(argv=None) -> None:
     except FercliError as exc:
         if verbose:
             traceback.print_exc()
-        click.echo(f"Error: {exc}", err=True)
+        # under torchrun every process meets the same bad input: rank 0 says it once
+        if os.environ.get("RANK", "0") == "0" or verbose:
+            click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

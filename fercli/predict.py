@@ -203,6 +203,7 @@ class PredictResult:
     faces: str = "none"  # --faces: none (a row per image), auto or detect (a row per face)
     no_face: int = 0  # status=no_face rows (pictures without a face)
     new_images: int | None = None  # files read by this run (with --faces, rows are faces)
+    engine: str = "local"  # local, or ray (fercli.ray_engine)
 
     @property
     def images_per_s(self) -> float:
@@ -229,13 +230,19 @@ def predict_dir(
     detector: str = "mtcnn",
     annotate: str | os.PathLike | None = None,
     crops: str | os.PathLike | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int | None = None,
+    threads_per_actor: int = 1,
 ) -> PredictResult:
     """Predict every image under root and write one row per image to output; with tta, each
     image's probabilities are averaged with its mirror image's (twice the model time).
 
     faces="auto" or "detect": one row per face found by `detector` instead (see
     fercli.faces.predict_faces), with copies of the pictures with the faces drawn in
-    `annotate` and the aligned faces in `crops` where given."""
+    `annotate` and the aligned faces in `crops` where given. engine "ray" decodes and
+    predicts on a Ray cluster (fercli.ray_engine) instead of here, whole images only; the
+    output is the same, row for row."""
     start_time = time.perf_counter()
     root, output = Path(root), Path(output)
     if batch_size < 1:
@@ -245,6 +252,15 @@ def predict_dir(
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 0:
         raise FercliError("--workers must be 0 (decode in this process) or more.")
+    if engine not in ("local", "ray"):
+        raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
+    if engine == "ray":
+        from fercli import ray_engine
+
+        ray_engine.import_ray()  # a missing extra is said before any work
+        workers = 0  # the actors decode
+    else:
+        ray_engine = None
     paths, other_files = find_images(root, recursive)
     if not paths:
         raise FercliError(
@@ -253,6 +269,11 @@ def predict_dir(
         )
     model_path = Path(model) if model else default_model_path()
     stage = None
+    if faces != "none" and engine == "ray":
+        raise FercliError(
+            "--engine ray predicts whole images: add --faces none (faces are found on the "
+            "local engine only)."
+        )
     if faces != "none":
         from fercli.faces.predict_faces import FaceStage
 
@@ -267,6 +288,8 @@ def predict_dir(
         n_chunks = -(-len(paths) // batch_size)
         decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
         stack.callback(decoder.close)
+        if ray_engine:
+            stack.enter_context(ray_engine.cluster(ray_address))
         onnx = OnnxModel(model_path, provider, threads)
         info = onnx.info
         if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
@@ -296,10 +319,19 @@ def predict_dir(
         fmt.start(f, new_file=f.tell() == 0)
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         files = ([str(root / p) for p in chunk] for chunk in chunks)
+        if engine == "ray":
+            predicted = ray_engine.predict_chunks(
+                chunks, [str(root / p) for p in todo], model_path, len(classes),
+                provider=provider, batch_size=batch_size, tta=tta, actors=actors,
+                threads_per_actor=threads_per_actor,
+            )  # fmt: skip
+        elif not stage:  # faces have a loop of their own, below
+            predicted = _predict_local(decoder.map(files, info.image_size), predict_proba, classes)
         with bar(len(todo), "Predicting") as progress:
-            decode = stage.decode(info.image_size) if stage else decode_chunk
-            for chunk, decoded in zip(chunks, decoder.map(files, info.image_size, decode)):
-                if stage:  # one write per batch: Ctrl-C never splits a picture's faces
+            if stage:
+                decode = stage.decode(info.image_size)
+                for chunk, decoded in zip(chunks, decoder.map(files, info.image_size, decode)):
+                    # one write per batch: Ctrl-C never splits a picture's faces
                     rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
                     fmt.start(batch := io.StringIO(newline=""), new_file=False)
                     for row in rows:
@@ -310,12 +342,7 @@ def predict_dir(
                         f.flush()
                     stage.save_extras(root, chunk, rows, decoded)
                     progress.advance(len(chunk))
-                    continue
-                images, errors = decoded
-                good = [i for i in range(len(chunk)) if i not in errors]
-                probs = np.zeros((len(chunk), len(classes)), np.float32)
-                if good:
-                    probs[good] = predict_proba(images[good])
+            for chunk, (probs, errors) in zip(chunks, [] if stage else predicted):
                 for row in make_rows(chunk, probs, errors, classes, topk):
                     fmt.write(row)
                     tally.add(row)
@@ -340,12 +367,23 @@ def predict_dir(
         faces=faces,
         no_face=tally.no_face,
         new_images=len(todo),
+        engine=engine,
     )
     if evaluate:
         result.eval = tally.report()
     if write_summary:
         result.summary_path = write_summary_file(result, onnx)
     return result
+
+
+def _predict_local(decoded, predict_proba, classes):
+    """(probabilities, {index: reason}) per chunk of decoded images, predicted here."""
+    for images, errors in decoded:
+        good = [i for i in range(len(images)) if i not in errors]
+        probs = np.zeros((len(images), len(classes)), np.float32)
+        if good:
+            probs[good] = predict_proba(images[good])
+        yield probs, errors
 
 
 def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
@@ -358,6 +396,7 @@ def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
         "precision": onnx.info.precision,
         "provider": result.provider,
         "provider_fallback": onnx.fallback or None,  # why auto did not take CUDA or OpenVINO
+        "engine": result.engine,
         "tta": result.tta,
         "faces": result.faces,
         "no_face": result.no_face,

@@ -67,3 +67,12 @@ def test_bench_int8_weights_runs(trained_run, synth_root, run_script, tmp_path):
 def test_bench_faces_runs(run_script):
     out = run_script("benchmarks/bench_faces.py", "--synthetic", 2, "--repeats", 1)
     assert names_its_cpu_first(out) and "faces/s" in out and "detect" in out
+
+
+def test_bench_train_compares_processes(synth_root, run_script):
+    out = run_script(
+        "benchmarks/bench_train.py", "--processes", 2, "--data", synth_root, "--epochs", 1,
+        "--repeats", 1, "--batch-size", 32, "--augment", "flip",
+    )  # fmt: skip
+    assert names_its_cpu_first(out)
+    assert "ratio torchrun / best single process" in out and "2 processes x 1 thread" in out

@@ -63,17 +63,17 @@ def same_weights(a, b) -> bool:
 
 def interrupt_at(monkeypatch, epoch: int):
     """Make training stop as Ctrl-C would at the start of `epoch`; returns the undo."""
-    from fercli import training
+    from fercli.training import epoch as training
 
-    real_epoch = training._train_epoch
+    real_epoch = training.train_epoch
 
     def interrupted(*args):
         if args[-1] == epoch:  # the epoch number
             raise KeyboardInterrupt
         return real_epoch(*args)
 
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
-    return lambda: monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    monkeypatch.setattr(training, "train_epoch", interrupted)
+    return lambda: monkeypatch.setattr(training, "train_epoch", real_epoch)
 
 
 def test_short_run_learns_and_writes_the_run_folder(trained_run):
@@ -407,7 +407,7 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
 def test_amp_auto_uses_bf16_only_with_amx(amp, device, flags, expected, monkeypatch):
     import fercli.training
 
-    monkeypatch.setattr(fercli.training, "cpuinfo", lambda: f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(fercli.training.device, "cpuinfo", lambda: f"flags\t\t: {flags}\n")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     config = fercli.training.TrainConfig(data_dir=".", amp=amp)
     assert fercli.training.amp_dtype(config, torch.device(device)) == expected

@@ -62,11 +62,10 @@ import click
 @click.option(
     "--faces",
     type=click.Choice(["auto", "detect", "none"]),
-    default="auto",
-    show_default=True,
     help="detect: find the faces in each picture, one row per face (face, box, face_score), "
     "status=no_face where none; none: each image is one face (centre square); auto: detect "
-    "in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are read as with none.",
+    "in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are read as with none "
+    "[default: auto; none with --engine ray, which predicts whole images].",
 )
 @click.option(
     "--detector",
@@ -83,6 +82,30 @@ import click
     "--crops",
     type=click.Path(file_okay=False),
     help="Write each aligned 48x48 face found as DIR/<label>/<image>_<face>.png.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where images are decoded and predicted: here, or on a Ray cluster with Ray Data "
+    "(fercli[ray]); the output is the same.",
+)
+@click.option(
+    "--ray-address",
+    help="Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto) [default: start a local one].",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(1),
+    help="Ray actors, one onnxruntime session each [default: the cluster's CPUs / threads].",
+)
+@click.option(
+    "--threads-per-actor",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="onnxruntime threads (and Ray CPUs) of each actor.",
 )
 def predict_dir_command(
     directory,
@@ -102,6 +125,10 @@ def predict_dir_command(
     detector,
     annotate,
     crops,
+    engine,
+    ray_address,
+    actors,
+    threads_per_actor,
 ):
     """Predict the emotion of every image under DIRECTORY and write one row per image: path
     (relative to DIRECTORY), status, error, label, confidence and every class probability.
@@ -110,6 +137,8 @@ def predict_dir_command(
     from fercli.errors import FercliError
     from fercli.predict import predict_dir
 
+    if faces is None:  # the Ray engine predicts whole images; faces are found locally
+        faces = "none" if engine == "ray" else "auto"
     result = predict_dir(
         directory,
         output,
@@ -127,6 +156,10 @@ def predict_dir_command(
         detector=detector,
         annotate=annotate,
         crops=crops,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
     )
     _print_summary(result)
     if strict and result.errors:
@@ -165,6 +198,7 @@ def _print_summary(result) -> None:
     say(
         f"Wrote {result.total} rows to {result.output} ({result.new} new at "
         f"{result.images_per_s:.0f} images/s, provider {result.provider}"
+        + (f", engine {result.engine}" if result.engine != "local" else "")
         + (", flip TTA" if result.tta else "")
         + (f", {result.resumed} from before" if result.resumed else "")
         + ")"

@@ -109,7 +109,8 @@ def train_command(resume, **options):
         if (out / "last.pt").is_file() or out.name == "last.pt":
             say(f"Interrupted: `fercli train --resume {out}` continues after the last saved epoch.")
         raise
-    _summary(metrics)
+    if metrics is not None:  # None: a torchrun process other than rank 0, which stays silent
+        _summary(metrics)
 
 
 def _summary(metrics: dict) -> None:

@@ -1,0 +1,213 @@
+"""predict-dir on Ray Data (`fercli predict-dir DIR --engine ray`).
+
+The image paths become a Ray dataset; `map_batches` runs a pool of actors, each holding one
+onnxruntime session made from the model's bytes (sent from the driver, so the workers need no
+copy of the .onnx file), decoding and predicting a batch of files per call. A file that cannot
+be read becomes a row with its reason, as with the local engine: an exception inside a map
+step would abort the whole job. The driver gets the results in order and writes the one output
+file itself, row for row what the local engine writes.
+
+The images are read where the actors run: on a cluster of several machines they must be at
+the same path on every node (a shared filesystem).
+"""
+
+import inspect
+import logging
+import os
+import socket
+import tempfile
+import warnings
+from contextlib import contextmanager
+from functools import partial
+
+import numpy as np
+
+from fercli.errors import FercliError
+from fercli.progress import settings
+from fercli.util import first_line
+
+EXTRA = "pip install 'fercli[ray]'"
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise FercliError(
+            f"--engine ray needs Ray Data, which is not installed here: {EXTRA}."
+        ) from None
+    return ray
+
+
+class Predictor:
+    """A Ray Data actor: one onnxruntime session, a batch of files per call."""
+
+    def __init__(self, model, provider: str, threads: int, batch_size: int, tta: bool):
+        """model: the .onnx file's bytes, or a Ray object reference to them."""
+        from fercli.onnx_model import OnnxModel
+
+        if not isinstance(model, bytes):
+            import ray
+
+            model = ray.get(model)
+
+        handle, path = tempfile.mkstemp(suffix=".onnx", prefix="fercli-actor-")
+        with os.fdopen(handle, "wb") as f:
+            f.write(model)
+        try:
+            self.model = OnnxModel(path, provider, threads)
+        finally:
+            os.unlink(path)  # the session has read it
+        self.batch_size, self.tta = batch_size, tta
+
+    def __call__(self, batch: dict) -> dict:
+        from fercli.onnx_model import mirror_averaged
+        from fercli.predict import decode_chunk
+
+        paths = [str(p) for p in batch["path"]]
+        images, errors = decode_chunk(paths, self.model.info.image_size)
+        good = [i for i in range(len(paths)) if i not in errors]
+        probs = np.zeros((len(paths), len(self.model.info.classes)), np.float32)
+        if good:  # as fercli.predict does it, so that the rows come out the same
+            predict = partial(self.model.predict_proba, batch_size=self.batch_size)
+            if self.tta:
+                predict = partial(mirror_averaged, predict)
+            probs[good] = predict(images[good])
+        return {
+            "index": batch["index"],
+            "probs": probs,
+            "error": np.array([errors.get(i, "") for i in range(len(paths))], dtype=object),
+            "failed": np.array([i in errors for i in range(len(paths))]),
+        }
+
+
+@contextmanager
+def cluster(address: str | None):
+    """Joined to the Ray cluster at `address` (None: a new local one) for the block, and left
+    after it; a cluster this process had already joined is used as it is."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    if address and address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise FercliError(
+            f"cannot reach {where} ({first_line(str(exc))}): start one with `ray start --head` "
+            "and pass its address with --ray-address, or leave --ray-address out for a local one."
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A host:port that answers, checked in seconds (ray.init waits much longer)."""
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise FercliError(
+            f"--ray-address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)."
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise FercliError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start one with "
+            "`ray start --head` there, or leave --ray-address out for a local one."
+        ) from None
+
+
+def predict_chunks(
+    chunks: list[list[str]],
+    files: list[str],
+    model_path,
+    num_classes: int,
+    *,
+    provider: str,
+    batch_size: int,
+    tta: bool,
+    actors: int | None,
+    threads_per_actor: int,
+):
+    """(probabilities, {index in chunk: reason}) for each chunk of `files`, in order, as the
+    local engine yields them; `chunks` are the files' output paths, cut as the output is.
+    Runs on the cluster joined with `cluster()`."""
+    ray = import_ray()
+    from ray.data import ActorPoolStrategy, DataContext
+
+    context = DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in the files' order
+    context.enable_progress_bars = False  # fercli's own bar counts the rows
+    if not settings["verbose"]:  # Ray Data's plan and timing lines, with -v only
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if actors is None:  # as many as the cluster's CPUs hold
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_actor)
+    dataset = ray.data.from_items([{"index": i, "path": f} for i, f in enumerate(files)])
+    options = dict(
+        fn_constructor_kwargs=dict(
+            model=ray.put(_read_bytes(model_path)),  # once into the object store
+            provider=provider,
+            threads=threads_per_actor,
+            batch_size=batch_size,
+            tta=tta,
+        ),
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ActorPoolStrategy(size=actors),
+        num_cpus=threads_per_actor,
+    )
+    # Actors that may restart make Ray log an error line on every run (their arguments live
+    # in the object store); Ray 2.60 deprecates the only way to say no, due to go in 2.64.
+    if "ray_remote_args_fn" in inspect.signature(dataset.map_batches).parameters:
+        options["ray_remote_args_fn"] = _no_restarts
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`ray_remote_args_fn` is deprecated")
+        predicted = dataset.map_batches(Predictor, **options)
+    return _regroup(predicted.iter_batches(batch_format="numpy"), chunks, num_classes)
+
+
+def _no_restarts() -> dict:
+    """A lost actor fails the job (Ray Data's default restarts it, and warns that the model
+    it was made with may be gone by then)."""
+    return {"max_restarts": 0}
+
+
+def _read_bytes(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _regroup(batches, chunks, num_classes: int):
+    """The actors' batches cut again as the output's chunks."""
+    probs = np.zeros((0, num_classes), np.float32)
+    failed = np.zeros(0, bool)
+    errors: list[str] = []
+    expected = 0
+    pending = iter(chunks)
+    chunk = next(pending, None)
+    for batch in batches:
+        index = np.asarray(batch["index"])
+        if len(index) and (index[0] != expected or np.any(np.diff(index) != 1)):
+            raise RuntimeError("Ray Data returned the rows out of order")
+        expected += len(index)
+        probs = np.concatenate([probs, np.asarray(batch["probs"], np.float32)])
+        failed = np.concatenate([failed, np.asarray(batch["failed"], bool)])
+        errors += [str(e) for e in batch["error"]]
+        while chunk is not None and len(probs) >= len(chunk):
+            n = len(chunk)
+            yield probs[:n], {i: errors[i] for i in range(n) if failed[i]}
+            probs, failed, errors = probs[n:], failed[n:], errors[n:]
+            chunk = next(pending, None)
+    if chunk is not None:
+        raise RuntimeError(f"Ray Data returned {expected} rows of {sum(map(len, chunks))}")
