@@ -345,3 +345,34 @@ def test_input_on_pixel_grid_leaves_what_it_cannot_shift_alone(mean, other_reade
     before = model.SerializeToString()
     assert input_on_pixel_grid(model.graph, mean, 0.5) == ([], {})
     assert model.SerializeToString() == before
+
+
+def test_export_writes_the_temperature_fitted_on_the_validation_holdout(trained_run, tmp_path):
+    from fercli.calibration import fit_temperature
+    from fercli.export.temperature import holdout
+    from fercli.onnx_model import preprocess
+
+    run, _ = trained_run
+    report = export_onnx(run / "best.pt", tmp_path / "m.onnx")
+    c = report.calibration
+    assert c is not None and c.images > 0 and "hold-out" in c.source
+    model = OnnxModel(report.output, "cpu")
+    assert model.info.temperature == pytest.approx(c.temperature, rel=1e-6)
+    assert c.temperature != 1.0 and c.ece_after <= c.ece_before + 1e-9
+    images, labels, _ = holdout(load_checkpoint(run / "best.pt"), synth_root_of(run))
+    logits = model.logits(preprocess(images, model.info))
+    assert fit_temperature(logits, labels) == pytest.approx(c.temperature, rel=1e-3)
+    # confidences change, classes do not
+    probs = model.predict_proba(images)
+    assert (probs.argmax(1) == logits.argmax(1)).all()
+
+
+def test_export_without_a_holdout_writes_temperature_one(tmp_path):
+    report = export_onnx(make_checkpoint(tmp_path / "best.pt"), tmp_path / "m.onnx")
+    assert report.calibration is None
+    assert OnnxModel(report.output, "cpu").info.temperature == 1.0
+
+
+def synth_root_of(run: Path) -> Path:
+    """The dataset a run of the session was trained on (its checkpoint's data root)."""
+    return Path(load_checkpoint(run / "best.pt")["data"]["root"])

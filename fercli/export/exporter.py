@@ -39,6 +39,7 @@ from fercli.export.metadata import (
     set_metadata,
 )
 from fercli.export.saturation import INT16_MAX, check_saturation
+from fercli.export.temperature import Calibration, calibrate
 from fercli.onnx_model import OnnxModel, preprocess
 from fercli.progress import say
 from fercli.util import atomic_path
@@ -53,6 +54,7 @@ class ExportReport:
     parity: ParityCheck | None  # the fp32 graph against PyTorch (None: re-quantized .onnx)
     fp16: ParityCheck | None = None
     quant: QuantReport | None = None
+    calibration: Calibration | None = None  # the temperature written, where a hold-out was
 
 
 def export_onnx(
@@ -107,7 +109,20 @@ def export_onnx(
                 f"{parity.max_abs_diff:.2e} > {FP32_TOLERANCE:.0e} or top-1 differs): "
                 "nothing written; try another --opset."
             )
+        calibration = calibrate(fp32, ckpt, root)
+        temperature = calibration.temperature if calibration else 1.0
+        if calibration:
+            c = calibration
+            say(
+                f"Temperature {c.temperature:.3f}, fitted on the validation hold-out "
+                f"({c.images} images, {c.source}): expected calibration error "
+                f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
+            )
+            set_metadata(proto, replace(info, temperature=temperature))
+            fp32_path.write_bytes(proto.SerializeToString())
+            fp32 = check_file(fp32_path)
         report = ExportReport(output, precision, opset, fp32_path.stat().st_size, parity)
+        report.calibration = calibration
 
         with atomic_path(output) as tmp:
             if precision == "fp32":
@@ -115,7 +130,8 @@ def export_onnx(
                 check_file(tmp)
             elif precision == "fp16":
                 half = to_fp16(proto)
-                set_metadata(half, model_info(ckpts, checkpoints, "fp16", opset))
+                half_info = model_info(ckpts, checkpoints, "fp16", opset)
+                set_metadata(half, replace(half_info, temperature=temperature))
                 tmp.write_bytes(half.SerializeToString())
                 report.fp16 = check_fp16(model, check_file(tmp), images, source, min_agreement)
             else:
@@ -131,7 +147,8 @@ def export_onnx(
                 )
                 quantize_int8(fp32_path, int8_path, preprocess(calibration, info), info)
                 quantized = _load_proto(int8_path)
-                set_metadata(quantized, model_info(ckpts, checkpoints, "int8", opset))
+                int8_info = model_info(ckpts, checkpoints, "int8", opset)
+                set_metadata(quantized, replace(int8_info, temperature=temperature))
                 tmp.write_bytes(quantized.SerializeToString())
                 report_saturation(quantized)
                 report.quant = check_int8(
