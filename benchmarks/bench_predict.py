@@ -255,6 +255,13 @@ def main() -> None:
         choices=("cpu", "openvino", "cuda"),
         help="for (a) and (b) [default: cpu, and openvino where its plugin is installed]",
     )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=("fp32", "int8"),
+        default=("fp32", "int8"),
+        help="which of the two models (a) and (b) run [default: both]",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--naive-images", type=int, default=200)
@@ -332,12 +339,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
         f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
     )
-    runs = [(p, name, path) for p in providers for name, path in (("fp32", fp32), ("int8", int8))]
+    models = [(name, path) for name, path in (("fp32", fp32), ("int8", int8))]
+    runs = [(p, name, path) for p in providers for name, path in models if name in args.precisions]
     accuracy = {  # on the whole test split, as (b) predicts it
         name: float(
             (OnnxModel(path, "cpu").predict_proba(test.images).argmax(1) == test.labels).mean()
         )
-        for name, path in (("fp32", fp32), ("int8", int8))
+        for name, path in models
+        if name in args.precisions
     }
     rates = {k: [] for p, name, _ in runs for k in (f"a {name} {p}", f"b {name} {p}")}
     rates |= {"c": [], "c1": []}

@@ -2,9 +2,7 @@
 proves it on a file (and refuses one quantized the old way), re-quantizing an .onnx file from
 its own weights, and the same labels on an emulated AVX2 CPU (qemu) as on this one."""
 
-import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -151,25 +149,13 @@ def test_requantizing_refuses_in_one_line(exports, synth_root, tmp_path, run_cli
 # ----------------------------------------------------------------------------- other CPUs
 
 QEMU = shutil.which("qemu-x86_64")
-PREDICT = """
-import json, sys
-import numpy as np
-from fercli.onnx_model import OnnxModel
-images = np.load(sys.argv[1])
-print(json.dumps({p: OnnxModel(p, "cpu", threads=1).predict_proba(images).tolist()
-                  for p in sys.argv[2:]}))
-"""
 
 
-def predict_on(cpu: str | None, images: np.ndarray, models: list[Path], tmp_path) -> dict:
-    """Probabilities from each model, on this CPU (None) or on qemu's emulation of `cpu`."""
-    np.save(tmp_path / "images.npy", images)
-    command = [sys.executable, "-c", PREDICT, str(tmp_path / "images.npy"), *map(str, models)]
-    if cpu:
-        command = [QEMU, "-cpu", cpu, *command]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return {Path(k): np.array(v) for k, v in json.loads(proc.stdout).items()}
+def predict_on(cpu, images, models, tmp_path) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from compare_on_emulated_cpu import predict_on as predict  # the script's own code
+
+    return predict(cpu, images, models)
 
 
 def has_vnni() -> bool:
