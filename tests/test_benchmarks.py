@@ -69,6 +69,31 @@ def test_bench_faces_runs(run_script):
     assert names_its_cpu_first(out) and "faces/s" in out and "detect" in out
 
 
+def test_bench_faces_video_runs(run_script, tmp_path):
+    pytest.importorskip("av")
+    args = ["--fps", 2, "--every-frame-seconds", 1]
+    out = run_script("benchmarks/bench_faces.py", "--video", "--seconds", "2,3", *args)
+    assert names_its_cpu_first(out)
+    assert "synthetic_2s.mp4: 2.0 s, 50 frames at 25 frames/s, 320x240" in out
+    assert "synthetic_3s.mp4: 3.0 s, 75 frames" in out
+    for part in ("(a) decode only", "(b) --fps 2", "(c) --fps 2 end to end", "(d) every frame"):
+        assert part in out
+    assert "decoded frames/s" in out and "x real time" in out and "emotion" in out
+    assert out.count("peak memory of that process: ru_maxrss") == 2
+    assert "0 errors" in out and " 0 faces" not in out  # MTCNN finds the synthetic faces
+    assert "(d) every frame, first 1 s: 25 sampled frames" in out  # every frame of 1 s
+    # a given file: measured alone, no (d) past its length
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from bench_faces import synthetic_video
+
+    video = synthetic_video(tmp_path / "given.mp4", 1)
+    out = run_script("benchmarks/bench_faces.py", "--video", video, *args)
+    assert names_its_cpu_first(out) and "[given.mp4: 1.0 s, 25 frames" in out
+    assert out.count("peak memory of that process") == 1
+
+
 def test_bench_train_compares_processes(synth_root, run_script):
     out = run_script(
         "benchmarks/bench_train.py", "--processes", 2, "--data", synth_root, "--epochs", 1,
