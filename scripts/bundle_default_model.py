@@ -304,7 +304,23 @@ by under a point (README, Results).
 
 ## Why {s["precision"]}
 {s["reason"]}.
-{quantization_section(card)}"""
+{quantization_section(card)}{calibration_section(card)}"""
+
+
+def calibration_section(card: dict) -> str:
+    """The temperature in the file (scripts/calibrate_default_model.py), where it has one."""
+    c = card.get("calibration")
+    if not c:
+        return ""
+    v, s = c["ece_validation"], c["ece_test"]
+    return f"""
+## Calibration
+The file's class probabilities are softmax(logits / {c["temperature"]:.3f}): the temperature
+fitted on the {c["fitted_on"]} by `{c["command"]}`. Expected calibration error
+({c["bins"]} bins): {v["before"]:.4f} -> {v["after"]:.4f} on that hold-out,
+{s["before"]:.4f} -> {s["after"]:.4f} on the test split (scored only), measured on
+{c["measured_on"]}. Labels, so accuracy, do not change.
+"""
 
 
 def quantization_section(card: dict) -> str:

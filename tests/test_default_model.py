@@ -104,3 +104,14 @@ def test_bundled_model_cannot_saturate_on_any_cpu():
     assert max(p.weight_max for p in products) <= 64
     assert CARD["quantization"]["saturation_check"].startswith(f"{len(products)} integer")
     assert CARD["metrics"]["measured_on"]  # which CPU measured the card's figures
+
+
+def test_bundled_model_carries_the_temperature_its_card_gives():
+    """Fitted on the validation hold-out (scripts/calibrate_default_model.py), never on test;
+    it made the model's confidences more honest there."""
+    c = CARD["calibration"]
+    assert OnnxModel(default_model_path(), "cpu").info.temperature == pytest.approx(
+        c["temperature"], rel=1e-6
+    )
+    assert "validation hold-out" in c["fitted_on"]
+    assert c["ece_validation"]["after"] < c["ece_validation"]["before"]
