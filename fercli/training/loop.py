@@ -30,7 +30,7 @@ from .run_files import (
     set_rng_state,
     write_logs,
 )
-from .teacher import check_options, teacher_targets
+from .teacher import check_options, same_teacher, teacher_targets
 
 
 def train(config: TrainConfig | None, resume: str | None = None) -> dict | None:
@@ -78,13 +78,8 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
             teacher, teacher_record = teacher_targets(
                 config.teacher, data.classes, data.x_train, torch.get_num_threads()
             )
-    if state and (state.get("teacher") or {}).get("sha256") != (teacher_record or {}).get("sha256"):
-        raise FercliError(
-            f"{config.teacher} is not the teacher {out} started with "
-            f"({(state.get('teacher') or {}).get('sha256', 'none')[:12]}): put that file back."
-        )
-    if state and teacher_record:
-        teacher_record = state["teacher"]  # with the first run's teacher timing
+    if state:
+        teacher_record = same_teacher(state, teacher_record, config, out)
     if device.type == "cuda":  # a few convolution algorithms are tried per shape, the fastest kept
         torch.backends.cudnn.benchmark = True
     augment_generator = make_augment_generator(generator, device, config.seed)

@@ -91,6 +91,18 @@ def teacher_targets(path: str, classes, x_uint8: torch.Tensor, threads=None):
     return torch.from_numpy(targets), record
 
 
+def same_teacher(state: dict, record: dict | None, config, out) -> dict | None:
+    """On --resume: the run's teacher must be the file it started with (its sha256). Returns
+    the first run's record, which has the time the teacher took (a resume reads the cache)."""
+    first = state.get("teacher")
+    if (first or {}).get("sha256") != (record or {}).get("sha256"):
+        raise FercliError(
+            f"{config.teacher} is not the teacher {out} started with "
+            f"(sha256 {(first or {}).get('sha256', 'none')[:12]}): put that file back."
+        )
+    return first
+
+
 def _compute(teacher, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     from fercli.onnx_model import mirror_averaged
 
