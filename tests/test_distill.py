@@ -168,3 +168,23 @@ def test_cached_targets_are_the_mirror_averaged_teacher(synth_root, teacher):
     np.testing.assert_allclose(targets.exp().numpy(), expected, atol=1e-6)
     again, record2 = teacher_targets(str(teacher), classes, x)  # from the cache
     assert torch.equal(again, targets) and "seconds" not in record2
+
+
+def test_two_processes_distil_from_one_pass_of_the_teacher(synth_root, teacher, tmp_path):
+    """Under torchrun rank 0 runs the teacher and the other process reads its cache."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "fercli", "train", str(synth_root)]
+    command += ["--model", "seed-cnn", "--epochs", "1", "--batch-size", "32", "--augment"]
+    command += ["flip", "--teacher", str(teacher), "--out", str(out)]
+    env = {**os.environ, "FERCLI_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("Teacher teacher.onnx") >= 1  # rank 0's progress
+    assert proc.stderr.count("distilling from teacher.onnx") == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "2 processes" in metrics["hardware"] and metrics["teacher"]["images_per_s"] > 0
