@@ -4,6 +4,8 @@ from pathlib import Path
 
 from fercli import registry
 
+NO_TORCH = "PyTorch is not installed (pip install 'fercli[train]'): costs not counted"
+
 
 def model_listing(pattern: str = "*") -> dict:
     entries = registry.entries("model")
@@ -11,7 +13,31 @@ def model_listing(pattern: str = "*") -> dict:
         {"name": n, "plugin": entries[n].plugin, "description": entries[n].description}
         for n in registry.names("model", pattern)
     ]
-    return {"architectures": architectures, "default_model": default_model_summary()}
+    costs_note = add_costs(architectures)
+    return {
+        "architectures": architectures,
+        "costs_note": costs_note,
+        "default_model": default_model_summary(),
+    }
+
+
+def add_costs(architectures: list[dict], image_size: int = 48) -> str | None:
+    """Each architecture's multiply-accumulates per image and parameters (7 classes), built
+    and run once on a blank image; None where that fails. Without PyTorch nothing can be
+    built: the figures are None and the returned note says why."""
+    try:
+        from fercli.model_cost import count_macs, count_parameters
+    except ImportError:
+        for row in architectures:
+            row.update(macs=None, parameters=None)
+        return NO_TORCH
+    for row in architectures:
+        try:
+            model = registry.create("model", row["name"], num_classes=7)
+            row.update(macs=count_macs(model, image_size), parameters=count_parameters(model))
+        except Exception:  # a plugin's model may want another input: its costs stay unknown
+            row.update(macs=None, parameters=None)
+    return None
 
 
 def default_model_summary() -> dict | None:

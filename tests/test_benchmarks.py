@@ -101,3 +101,15 @@ def test_bench_train_compares_processes(synth_root, run_script):
     )  # fmt: skip
     assert names_its_cpu_first(out)
     assert "ratio torchrun / best single process" in out and "2 processes x 1 thread" in out
+
+
+def test_bench_distill_runs(synth_root, trained_run, tmp_path, run_script):
+    from fercli.onnx_export import export_onnx
+
+    teacher = export_onnx(trained_run[0] / "best.pt", tmp_path / "teacher.onnx").output
+    out = run_script(
+        "benchmarks/bench_distill.py", "--data", synth_root, "--teacher", teacher, "--steps", 1,
+        "--repeats", 1, "--batch-size", 16,
+    )  # fmt: skip
+    assert out.startswith("model name")
+    assert "cached targets" in out and "per-batch teacher" in out

@@ -3,6 +3,7 @@ in which importing torch, torchvision or onnxscript fails as it does where they 
 Predicting, cleaning and evaluating an .onnx model work; the commands that need PyTorch say
 so in one line."""
 
+import json
 import subprocess
 import sys
 
@@ -93,3 +94,13 @@ def test_pytorch_is_only_in_the_train_extra():
     for r in heavy:  # required with the extra, and only with it
         assert r.marker and r.marker.evaluate({"extra": "train"}), r
         assert not r.marker.evaluate({"extra": ""}), r
+
+
+def test_models_says_costs_need_pytorch():
+    proc = fercli_without_torch("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    listing = json.loads(proc.stdout)
+    assert "PyTorch is not installed" in listing["costs_note"]
+    assert all(row["macs"] is None for row in listing["architectures"])
+    table = fercli_without_torch("models")
+    assert table.returncode == 0 and "PyTorch is not installed" in table.stdout

@@ -21,8 +21,19 @@ def vgg_small(num_classes: int = 7):
     return VGGNet(num_classes, widths=(32, 64, 128, 256), dropout=0.3)
 
 
+def resnet_narrow(num_classes: int = 7):
+    from fercli.models import NarrowResNet
+
+    return NarrowResNet(num_classes, widths=(16, 32, 64, 128), blocks=(1, 1, 2, 1))
+
+
 @hookimpl
 def register_models(register):
     register("seed-cnn", seed_cnn, "The seed notebook's 3-conv CNN (32/64/128 filters, fc 512).")
     register("vgg", vgg, "VGG-style, batch norm, 8 convs (48-384 filters), global pooling.")
     register("vgg-small", vgg_small, "Narrow vgg (32-256 filters): about 2x cheaper.")
+    register(
+        "resnet-narrow",
+        resnet_narrow,
+        "CPU student: narrow ResNet, 5 basic blocks (16-128 filters), 1/28 of the vgg ensemble.",
+    )

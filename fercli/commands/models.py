@@ -20,10 +20,33 @@ def models_command(pattern, as_json):
     from rich.table import Table
 
     console = Console()
-    table = Table("model", "plugin", "description", title="Architectures (fercli train --model)")
+    table = Table(
+        "model",
+        "plugin",
+        "MACs/image",
+        "parameters",
+        "description",
+        title="Architectures (fercli train --model)",
+    )
+    for col in table.columns[2:4]:
+        col.justify = "right"
     for row in listing["architectures"]:
-        table.add_row(row["name"], row["plugin"], row["description"])
+        table.add_row(
+            row["name"],
+            row["plugin"],
+            _millions(row["macs"]),
+            _millions(row["parameters"]),
+            row["description"],
+        )
     console.print(table)
+    if listing["costs_note"]:
+        console.print(f"MACs and parameters: {listing['costs_note']}.", highlight=False)
+    else:
+        console.print(
+            "MACs: multiply-accumulates of convolutions and linear layers for one "
+            "48x48 image, 7 classes.",
+            highlight=False,
+        )
     default = listing["default_model"]
     if default is None:
         console.print("Default model: none bundled with this install.")
@@ -36,3 +59,7 @@ def models_command(pattern, as_json):
         f"Model card: {default['card']}",
         highlight=False,
     )
+
+
+def _millions(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f} M"

@@ -85,6 +85,26 @@ import click
     help="Stop after the epoch that passes this wall time; 0 is no limit.",
 )
 @click.option(
+    "--teacher",
+    type=click.Path(dir_okay=False),
+    help="Distil from this exported model (.onnx, the same classes): the loss mixes the "
+    "labels' with the KL to its softened probabilities.",
+)
+@click.option(
+    "--distill-weight",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Weight of the teacher's term (the labels' gets 1 minus it).",
+)
+@click.option(
+    "--distill-temperature",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Softens the teacher's and the student's probabilities in the KL term.",
+)
+@click.option(
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>-<model>)."
 )
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")

@@ -7,6 +7,7 @@ optim      optimizer, schedule, augmenters
 epoch      one training epoch
 run_files  checkpoint state for --resume, history, metrics, the final report
 distributed  several processes under torchrun (DDP)
+teacher    distillation: the teacher's cached targets and the tempered KL
 loop       train(): a run from start or resume to its report
 
 Images are decoded once (fercli.dataset's cached uint8 array), kept as one uint8 tensor and

@@ -33,6 +33,9 @@ class TrainConfig:
     image_size: int = 48
     out: str | None = None
     max_minutes: float = 0.0  # stop after the epoch that passes this wall time; 0: no limit
+    teacher: str | None = None  # an exported .onnx model to distil from
+    distill_weight: float = 0.5  # the loss: (1 - w) x labels' + w x KL to the teacher's
+    distill_temperature: float = 4.0  # softens both sides' probabilities in the KL term
     augment_options: dict = field(default_factory=dict)
 
     @classmethod

@@ -12,6 +12,7 @@ from fercli.progress import bar
 from . import distributed
 from .config import NORMALIZATION, TrainConfig
 from .data import Data, epoch_indices, epoch_pool
+from .teacher import distillation_loss
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Parts:
     x_train: torch.Tensor  # the training images and labels on `device`
     y_train: torch.Tensor
     world: distributed.World = distributed.SINGLE  # this process's place in a torchrun job
+    teacher: torch.Tensor | None = None  # (N, C) teacher log-probabilities of x_train
 
 
 def make_augment_generator(generator: torch.Generator, device, seed: int) -> torch.Generator:
@@ -64,6 +66,18 @@ def reseed(parts: Parts, seed: int, epoch: int) -> None:
     torch.manual_seed(seed)
     parts.generator = torch.Generator().manual_seed(seed)
     parts.augment_generator = make_augment_generator(parts.generator, parts.device, seed)
+
+
+def mix_distillation(label_loss, logits, teacher, mix, config: TrainConfig):
+    """(1 - w) x the labels' loss + w x the KL to the teacher's softened probabilities. With
+    mixup, the KL terms of both images weighted as their labels' (the same gradient as a KL
+    to the mixed softened probabilities)."""
+    t, w = config.distill_temperature, config.distill_weight
+    kd = distillation_loss(logits, teacher, t)
+    if mix:
+        perm, lam = mix
+        kd = lam * kd + (1 - lam) * distillation_loss(logits, teacher[perm], t)
+    return (1 - w) * label_loss + w * kd
 
 
 def train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> dict:
@@ -118,6 +132,8 @@ def train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> di
                 loss = lam * loss + (1 - lam) * F.cross_entropy(
                     logits, yb[perm], weight=weights, label_smoothing=config.label_smoothing
                 )
+            if parts.teacher is not None:
+                loss = mix_distillation(loss, logits, parts.teacher[idx], mix, config)
             n = len(idx)
             # DDP averages the processes' gradients; weighting each by its share of the global
             # batch makes that the gradient of the global batch's mean loss.

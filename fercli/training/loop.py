@@ -30,6 +30,7 @@ from .run_files import (
     set_rng_state,
     write_logs,
 )
+from .teacher import check_options, same_teacher, teacher_targets
 
 
 def train(config: TrainConfig | None, resume: str | None = None) -> dict | None:
@@ -57,6 +58,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     elif world.distributed:
         torch.set_num_threads(distributed.threads_per_process(world))
     registry.get("model", config.model)  # unknown names fail before any data is read
+    check_options(config)
     augmenters = build_augmenters(config)
     if config.balance not in ("none", "oversample", "weights"):
         raise FercliError(
@@ -71,6 +73,13 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     generator = torch.Generator().manual_seed(config.seed)
     with distributed.main_first(world):
         data = load_data(config)
+        teacher, teacher_record = None, None
+        if config.teacher:  # rank 0 runs the teacher, the others read its cache
+            teacher, teacher_record = teacher_targets(
+                config.teacher, data.classes, data.x_train, torch.get_num_threads()
+            )
+    if state:
+        teacher_record = same_teacher(state, teacher_record, config, out)
     if device.type == "cuda":  # a few convolution algorithms are tried per shape, the fastest kept
         torch.backends.cudnn.benchmark = True
     augment_generator = make_augment_generator(generator, device, config.seed)
@@ -118,6 +127,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         "classes": list(data.classes),
         "image_size": config.image_size,
         "input_size": config.image_size,
+        "teacher": teacher_record,
         "normalization": dict(NORMALIZATION),
         "config": plain(asdict(config)),
         "data": {
@@ -134,6 +144,12 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         f"{len(data.y_val)} for validation), device {device}"
         + (f", autocast {autocast}" if dtype else "")
         + (f", {world.size} processes" if world.distributed else "")
+        + (
+            f", distilling from {Path(config.teacher).name} (weight {config.distill_weight}, "
+            f"temperature {config.distill_temperature})"
+            if teacher is not None
+            else ""
+        )
     )
     parts = Parts(
         model,
@@ -149,6 +165,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         data.x_train.to(device),
         data.y_train.to(device),
         world,
+        teacher.to(device) if teacher is not None else None,
     )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs

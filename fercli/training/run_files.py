@@ -90,6 +90,7 @@ def write_logs(out: Path, history, best, meta, elapsed) -> None:
         "classes": meta["classes"],
         "data": meta["data"],
         "config": meta["config"],
+        "teacher": meta.get("teacher"),
         "last": history[-1],
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
