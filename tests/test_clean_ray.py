@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from test_predict_ray import ray_cluster  # noqa: F401 (a fixture)
 
 
@@ -57,3 +58,13 @@ def test_regroup_cuts_batches_into_the_chunks():
     parts = list(_regroup(iter(batches), [5, 5, 1]))
     assert [list(p["index"]) for p in parts] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10]]
     assert list(parts[1]["x"]) == [10, 12, 14, 16, 18]
+
+
+def test_unreachable_cluster_is_one_line(synth_root, run_cli, monkeypatch):
+    pytest.importorskip("ray.data", reason="Ray Data not installed (fercli[ray])")
+    import ray
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as a fresh process would be
+    result = run_cli("clean", synth_root, "--engine", "ray", "--ray-address", "127.0.0.1:1")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Error: cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
