@@ -1,16 +1,18 @@
 """The `fercli clean` engine: scan ROOT, decode every image once, run the filters, summarize.
 
 Every image file of every split (ROOT/<split>/<class>/...) is decoded once, in parallel on
-all cores; each worker produces the 48x48 array fercli trains on (fercli.images), a digest
-of the stored pixels and the perceptual hashes the filters ask for (fercli.hashing). The
-filters (built-in and plugins', fercli.registry) see the images batch by batch. Nothing
-here touches a file: quarantine and cleaned copies are fercli.quarantine's job.
+all cores (or by a Ray cluster's actors with engine "ray", fercli.ray_engine); each worker
+produces the 48x48 array fercli trains on (fercli.images), a digest of the stored pixels and
+the perceptual hashes the filters ask for (fercli.hashing). The filters (built-in and
+plugins', fercli.registry) see the images batch by batch, here. Nothing here touches a
+file: quarantine and cleaned copies are fercli.quarantine's job.
 """
 
 import hashlib
 import inspect
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +37,9 @@ class CleanSettings:
     blank_std: float | None = None  # None: the blank filter's default
     drop_conflicts: bool = False
     workers: int | None = None
+    engine: str = "local"  # local, or ray (fercli.ray_engine): where files are decoded
+    ray_address: str | None = None  # None: a new local Ray cluster
+    actors: int | None = None  # Ray actors; None: one per CPU of the cluster
 
     def filter_options(self) -> dict:
         options = {
@@ -174,28 +179,29 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     start = time.perf_counter()
     settings = settings or CleanSettings()
     root = Path(root)
+    if settings.engine not in ("local", "ray"):
+        raise FercliError(f"unknown engine {settings.engine!r}: choose local or ray.")
+    if settings.engine == "ray":
+        from fercli import ray_engine
+
+        ray_engine.import_ray()  # a missing extra is said before any work
     filters = make_filters(settings.filters, settings.filter_options())
     classes, splits, paths, file_splits, labels = scan(root)
     specs = sorted({f.hash_spec for _, f in filters if getattr(f, "hash_spec", None)})
-    preload([kind for kind, _ in specs])
     flags: list[Flag] = []
     base = str(root) + os.sep
     full = [base + p for p in paths]
-    chunks = map_chunks(decode_chunk, full, specs, workers=settings.workers, label="Scanning")
-    for first, (images, errors, digests, hashes) in chunks:
-        part = slice(first, first + len(images))
-        batch = ImageBatch(
-            paths=paths[part],
-            splits=file_splits[part],
-            labels=labels[part],
-            images=images,
-            errors=errors,
-            hashes=hashes,
-            digests=digests,
-        )
-        for name, flt in filters:
-            for i, reason in _call(name, flt.check, batch):
-                flags.append(Flag(batch.paths[i], name, str(reason)))
+    with ExitStack() as stack:
+        if settings.engine == "ray":
+            stack.enter_context(ray_engine.cluster(settings.ray_address))
+            chunks = _scan_on_ray(full, specs, settings.actors)
+        else:
+            preload([kind for kind, _ in specs])
+            chunks = map_chunks(
+                decode_chunk, full, specs, workers=settings.workers, label="Scanning"
+            )
+        for first, decoded in chunks:
+            flags += _check_chunk(filters, first, decoded, paths, file_splits, labels)
     groups = []
     for name, flt in filters:
         flags += [replace(f, filter=name) for f in _call(name, flt.finish)]
@@ -214,6 +220,39 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
         settings=used,
         seconds=time.perf_counter() - start,
     )
+
+
+def _scan_on_ray(full: list[str], specs, actors: int | None):
+    """What map_chunks yields for decode_chunk, computed by Ray actors (fercli.ray_engine),
+    with the same progress bar."""
+    from fercli import ray_engine
+    from fercli.dataset import CHUNK
+    from fercli.progress import bar
+
+    with bar(len(full), "Scanning") as progress:
+        for first, decoded in ray_engine.clean_chunks(full, specs, chunk=CHUNK, actors=actors):
+            progress.advance(len(decoded[0]))
+            yield first, decoded
+
+
+def _check_chunk(filters, first, decoded, paths, file_splits, labels) -> list[Flag]:
+    """The filters' flags for one chunk of decode_chunk's results, from file `first` on."""
+    images, errors, digests, hashes = decoded
+    part = slice(first, first + len(images))
+    batch = ImageBatch(
+        paths=paths[part],
+        splits=file_splits[part],
+        labels=labels[part],
+        images=images,
+        errors=errors,
+        hashes=hashes,
+        digests=digests,
+    )
+    flags = []
+    for name, flt in filters:
+        for i, reason in _call(name, flt.check, batch):
+            flags.append(Flag(batch.paths[i], name, str(reason)))
+    return flags
 
 
 def _call(name, method, *args) -> list:

@@ -128,7 +128,10 @@ def _cache_key(root: Path, split, samples, classes, size) -> str:
     return h.hexdigest()[:32]
 
 
-def map_chunks(func, items: list, *args, workers: int | None = None, label="Decoding", chunk=512):
+CHUNK = 512  # items per map_chunks call
+
+
+def map_chunks(func, items: list, *args, workers: int | None = None, label="Decoding", chunk=CHUNK):
     """Run `func(items[i : i + chunk], *args)` for every chunk, on every core, and yield
     `(i, result)` in order with a progress bar. Only a few chunks are in flight at a time,
     so memory stays flat however many items there are."""

@@ -1,11 +1,15 @@
-"""predict-dir on Ray Data (`fercli predict-dir DIR --engine ray`).
+"""predict-dir and clean on Ray Data (`fercli predict-dir DIR --engine ray`, `fercli clean
+ROOT --engine ray`): `map_files` runs a pool of actors over the files, `cluster` joins or
+starts the cluster, for both commands.
 
 The image paths become a Ray dataset; `map_batches` runs a pool of actors, each holding one
 onnxruntime session made from the model's bytes (sent from the driver, so the workers need no
 copy of the .onnx file), decoding and predicting a batch of files per call. A file that cannot
 be read becomes a row with its reason, as with the local engine: an exception inside a map
 step would abort the whole job. The driver gets the results in order and writes the one output
-file itself, row for row what the local engine writes.
+file itself, row for row what the local engine writes. For clean, each actor does what a local
+decoding process does (fercli.cleaning.decode_chunk: 48x48 arrays, digests, hashes); the
+driver gets them back in path order and runs the filters and the duplicate search itself.
 
 The images are read where the actors run: on a cluster of several machines they must be at
 the same path on every node (a shared filesystem).
@@ -144,7 +148,45 @@ def predict_chunks(
     local engine yields them; `chunks` are the files' output paths, cut as the output is.
     Runs on the cluster joined with `cluster()`."""
     ray = import_ray()
+    batches = map_files(
+        files,
+        Predictor,
+        dict(
+            model=ray.put(_read_bytes(model_path)),  # once into the object store
+            provider=provider,
+            threads=threads_per_actor,
+            batch_size=batch_size,
+            tta=tta,
+        ),
+        batch_size=batch_size,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
+    )
+    for part in _regroup(batches, [len(c) for c in chunks]):
+        failed = part["failed"]
+        errors = {i: str(part["error"][i]) for i in range(len(failed)) if failed[i]}
+        yield np.asarray(part["probs"], np.float32).reshape(-1, num_classes), errors
+
+
+def map_files(
+    files: list[str],
+    actor_class,
+    constructor_kwargs: dict,
+    *,
+    batch_size: int,
+    actors: int | None,
+    threads_per_actor: int = 1,
+):
+    """The batches (dicts of numpy columns, "index" among them) that a pool of `actor_class`
+    actors returns for `files`, in the files' order: the Ray Data part of every command run
+    with --engine ray. `actor_class(**constructor_kwargs)` is made once per actor and called
+    with {"index", "path"} batches; a file it cannot read must become a row, not an exception
+    (one would abort the whole job). Runs on the cluster joined with `cluster()`."""
+    ray = import_ray()
     from ray.data import ActorPoolStrategy, DataContext
+
+    if not files:
+        return
 
     context = DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in the files' order
@@ -155,13 +197,7 @@ def predict_chunks(
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_actor)
     dataset = ray.data.from_items([{"index": i, "path": f} for i, f in enumerate(files)])
     options = dict(
-        fn_constructor_kwargs=dict(
-            model=ray.put(_read_bytes(model_path)),  # once into the object store
-            provider=provider,
-            threads=threads_per_actor,
-            batch_size=batch_size,
-            tta=tta,
-        ),
+        fn_constructor_kwargs=constructor_kwargs,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
@@ -173,8 +209,74 @@ def predict_chunks(
         options["ray_remote_args_fn"] = _no_restarts
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`ray_remote_args_fn` is deprecated")
-        predicted = dataset.map_batches(Predictor, **options)
-    return _regroup(predicted.iter_batches(batch_format="numpy"), chunks, num_classes)
+        mapped = dataset.map_batches(actor_class, **options)
+    expected = 0
+    for batch in mapped.iter_batches(batch_format="numpy"):
+        index = np.asarray(batch["index"])
+        if len(index) and (index[0] != expected or np.any(np.diff(index) != 1)):
+            raise RuntimeError("Ray Data returned the rows out of order")
+        expected += len(index)
+        yield batch
+    if expected != len(files):
+        raise RuntimeError(f"Ray Data returned {expected} rows of {len(files)}")
+
+
+class Cleaner:
+    """A Ray Data actor for `fercli clean --engine ray`: fercli.cleaning.decode_chunk on a
+    batch of files per call (48x48 arrays, pixel digests, perceptual hashes, errors)."""
+
+    def __init__(self, hash_specs: list[tuple[str, int]]):
+        from fercli.dataset import _one_thread
+        from fercli.hashing import preload
+
+        _one_thread()  # one CPU per actor, as one local decoding process
+        preload([kind for kind, _ in hash_specs])
+        self.hash_specs = [tuple(spec) for spec in hash_specs]
+
+    def __call__(self, batch: dict) -> dict:
+        from fercli.cleaning import decode_chunk
+
+        paths = [str(p) for p in batch["path"]]
+        images, errors, digests, hashes = decode_chunk(paths, self.hash_specs)
+        failed = np.array([e is not None for e in errors])
+        digest_bytes = np.zeros((len(paths), DIGEST_SIZE), np.uint8)
+        for i, digest in enumerate(digests):
+            if digest is not None:
+                digest_bytes[i] = np.frombuffer(digest, np.uint8)
+        columns = {
+            "index": batch["index"],
+            "images": images,
+            "error": np.array([e or "" for e in errors], dtype=object),
+            "failed": failed,
+            "digest": digest_bytes,
+        }
+        for number, spec in enumerate(self.hash_specs):
+            columns[f"hash{number}"] = hashes[spec]
+        return columns
+
+
+DIGEST_SIZE = 16  # fercli.cleaning.decode_chunk's blake2b digests
+
+
+def clean_chunks(files: list[str], hash_specs: list[tuple[str, int]], *, chunk: int,
+                 actors: int | None):  # fmt: skip
+    """(first index, decode_chunk's result) for every `chunk` files, in order, as
+    fercli.dataset.map_chunks yields them for decode_chunk locally."""
+    batches = map_files(
+        files, Cleaner, dict(hash_specs=hash_specs), batch_size=chunk, actors=actors
+    )
+    sizes = [min(chunk, len(files) - s) for s in range(0, len(files), chunk)]
+    first = 0
+    for part in _regroup(batches, sizes):
+        failed = part["failed"]
+        errors = [str(e) if bad else None for e, bad in zip(part["error"], failed)]
+        digests = [None if bad else bytes(d) for d, bad in zip(part["digest"], failed)]
+        hashes = {
+            spec: np.asarray(part[f"hash{number}"], bool) for number, spec in enumerate(hash_specs)
+        }
+        images = np.asarray(part["images"], np.uint8)
+        yield first, (images, errors, digests, hashes)
+        first += len(images)
 
 
 def _no_restarts() -> dict:
@@ -188,26 +290,21 @@ def _read_bytes(path) -> bytes:
         return f.read()
 
 
-def _regroup(batches, chunks, num_classes: int):
-    """The actors' batches cut again as the output's chunks."""
-    probs = np.zeros((0, num_classes), np.float32)
-    failed = np.zeros(0, bool)
-    errors: list[str] = []
-    expected = 0
-    pending = iter(chunks)
-    chunk = next(pending, None)
-    for batch in batches:
-        index = np.asarray(batch["index"])
-        if len(index) and (index[0] != expected or np.any(np.diff(index) != 1)):
-            raise RuntimeError("Ray Data returned the rows out of order")
-        expected += len(index)
-        probs = np.concatenate([probs, np.asarray(batch["probs"], np.float32)])
-        failed = np.concatenate([failed, np.asarray(batch["failed"], bool)])
-        errors += [str(e) for e in batch["error"]]
-        while chunk is not None and len(probs) >= len(chunk):
-            n = len(chunk)
-            yield probs[:n], {i: errors[i] for i in range(n) if failed[i]}
-            probs, failed, errors = probs[n:], failed[n:], errors[n:]
-            chunk = next(pending, None)
-    if chunk is not None:
-        raise RuntimeError(f"Ray Data returned {expected} rows of {sum(map(len, chunks))}")
+def _regroup(batches, sizes: list[int]):
+    """The actors' batches (dicts of columns) cut again into parts of `sizes` rows."""
+    pending: dict[str, list] = {}
+    held = 0
+    for size in sizes:
+        while held < size:
+            batch = next(batches, None)
+            if batch is None:
+                raise RuntimeError(f"Ray Data returned fewer rows than {sum(sizes)}")
+            for key, column in batch.items():
+                pending.setdefault(key, []).append(np.asarray(column))
+            held += len(batch["index"])
+        joined = {key: np.concatenate(parts) for key, parts in pending.items()}
+        yield {key: column[:size] for key, column in joined.items()}
+        pending = {key: [column[size:]] for key, column in joined.items()}
+        held -= size
+    if held or next(batches, None) is not None:  # also runs map_files' count check
+        raise RuntimeError(f"Ray Data returned more rows than {sum(sizes)}")

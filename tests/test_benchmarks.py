@@ -51,6 +51,16 @@ def test_bench_clean_runs(synth_root, run_script):
     assert names_its_cpu_first(out)
 
 
+def test_bench_ray_runs(synth_root, run_script):
+    pytest.importorskip("ray.data", reason="Ray Data not installed (fercli[ray])")
+    out = run_script(
+        "benchmarks/bench_ray.py", "--data", synth_root, "--files", 64, "--fake", 1024,
+        "--search", 2000,
+    )  # fmt: skip
+    assert "(d) Cleaner through Ray" in out and "near_graph on 2,000 hashes" in out
+    assert names_its_cpu_first(out)
+
+
 def test_bench_int8_weights_runs(trained_run, synth_root, run_script, tmp_path):
     from fercli.export import export_onnx
 

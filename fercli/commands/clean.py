@@ -79,6 +79,24 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without 
     help="Flag every copy of a duplicate group whose labels disagree (default: keep one).",
 )
 @click.option("--workers", type=click.IntRange(1), help="Decoding processes [default: all cores].")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where images are decoded and hashed: here, or on a Ray cluster with Ray Data "
+    "(fercli[ray]); the duplicate search runs here either way, and the report is the same.",
+)
+@click.option(
+    "--ray-address",
+    help="Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto) [default: start a local one]. "
+    "ROOT must be at the same path on every node.",
+)
+@click.option(
+    "--actors",
+    type=click.IntRange(1),
+    help="Ray actors decoding, one CPU each [default: the cluster's CPUs].",
+)
 def clean_command(
     data_dir,
     apply,
@@ -95,6 +113,9 @@ def clean_command(
     blank_std,
     drop_conflicts,
     workers,
+    engine,
+    ray_address,
+    actors,
 ):
     """Find corrupt, blank and duplicate images in ROOT (all splits), leaks between splits
     and label conflicts; report them, and with --apply move them to a quarantine that
@@ -128,6 +149,9 @@ def clean_command(
         blank_std=blank_std,
         drop_conflicts=drop_conflicts,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
+        actors=actors,
     )
     summary = clean_dataset(
         data_dir,
