@@ -161,6 +161,7 @@ def predict_chunks(
         batch_size=batch_size,
         actors=actors,
         threads_per_actor=threads_per_actor,
+        gpus_per_actor=1 if provider == "cuda" else 0,  # a CUDA session wants its GPU
     )
     for part in _regroup(batches, [len(c) for c in chunks]):
         failed = part["failed"]
@@ -176,6 +177,7 @@ def map_files(
     batch_size: int,
     actors: int | None,
     threads_per_actor: int = 1,
+    gpus_per_actor: float = 0,
 ):
     """The batches (dicts of numpy columns, "index" among them) that a pool of `actor_class`
     actors returns for `files`, in the files' order: the Ray Data part of every command run
@@ -193,15 +195,19 @@ def map_files(
     context.enable_progress_bars = False  # fercli's own bar counts the rows
     if not settings["verbose"]:  # Ray Data's plan and timing lines, with -v only
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if actors is None:  # as many as the cluster's CPUs hold
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads_per_actor)
+    if actors is None:  # as many as the cluster's CPUs (and GPUs, for CUDA actors) hold
+        resources = ray.cluster_resources()
+        actors = max(1, int(resources.get("CPU", 1)) // threads_per_actor)
+        if gpus_per_actor:
+            actors = max(1, min(actors, int(resources.get("GPU", 0) // gpus_per_actor)))
     dataset = ray.data.from_items([{"index": i, "path": f} for i, f in enumerate(files)])
     options = dict(
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
-        num_cpus=threads_per_actor,
+        num_cpus=threads_per_actor,  # Ray's resources by name: CPUs, and GPUs for CUDA
+        **({"num_gpus": gpus_per_actor} if gpus_per_actor else {}),
     )
     # Actors that may restart make Ray log an error line on every run (their arguments live
     # in the object store); Ray 2.60 deprecates the only way to say no, due to go in 2.64.

@@ -114,7 +114,7 @@ def test_bench_train_compares_processes(synth_root, run_script):
 
 
 def test_bench_distill_runs(synth_root, trained_run, tmp_path, run_script):
-    from fercli.onnx_export import export_onnx
+    from fercli.export import export_onnx
 
     teacher = export_onnx(trained_run[0] / "best.pt", tmp_path / "teacher.onnx").output
     out = run_script(

@@ -60,10 +60,12 @@ def test_ece_by_hand():
 
 
 def with_temperature(tmp_path, temperature) -> str:
-    """The bundled model with `temperature` in its metadata."""
+    """The bundled model with `temperature` in its metadata (None: without the key)."""
     proto = onnx.load(str(default_model_path()))
     props = {p.key: p.value for p in proto.metadata_props}
-    props["temperature"] = json.dumps(temperature)
+    props.pop("temperature", None)
+    if temperature is not None:
+        props["temperature"] = json.dumps(temperature)
     del proto.metadata_props[:]
     for key, value in props.items():
         entry = proto.metadata_props.add()
@@ -76,7 +78,7 @@ def with_temperature(tmp_path, temperature) -> str:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("calibrated")
-    return {t: with_temperature(tmp, t) for t in (1.0, 2.0)}
+    return {t: with_temperature(tmp, t) for t in (1.0, 2.0, None)}
 
 
 def faces(n=12, seed=0):
@@ -86,7 +88,7 @@ def faces(n=12, seed=0):
 def test_onnx_model_divides_the_logits_by_its_temperature(models):
     plain, warm = OnnxModel(models[1.0], "cpu"), OnnxModel(models[2.0], "cpu")
     assert (plain.info.temperature, warm.info.temperature) == (1.0, 2.0)
-    assert OnnxModel(default_model_path(), "cpu").info.temperature == 1.0  # key absent
+    assert OnnxModel(models[None], "cpu").info.temperature == 1.0  # key absent
     images = faces()
     p1, p2 = plain.predict_proba(images), warm.predict_proba(images)
     # softmax(z / 2) = softmax(log softmax(z) / 2)

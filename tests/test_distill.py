@@ -27,7 +27,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def teacher(trained_run, tmp_path_factory):
     """A tiny teacher: the session's trained seed-cnn run, exported."""
-    from fercli.onnx_export import export_onnx
+    from fercli.export import export_onnx
 
     out = tmp_path_factory.mktemp("teacher") / "teacher.onnx"
     return export_onnx(trained_run[0] / "best.pt", out).output

@@ -656,7 +656,7 @@ def test_openvino_without_a_device_refuses_provider_openvino_in_one_line(
 @pytest.mark.skipif(not HAS_OPENVINO, reason=NO_OPENVINO)
 def test_openvino_predicts_what_onnxruntime_predicts_with_the_bundled_model(fer2013):
     """Two int8 engines agree on FER-2013 because export-onnx quantizes the input exactly
-    (onnx_export.input_on_pixel_grid): before, their rounding of it differed on 1.1%."""
+    (fercli.export.int8.input_on_pixel_grid): before, their rounding of it differed on 1.1%."""
     from fercli.dataset import load_split
 
     images = load_split(fer2013, "test").images[::3]

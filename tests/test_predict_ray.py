@@ -85,3 +85,36 @@ def test_without_ray_the_extra_is_named(mixed_folder, tmp_path, run_cli, monkeyp
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: --engine ray needs Ray Data, which is not installed here: "
                       "pip install 'fercli[ray]'."]  # fmt: skip
+
+
+@pytest.mark.parametrize("provider, gpus", [("cuda", 1), ("cpu", 0), ("auto", 0)])
+def test_ray_actors_ask_for_a_gpu_only_for_the_cuda_provider(provider, gpus, monkeypatch, tmp_path):
+    """Ray places an actor by the resources it names: a CUDA session's actor asks for a GPU."""
+    import fercli.ray_engine as ray_engine
+
+    seen = {}
+
+    def fake_map_files(files, actor_class, kwargs, **options):
+        import numpy as np
+
+        seen.update(options)
+        probs = np.full((1, 7), 1 / 7, np.float32)
+        yield {"index": np.array([0]), "probs": probs, "failed": np.array([False]),
+               "error": np.array([""])}  # fmt: skip
+
+    class FakeRay:
+        @staticmethod
+        def put(value):
+            return value
+
+    monkeypatch.setattr(ray_engine, "import_ray", lambda: FakeRay)
+    monkeypatch.setattr(ray_engine, "map_files", fake_map_files)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model bytes")
+    chunks = ray_engine.predict_chunks(
+        [["a.jpg"]], ["a.jpg"], model, 7, provider=provider, batch_size=4, tta=False,
+        actors=None, threads_per_actor=1,
+    )  # fmt: skip
+    ((probs, errors),) = list(chunks)  # the one file's row, as the actors returned it
+    assert probs.shape == (1, 7) and errors == {}
+    assert seen["gpus_per_actor"] == gpus
