@@ -89,6 +89,23 @@ def choose(scores: dict, quant, sizes: dict) -> tuple[str, str]:
     return "fp32", facts + ": fp32 ships, as int8 does not qualify"
 
 
+def bundle_args(doc: str):
+    """--data and --dest, as the scripts that remake the bundle in place take them, and the
+    bundle's card: (args, card)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the dataset root")
+    parser.add_argument("--dest", type=Path, default=DEST, help="the bundle's folder")
+    args = parser.parse_args()
+    settings["quiet"] = True
+    return args, json.loads((args.dest / "model_card.json").read_text())
+
+
+def write_card(dest: Path, card: dict) -> None:
+    """model_card.json and its rendering, MODEL_CARD.md."""
+    atomic_write_text(dest / "model_card.json", json.dumps(card, indent=2) + "\n")
+    atomic_write_text(dest / "MODEL_CARD.md", render(card))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (several: an ensemble)")
@@ -160,8 +177,7 @@ def main() -> None:
             f"{max(p.pair_max for p in products)} <= 32767",
         }
     card["metrics"]["validation_accuracy"] = validation_accuracy(fp32.output, ckpts[0], args.data)
-    atomic_write_text(dest / "model_card.json", json.dumps(card, indent=2) + "\n")
-    atomic_write_text(dest / "MODEL_CARD.md", render(card))
+    write_card(dest, card)
     print(json.dumps(card["metrics"], indent=2))
     print(f"shipped {shipped}: {reason}")
 

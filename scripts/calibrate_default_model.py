@@ -10,7 +10,6 @@ member was validated on), exactly as `fercli export-onnx` does for a checkpoint
     .venv/bin/python scripts/calibrate_default_model.py --data ../shared/fer2013
 """
 
-import argparse
 import json
 import sys
 from dataclasses import replace
@@ -19,27 +18,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
 
-from bundle_default_model import DEST, render  # noqa: E402  (scripts/bundle_default_model.py)
+from bundle_default_model import bundle_args, write_card  # noqa: E402  (scripts/bundle_default_model.py)
 
 from fercli.calibration import reliability  # noqa: E402
 from fercli.dataset import load_split  # noqa: E402
 from fercli.export.metadata import set_metadata  # noqa: E402
 from fercli.export.temperature import calibrate  # noqa: E402
 from fercli.onnx_model import OnnxModel, preprocess, softmax  # noqa: E402
-from fercli.progress import settings  # noqa: E402
-from fercli.util import atomic_path, atomic_write_text, cpu_name  # noqa: E402
+from fercli.util import atomic_path, cpu_name  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="the dataset root")
-    parser.add_argument("--dest", type=Path, default=DEST, help="the bundle's folder")
-    args = parser.parse_args()
+    args, card = bundle_args(__doc__)
     import onnx
 
-    settings["quiet"] = True
     model_file = args.dest / "fercli-default.onnx"
-    card = json.loads((args.dest / "model_card.json").read_text())
     model = OnnxModel(model_file, "cpu")
     found = calibrate(model, {"config": card["training"]["config"]}, args.data)
     if found is None:
@@ -72,8 +65,7 @@ def main() -> None:
         "command": f"scripts/calibrate_default_model.py --data {args.data}",
         "measured_on": cpu_name(),
     }
-    atomic_write_text(args.dest / "model_card.json", json.dumps(card, indent=2) + "\n")
-    atomic_write_text(args.dest / "MODEL_CARD.md", render(card))
+    write_card(args.dest, card)
     print(json.dumps(card["calibration"], indent=2))
 
 

@@ -10,7 +10,6 @@ metrics are kept in the new card, labelled with what they were.
     .venv/bin/python scripts/requantize_default_model.py --data ../shared/fer2013
 """
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -22,29 +21,23 @@ HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
 
 from bundle_default_model import (  # noqa: E402  (scripts/bundle_default_model.py)
-    DEST,
     MAX_BYTES,
-    render,
+    bundle_args,
     summary,
     validation_accuracy,
     with_test_metrics,
+    write_card,
 )
 
 from fercli.evaluation import evaluate  # noqa: E402
 from fercli.export import requantize_onnx  # noqa: E402
 from fercli.export.saturation import check_saturation  # noqa: E402
-from fercli.progress import settings  # noqa: E402
-from fercli.util import atomic_write_text, cpu_name  # noqa: E402
+from fercli.util import cpu_name  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="the dataset root")
-    parser.add_argument("--dest", type=Path, default=DEST, help="the bundle's folder")
-    args = parser.parse_args()
-    settings["quiet"] = True
+    args, card = bundle_args(__doc__)
     source_file = args.dest / "fercli-default.onnx"
-    card = json.loads((args.dest / "model_card.json").read_text())
     with tempfile.TemporaryDirectory(prefix="fercli-requantize-") as tmp:
         source = Path(tmp) / "previous.onnx"
         shutil.copyfile(source_file, source)
@@ -101,8 +94,7 @@ def main() -> None:
             "int8_speedup_model_only": round(quant.speed_int8 / quant.speed_fp32, 2),
         }
     )
-    atomic_write_text(args.dest / "model_card.json", json.dumps(card, indent=2) + "\n")
-    atomic_write_text(args.dest / "MODEL_CARD.md", render(card))
+    write_card(args.dest, card)
     print(json.dumps(card["metrics"], indent=2))
 
 
