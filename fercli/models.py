@@ -43,6 +43,20 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
     ]
 
 
+def _pooled_classifier(cin: int, num_classes: int, dropout: float) -> nn.Sequential:
+    """Global average pooling, dropout and one linear layer: the head of the conv nets here."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+    )
+
+
+def _init_convs(module: nn.Module) -> None:
+    """He initialisation for every convolution (ReLU follows each)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 class VGGNet(nn.Module):
     """VGG-style network with batch norm: stages of two 3x3 convolutions and 2x2 max pooling,
     global average pooling, dropout, one linear layer. Works for any input size >= 16."""
@@ -55,12 +69,8 @@ class VGGNet(nn.Module):
             layers += _conv_bn_relu(cin, width) + _conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
             cin = width
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
-        )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.classifier = _pooled_classifier(cin, num_classes, dropout)
+        _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -125,12 +135,8 @@ class NarrowResNet(nn.Module):
                 layers.append(BasicBlock(cin, width, 2 if stage and i == 0 else 1))
                 cin = width
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
-        )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        self.classifier = _pooled_classifier(cin, num_classes, dropout)
+        _init_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
