@@ -34,8 +34,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    with open("/proc/cpuinfo") as f:
-        print(next((line.strip() for line in f if line.startswith("model name")), "model name: ?"))
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
     threads = default_threads()
     torch.set_num_threads(threads)
     config = TrainConfig(data_dir=args.data, model=args.model, augment=args.augment)
