@@ -342,13 +342,14 @@ def predict_dir(
                         f.flush()
                     stage.save_extras(root, chunk, rows, decoded)
                     progress.advance(len(chunk))
-            for chunk, (probs, errors) in zip(chunks, [] if stage else predicted):
-                for row in make_rows(chunk, probs, errors, classes, topk):
-                    fmt.write(row)
-                    tally.add(row)
-                if resume:
-                    f.flush()  # every finished batch is safe on disk
-                progress.advance(len(chunk))
+            else:
+                for chunk, (probs, errors) in zip(chunks, predicted):
+                    for row in make_rows(chunk, probs, errors, classes, topk):
+                        fmt.write(row)
+                        tally.add(row)
+                    if resume:
+                        f.flush()  # every finished batch is safe on disk
+                    progress.advance(len(chunk))
         f.close()
 
     result = PredictResult(

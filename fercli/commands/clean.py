@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from fercli.commands.ray_options import ray_options
+
 HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without importing it
 
 
@@ -79,23 +81,11 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without 
     help="Flag every copy of a duplicate group whose labels disagree (default: keep one).",
 )
 @click.option("--workers", type=click.IntRange(1), help="Decoding processes [default: all cores].")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where images are decoded and hashed: here, or on a Ray cluster with Ray Data "
+@ray_options(
+    "Where images are decoded and hashed: here, or on a Ray cluster with Ray Data "
     "(fercli[ray]); the duplicate search runs here either way, and the report is the same.",
-)
-@click.option(
-    "--ray-address",
-    help="Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto) [default: start a local one]. "
-    "ROOT must be at the same path on every node.",
-)
-@click.option(
-    "--actors",
-    type=click.IntRange(1),
-    help="Ray actors decoding, one CPU each [default: the cluster's CPUs].",
+    "Ray actors decoding, one CPU each [default: the cluster's CPUs].",
+    " ROOT must be at the same path on every node.",
 )
 def clean_command(
     data_dir,

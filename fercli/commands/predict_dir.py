@@ -2,6 +2,8 @@
 
 import click
 
+from fercli.commands.ray_options import ray_options
+
 
 @click.command("predict-dir")
 @click.argument("directory", type=click.Path(file_okay=False))
@@ -83,22 +85,10 @@ import click
     type=click.Path(file_okay=False),
     help="Write each aligned 48x48 face found as DIR/<label>/<image>_<face>.png.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Where images are decoded and predicted: here, or on a Ray cluster with Ray Data "
+@ray_options(
+    "Where images are decoded and predicted: here, or on a Ray cluster with Ray Data "
     "(fercli[ray]); the output is the same.",
-)
-@click.option(
-    "--ray-address",
-    help="Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto) [default: start a local one].",
-)
-@click.option(
-    "--actors",
-    type=click.IntRange(1),
-    help="Ray actors, one onnxruntime session each [default: the cluster's CPUs / threads].",
+    "Ray actors, one onnxruntime session each [default: the cluster's CPUs / threads].",
 )
 @click.option(
     "--threads-per-actor",

@@ -119,8 +119,8 @@ def export_onnx(
                 f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
             )
             set_metadata(proto, replace(info, temperature=temperature))
-            fp32_path.write_bytes(proto.SerializeToString())
-            fp32 = check_file(fp32_path)
+            fp32_path.write_bytes(proto.SerializeToString())  # only its metadata changed
+            fp32.info = replace(fp32.info, temperature=temperature)
         report = ExportReport(output, precision, opset, fp32_path.stat().st_size, parity)
         report.calibration = calibration
 
@@ -135,28 +135,50 @@ def export_onnx(
                 tmp.write_bytes(half.SerializeToString())
                 report.fp16 = check_fp16(model, check_file(tmp), images, source, min_agreement)
             else:
-                int8_path = Path(tmpdir) / "int8.onnx"
-                calibration = sample_images(
-                    root, "train", info.classes, info.image_size, calibration_images, seed=1
-                )
-                if not len(calibration):
-                    raise FercliError(f"no readable training images in {root}/train to calibrate.")
-                say(
-                    f"Quantizing to int8 (static QDQ, calibrated on {len(calibration)} "
-                    "training images)"
-                )
-                quantize_int8(fp32_path, int8_path, preprocess(calibration, info), info)
-                quantized = _load_proto(int8_path)
                 int8_info = model_info(ckpts, checkpoints, "int8", opset)
-                set_metadata(quantized, replace(int8_info, temperature=temperature))
-                tmp.write_bytes(quantized.SerializeToString())
-                report_saturation(quantized)
-                report.quant = check_int8(
-                    fp32, check_file(tmp), root, len(calibration), min_agreement
+                report.quant = write_int8(
+                    fp32_path,
+                    fp32,
+                    tmp,
+                    replace(int8_info, temperature=temperature),
+                    root,
+                    calibration_images,
+                    min_agreement,
                 )
             report.size = tmp.stat().st_size
     say(f"Wrote {output} ({report.size / 1e6:.1f} MB, {precision})")
     return report
+
+
+def write_int8(
+    fp32_path: Path,
+    fp32,
+    target: Path,
+    int8_info,
+    root: Path,
+    calibration_images: int,
+    min_agreement: float,
+) -> QuantReport:
+    """Quantize the checked fp32 graph at fp32_path (calibrated on training images of root),
+    prove it cannot saturate, write it to target with int8_info as its metadata and check it
+    against fp32 on the test split: the int8 step of export_onnx and requantize_onnx."""
+    info = fp32.info
+    calibration = sample_images(
+        root, "train", info.classes, info.image_size, calibration_images, seed=1
+    )
+    if not len(calibration):
+        raise FercliError(f"no readable training images in {root}/train to calibrate.")
+    say(
+        f"Quantizing to int8 (static QDQ, 7-bit weights, calibrated on {len(calibration)} "
+        "training images)"
+    )
+    int8_path = fp32_path.with_name("int8.onnx")
+    quantize_int8(fp32_path, int8_path, preprocess(calibration, info), info)
+    quantized = _load_proto(int8_path)
+    set_metadata(quantized, int8_info)
+    report_saturation(quantized)
+    target.write_bytes(quantized.SerializeToString())
+    return check_int8(fp32, check_file(target), root, len(calibration), min_agreement)
 
 
 def _load_proto(path: Path):
@@ -215,20 +237,12 @@ def requantize_onnx(
         fp32 = check_file(fp32_path)
         if fp32_output:
             shutil.copyfile(fp32_path, fp32_output)
-        calibration = sample_images(
-            root, "train", info.classes, info.image_size, calibration_images, seed=1
-        )
-        if not len(calibration):
-            raise FercliError(f"no readable training images in {root}/train to calibrate.")
-        int8_path = Path(tmpdir) / "int8.onnx"
-        quantize_int8(fp32_path, int8_path, preprocess(calibration, info), info)
-        quantized = _load_proto(int8_path)
         extra = {**info.extra, "requantized_from": f"{source.name} ({info.precision})"}
-        set_metadata(quantized, replace(info, precision="int8", extra=extra))
-        report_saturation(quantized)
+        int8_info = replace(info, precision="int8", extra=extra)
         with atomic_path(output) as tmp:
-            tmp.write_bytes(quantized.SerializeToString())
-            quant = check_int8(fp32, check_file(tmp), root, len(calibration), min_agreement)
+            quant = write_int8(
+                fp32_path, fp32, tmp, int8_info, root, calibration_images, min_agreement
+            )
             size = tmp.stat().st_size
     say(f"Wrote {output} ({size / 1e6:.1f} MB, int8)")
     return ExportReport(output, "int8", _opset(proto), size, None, quant=quant)
