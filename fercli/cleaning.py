@@ -184,6 +184,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     if settings.engine == "ray":
         from fercli import ray_engine
 
+        ray_engine.refuse_local_sizes("set --actors", workers=settings.workers)
         ray_engine.import_ray()  # a missing extra is said before any work
     filters = make_filters(settings.filters, settings.filter_options())
     classes, splits, paths, file_splits, labels = scan(root)

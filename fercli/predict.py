@@ -249,18 +249,21 @@ def predict_dir(
         raise FercliError("--batch-size must be at least 1.")
     if output.is_dir():
         raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 0:
-        raise FercliError("--workers must be 0 (decode in this process) or more.")
     if engine not in ("local", "ray"):
         raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
     if engine == "ray":
         from fercli import ray_engine
 
+        ray_engine.refuse_local_sizes(
+            "set --actors and --threads-per-actor", workers=workers, threads=threads
+        )
         ray_engine.import_ray()  # a missing extra is said before any work
         workers = 0  # the actors decode
     else:
         ray_engine = None
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers < 0:
+        raise FercliError("--workers must be 0 (decode in this process) or more.")
     paths, other_files = find_images(root, recursive)
     if not paths:
         raise FercliError(

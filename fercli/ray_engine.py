@@ -44,6 +44,17 @@ def import_ray():
     return ray
 
 
+def refuse_local_sizes(hint: str, **sizes) -> None:
+    """--workers and --threads size this machine's pool, which --engine ray does not use: say
+    so rather than silently ignore them. sizes: option name -> value (None: not given)."""
+    given = ["--" + name.replace("_", "-") for name, value in sizes.items() if value is not None]
+    if given:
+        raise FercliError(
+            f"{' and '.join(given)} size{'s' if len(given) == 1 else ''} the local engine; "
+            f"with --engine ray the actors do the work: {hint}."
+        )
+
+
 class Predictor:
     """A Ray Data actor: one onnxruntime session, a batch of files per call."""
 

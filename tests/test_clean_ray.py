@@ -68,3 +68,12 @@ def test_unreachable_cluster_is_one_line(synth_root, run_cli, monkeypatch):
     result = run_cli("clean", synth_root, "--engine", "ray", "--ray-address", "127.0.0.1:1")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "Error: cannot reach the Ray cluster at 127.0.0.1:1" in result.stderr
+
+
+def test_workers_with_ray_is_refused_in_one_line(synth_root, run_cli):
+    """--workers sizes the local decoding pool, which Ray does not use: refused, not ignored."""
+    result = run_cli("clean", synth_root, "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: --workers sizes the local engine; with --engine ray the actors "
+                      "do the work: set --actors."]  # fmt: skip

@@ -118,3 +118,16 @@ def test_ray_actors_ask_for_a_gpu_only_for_the_cuda_provider(provider, gpus, mon
     ((probs, errors),) = list(chunks)  # the one file's row, as the actors returned it
     assert probs.shape == (1, 7) and errors == {}
     assert seen["gpus_per_actor"] == gpus
+
+
+def test_local_sizes_with_ray_are_refused_in_one_line(mixed_folder, tmp_path, run_cli):
+    """--workers and --threads size this machine's pool, which Ray does not use."""
+    result = run_cli(
+        "predict-dir", mixed_folder, "-o", tmp_path / "out.csv", "--engine", "ray",
+        "--faces", "none", "--workers", "1", "--threads", "2",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: --workers and --threads size the local engine; with --engine ray "
+                      "the actors do the work: set --actors and --threads-per-actor."]  # fmt: skip
+    assert not (tmp_path / "out.csv").exists()
