@@ -28,7 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/fer2013")
     parser.add_argument("--model", default="resnet-narrow")
-    parser.add_argument("--teacher", default="fercli/default_model/fercli-default.onnx")
+    parser.add_argument("--teacher", default="fercli/bundled_models/accurate/fercli-accurate.onnx")
     parser.add_argument("--augment", default="flip,rotate,crop,jitter")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)

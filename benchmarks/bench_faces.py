@@ -254,11 +254,11 @@ def end_to_end_in_child(path, fps: float) -> dict:
 
 
 def bench_video(args) -> None:
+    from fercli.bundled import bundled_path
     from fercli.faces.predict_faces import detector as make_detector
     from fercli.faces.predict_faces import reset_detectors
     from fercli.faces.video import import_av
     from fercli.onnx_model import OnnxModel
-    from fercli.predict import default_model_path
 
     import_av()
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,7 +280,7 @@ def bench_video(args) -> None:
         # (c) first, each video in a fresh process, while this one holds no model
         ends = [end_to_end_in_child(path, args.fps) for path in videos]
         reset_detectors()
-        detector, model = make_detector("mtcnn"), OnnxModel(default_model_path(), "cpu")
+        detector, model = make_detector("mtcnn"), OnnxModel(bundled_path(), "cpu")
         video_split(videos[0], args.fps, detector, model, until=1.0)  # warm-up: first second
         print(
             "one round per video; real time = the video's duration / the time taken; "
@@ -354,10 +354,11 @@ def main() -> None:
         settings["quiet"] = True
         return bench_video(args)
 
+    from fercli.bundled import bundled_path
     from fercli.faces.mtcnn import MTCNN
     from fercli.images import is_image_path
     from fercli.onnx_model import OnnxModel
-    from fercli.predict import default_model_path, predict_dir
+    from fercli.predict import predict_dir
     from fercli.progress import settings
 
     settings["quiet"] = True
@@ -367,7 +368,7 @@ def main() -> None:
             folder = synthetic_photos(Path(tmp) / "photos", args.synthetic or 8)
         paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
         print(f"{len(paths)} photos in {folder}, {args.repeats} round(s), medians")
-        detector, model = MTCNN(threads=1), OnnxModel(default_model_path(), "cpu")
+        detector, model = MTCNN(threads=1), OnnxModel(bundled_path(), "cpu")
         rounds, ends = [], []
         for _ in range(args.repeats):
             rounds.append(split(paths, detector, model))

@@ -34,6 +34,7 @@ def main() -> None:
 
     import onnx
 
+    from fercli.bundled import bundled_path
     from fercli.dataset import load_split
     from fercli.errors import FercliError
     from fercli.export.checks import sample_images
@@ -41,7 +42,6 @@ def main() -> None:
     from fercli.export.metadata import set_metadata
     from fercli.export.saturation import check_saturation
     from fercli.onnx_model import OnnxModel, preprocess
-    from fercli.predict import default_model_path
     from fercli.progress import settings
 
     settings["quiet"] = True
@@ -49,7 +49,7 @@ def main() -> None:
     fp32_path = args.fp32
     if fp32_path is None:
         fp32_path = tmp / "fp32.onnx"
-        source = default_model_path()
+        source = bundled_path()
         info = OnnxModel(source, "cpu").info
         model = dequantize(onnx.load(str(source)))
         set_metadata(model, replace(info, precision="fp32"))

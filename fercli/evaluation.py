@@ -21,17 +21,12 @@ METRICS = "metrics.json"
 
 
 def resolve_model(model: str | Path | None) -> Path:
-    """The model file: the given one, a run folder's best.pt, or the bundled default model."""
-    if model is None:
-        from fercli.predict import default_model_path
+    """The model file: a bundled model by name (None: the default), the given file, or a run
+    folder's best.pt."""
+    from fercli import bundled
 
-        try:
-            return default_model_path()
-        except FercliError:
-            raise FercliError(
-                "no MODEL given and this install of fercli has no bundled default model: "
-                "pass a checkpoint (runs/<run>/best.pt) or an .onnx file."
-            ) from None
+    if model is None or str(model) in bundled.BUNDLED:
+        return bundled.model_path(model)
     path = Path(model)
     if path.is_dir():
         if (path / "best.pt").is_file():

@@ -1,6 +1,4 @@
-"""What `fercli models` reports: registered architectures and the bundled default model."""
-
-from pathlib import Path
+"""What `fercli models` reports: registered architectures and the bundled models."""
 
 from fercli import registry
 
@@ -17,7 +15,7 @@ def model_listing(pattern: str = "*") -> dict:
     return {
         "architectures": architectures,
         "costs_note": costs_note,
-        "default_model": default_model_summary(),
+        "bundled": bundled_summaries(),
     }
 
 
@@ -40,23 +38,33 @@ def add_costs(architectures: list[dict], image_size: int = 48) -> str | None:
     return None
 
 
-def default_model_summary() -> dict | None:
-    """Path, size and metadata of the bundled ONNX model, or None when there is none."""
+def bundled_summaries() -> list[dict]:
+    """Each bundled model this install has: its file, metadata, test accuracy and the speed
+    its model card records (`benchmarks/bench_predict.py --record`)."""
+    from fercli import bundled
     from fercli.errors import FercliError
     from fercli.onnx_model import OnnxModel
-    from fercli.predict import default_model_path
 
-    try:
-        path = default_model_path()
-    except FercliError:
-        return None
-    info = OnnxModel(path, provider="cpu").info
-    return {
-        "path": str(path),
-        "size_mb": round(path.stat().st_size / 1e6, 2),
-        "model": info.model,
-        "precision": info.precision,
-        "classes": list(info.classes),
-        "metrics": info.metrics,
-        "card": str(Path(path).parent / "MODEL_CARD.md"),
-    }
+    rows = []
+    for name in bundled.BUNDLED:
+        try:
+            path = bundled.bundled_path(name)
+        except FercliError:
+            continue
+        info = OnnxModel(path, provider="cpu").info
+        card = bundled.card(name)
+        rows.append(
+            {
+                "name": name,
+                "default": name == bundled.DEFAULT,
+                "path": str(path),
+                "size_mb": round(path.stat().st_size / 1e6, 2),
+                "model": info.model,
+                "precision": info.precision,
+                "classes": list(info.classes),
+                "metrics": info.metrics,
+                "speed": card.get("speed"),
+                "card": str(path.parent / "MODEL_CARD.md"),
+            }
+        )
+    return rows

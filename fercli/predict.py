@@ -20,11 +20,11 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from fercli import bundled
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path, load_many
@@ -33,19 +33,7 @@ from fercli.predict_output import ENCODING, make_rows, output_format, read_exist
 from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
 
-DEFAULT_MODEL = "default_model/fercli-default.onnx"
 DEFAULT_BATCH_SIZE = 256
-
-
-def default_model_path() -> Path:
-    """The model bundled with fercli; a clear error when this install has none."""
-    path = Path(str(resources.files("fercli") / DEFAULT_MODEL))
-    if not path.is_file():
-        raise FercliError(
-            "no bundled default model in this install of fercli: pass --model FILE.onnx, or "
-            "train one with `fercli train` and export it with `fercli export-onnx`."
-        )
-    return path
 
 
 def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[str], int]:
@@ -270,7 +258,7 @@ def predict_dir(
             f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
             f"{'' if recursive else '; subfolders too with --recursive'})."
         )
-    model_path = Path(model) if model else default_model_path()
+    model_path = bundled.model_path(model)
     stage = None
     if faces != "none" and engine == "ray":
         raise FercliError(

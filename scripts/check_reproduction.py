@@ -33,7 +33,7 @@ def read_history(path: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path, help="a run folder (or fercli/default_model)")
+    parser.add_argument("run", type=Path, help="a run folder (or fercli/bundled_models/accurate)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=1e-4)
     args = parser.parse_args()

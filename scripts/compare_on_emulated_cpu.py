@@ -7,8 +7,9 @@ VNNI: its uint8 x int8 kernels add pairs of products in 16 bits, where an int8 f
 full 8-bit weights can saturate (fercli.export.saturation). Emulation is slow (a few images
 a second for the bundled ensemble).
 
-    .venv/bin/python scripts/compare_on_emulated_cpu.py fercli/default_model/fercli-default.onnx \
-        OLD.onnx --data ../shared/fer2013 --images 400
+    .venv/bin/python scripts/compare_on_emulated_cpu.py \
+        fercli/bundled_models/accurate/fercli-accurate.onnx OLD.onnx \
+        --data ../shared/fer2013 --images 400
 """
 
 import argparse

@@ -24,10 +24,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fercli.bundled import bundled_path  # noqa: E402
 from fercli.faces.align import align  # noqa: E402
 from fercli.faces.mtcnn import MTCNN  # noqa: E402
 from fercli.onnx_model import OnnxModel  # noqa: E402
-from fercli.predict import default_model_path  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    model = OnnxModel(default_model_path(), "cpu")
+    model = OnnxModel(bundled_path(), "cpu")
     classes = list(model.info.classes)
     detector = MTCNN()
     originals, crops, labels, found = [], [], [], []

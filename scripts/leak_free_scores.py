@@ -7,7 +7,7 @@ fercli.leakage (the hashes and threshold of `fercli clean`), the library functio
 `fercli evaluate ROOT --leak-free`; the test images are hashed once for all models.
 
     .venv/bin/python scripts/leak_free_scores.py --data ../shared/fer2013 \
-        fercli/default_model/fercli-default.onnx runs/default-s0/best.pt
+        fercli/bundled_models/accurate/fercli-accurate.onnx runs/default-s0/best.pt
 """
 
 import argparse

@@ -45,6 +45,19 @@ def test_bench_predict_runs(synth_root, run_script):
     assert names_its_cpu_first(out)
 
 
+def test_bench_predict_times_the_bundled_models(synth_root, run_script):
+    from fercli import bundled
+
+    out = run_script(
+        "benchmarks/bench_predict.py", "--data", synth_root, "--bundled", "--repeats", 1,
+    )  # fmt: skip
+    for name in bundled.BUNDLED:  # as they ship: no export, no naive PyTorch loop
+        assert f"{name} on cpu: (a) model only" in out
+        assert f"work of {name}: 0 M" not in out  # the int8 graph's work is counted
+    assert "(c) naive" not in out and "int8 export" not in out
+    assert names_its_cpu_first(out)
+
+
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out

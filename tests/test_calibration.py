@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from fercli import calibration
+from fercli.bundled import bundled_path
 from fercli.errors import FercliError
 from fercli.onnx_model import ModelInfo, OnnxModel, softmax
-from fercli.predict import default_model_path, predict_dir
+from fercli.predict import predict_dir
 
 
 def sampled(rng, n=20000, classes=7, temperature=2.5):
@@ -61,7 +62,7 @@ def test_ece_by_hand():
 
 def with_temperature(tmp_path, temperature) -> str:
     """The bundled model with `temperature` in its metadata (None: without the key)."""
-    proto = onnx.load(str(default_model_path()))
+    proto = onnx.load(str(bundled_path()))
     props = {p.key: p.value for p in proto.metadata_props}
     props.pop("temperature", None)
     if temperature is not None:

@@ -125,17 +125,15 @@ def test_bad_input_is_one_clear_line(trained_run, synth_root, run_cli, args, mes
 
 
 def test_default_model_is_used_when_model_is_left_out(synth_root, run_cli):
-    from fercli.predict import default_model_path
+    from fercli.bundled import bundled_path
 
     try:
-        default_model_path()
+        bundled_path()
     except FercliError:
         result = run_cli("evaluate", synth_root)
         assert result.exit_code == 2
-        assert "no MODEL given and this install of fercli has no bundled default model" in (
-            result.stderr
-        )
+        assert "is not in this install of fercli" in result.stderr
     else:
         result = run_cli("evaluate", synth_root, "--json")
         assert result.exit_code == 0, result.output
-        assert json.loads(result.stdout)["model"].endswith("fercli-default.onnx")
+        assert json.loads(result.stdout)["model"] == str(bundled_path())

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 
 import fercli.providers
+from fercli.bundled import bundled_path
 from fercli.errors import FercliError
 from fercli.images import load_image
 from fercli.onnx_model import OnnxModel
-from fercli.predict import default_model_path, predict_dir
+from fercli.predict import predict_dir
 from fercli.providers import EP, Unavailable, available_providers, cuda_failure
 from fercli.util import native_stderr_captured
 
@@ -442,11 +443,22 @@ def test_unusable_model_is_one_line(model_path, tmp_path, run_cli, case, message
 
 
 def test_missing_default_model_says_what_to_do(tmp_path, run_cli, monkeypatch):
-    import fercli.predict
+    import fercli.bundled
 
-    monkeypatch.setattr(fercli.predict, "DEFAULT_MODEL", "default_model/absent.onnx")
+    absent = {name: f"bundled_models/{name}/absent.onnx" for name in fercli.bundled.BUNDLED}
+    monkeypatch.setattr(fercli.bundled, "BUNDLED", absent)
     result = run_cli("predict-dir", flat_folder(tmp_path / "in", n=2), "-o", tmp_path / "p.csv")
     assert result.exit_code == 2 and "--model" in result.stderr
+    assert f"the bundled model {fercli.bundled.DEFAULT!r} is not in this install" in result.stderr
+
+
+def test_model_picks_a_bundled_model_by_name(tmp_path):
+    from fercli import bundled
+
+    folder = flat_folder(tmp_path / "in", n=3)
+    for name in bundled.BUNDLED:
+        result = predict_dir(folder, tmp_path / f"{name}.csv", name, faces="none")
+        assert result.model == bundled_path(name) and result.total >= 3
 
 
 def test_bad_output_suffix_and_empty_folder(model_path, tmp_path, run_cli):
@@ -660,7 +672,7 @@ def test_openvino_predicts_what_onnxruntime_predicts_with_the_bundled_model(fer2
     from fercli.dataset import load_split
 
     images = load_split(fer2013, "test").images[::3]
-    ov, cpu = (OnnxModel(default_model_path(), p) for p in ("openvino", "cpu"))
+    ov, cpu = (OnnxModel(bundled_path(), p) for p in ("openvino", "cpu"))
     assert ov.provider == "openvino" and ov.info.precision == "int8"
     agreement = (ov.predict_proba(images).argmax(1) == cpu.predict_proba(images).argmax(1)).mean()
     assert agreement >= 0.998, agreement

@@ -26,16 +26,17 @@ def test_ensemble_scores(trained_run, synth_root, tmp_path, run_script):
     assert scores["best_subset"]["runs"] == [str(run)]
 
 
-def test_bundle_default_model(trained_run, synth_root, recipe, tmp_path, run_script):
+def test_bundle_model(trained_run, synth_root, recipe, tmp_path, run_script):
     run = trained_run[0]
     dest = tmp_path / "bundle"
     out = run_script(
-        "scripts/bundle_default_model.py", run, "--data", synth_root, "--recipe", recipe,
-        "--dest", dest, cwd=tmp_path,
+        "scripts/bundle_model.py", run, "--data", synth_root, "--recipe", recipe,
+        "--name", "fast", "--dest", dest, cwd=tmp_path,
     )  # fmt: skip
     assert "shipped" in out
     card = json.loads((dest / "model_card.json").read_text())
-    assert (dest / "fercli-default.onnx").is_file() and (dest / "MODEL_CARD.md").is_file()
+    assert card["name"] == "fercli-fast" and card["training"]["bundle_command"].count("--name fast")
+    assert (dest / "fercli-fast.onnx").is_file() and (dest / "MODEL_CARD.md").is_file()
     shipped = card["shipped"]["precision"]
     assert shipped in ("fp32", "int8") and card["metrics"]["test"][shipped]["accuracy"] > 0
 

@@ -28,8 +28,8 @@ import click
 )
 @click.pass_context
 def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, leak_free):
-    """Score MODEL (a checkpoint .pt, a run folder, or an .onnx file; default: the bundled
-    model) on ROOT/<split>.
+    """Score MODEL (a bundled model's name, fast or accurate; a checkpoint .pt, a run folder,
+    or an .onnx file; default: the default bundled model) on ROOT/<split>.
 
     Prints accuracy, macro and weighted F1, the expected calibration error (ECE, 15 bins),
     per-class precision/recall/F1 and the confusion matrix (rows: true class, columns:

@@ -1,4 +1,6 @@
-"""`fercli models`: registered architectures and the bundled default model."""
+"""`fercli models`: registered architectures and the bundled models."""
+
+from pathlib import Path
 
 import click
 
@@ -7,7 +9,7 @@ import click
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
 def models_command(pattern, as_json):
-    """List model architectures matching PATTERN (wildcards allowed) and the default model."""
+    """List model architectures matching PATTERN (wildcards allowed) and the bundled models."""
     import json
 
     from fercli.model_listing import model_listing
@@ -47,16 +49,46 @@ def models_command(pattern, as_json):
             "48x48 image, 7 classes.",
             highlight=False,
         )
-    default = listing["default_model"]
-    if default is None:
-        console.print("Default model: none bundled with this install.")
+    _print_bundled(console, listing["bundled"])
+
+
+def _print_bundled(console, bundled: list[dict]) -> None:
+    from rich.table import Table
+
+    if not bundled:
+        console.print("Bundled models: none in this install (pass --model FILE.onnx).")
         return
-    metrics = default["metrics"].get("test", {})
-    figures = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    table = Table(
+        "name",
+        "model",
+        "precision",
+        "MB",
+        "test accuracy",
+        "images/s",
+        title="Bundled models (--model NAME)",
+    )
+    for col in table.columns[3:6]:
+        col.justify = "right"
+    measured = set()
+    for row in bundled:
+        accuracy = row["metrics"].get("test", {}).get("accuracy")
+        speed = row["speed"] or {}
+        if speed:
+            measured.add(f"{speed['measured_on']} ({speed['command']})")
+        table.add_row(
+            row["name"] + (" (default)" if row["default"] else ""),
+            row["model"],
+            row["precision"],
+            f"{row['size_mb']:.1f}",
+            "-" if accuracy is None else f"{accuracy:.2%}",
+            f"{speed['images_per_s']:,.0f}" if speed else "-",
+        )
+    console.print(table)
     console.print(
-        f"Default model: {default['path']} ({default['size_mb']:.1f} MB, {default['model']}, "
-        f"{default['precision']}){'; test ' + figures if figures else ''}\n"
-        f"Model card: {default['card']}",
+        "Test accuracy: FER-2013 test (PublicTest, 3,589 images), one pass. images/s: "
+        "predict-dir end to end, files to CSV"
+        + (f", measured on {'; '.join(sorted(measured))}" if measured else "")
+        + f". Files and model cards (MODEL_CARD.md): {Path(bundled[0]['path']).parent.parent}.",
         highlight=False,
     )
 

@@ -2,16 +2,13 @@
 
 import click
 
+from fercli.bundled import model_help
 from fercli.commands.ray_options import ray_options
 
 
 @click.command("predict-dir")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option(
-    "--model",
-    type=click.Path(dir_okay=False),
-    help="A .onnx file from `fercli export-onnx` [default: the bundled model].",
-)
+@click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
     "--provider",
     type=click.Choice(["auto", "cpu", "cuda", "openvino"]),

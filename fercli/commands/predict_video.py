@@ -2,6 +2,8 @@
 
 import click
 
+from fercli.bundled import model_help
+
 
 @click.command("predict-video")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -25,9 +27,7 @@ import click
     type=click.Path(dir_okay=False),
     help="Also draw each emotion over time to this PNG.",
 )
-@click.option(
-    "--model", type=click.Path(dir_okay=False), help="A .onnx file [default: the bundled model]."
-)
+@click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
     "--provider",
     type=click.Choice(["auto", "cpu", "cuda", "openvino"]),

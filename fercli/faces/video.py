@@ -101,8 +101,8 @@ def predict_video(
 ) -> VideoResult:
     """Predict the emotion of every face in frames sampled at fps from each video."""
     from fercli import registry
+    from fercli.bundled import model_path
     from fercli.onnx_model import OnnxModel
-    from fercli.predict import default_model_path
 
     start = time.perf_counter()
     if fps <= 0:
@@ -112,7 +112,7 @@ def predict_video(
         raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
     import_av()
     registry.get("detector", detector)
-    onnx = OnnxModel(Path(model) if model else default_model_path(), provider, threads)
+    onnx = OnnxModel(model_path(model), provider, threads)
     classes, size = onnx.info.classes, onnx.info.image_size
     fmt = output_format(output, classes, topk, COLUMNS)
     reset_detectors()

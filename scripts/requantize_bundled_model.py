@@ -1,4 +1,4 @@
-"""Re-quantize fercli's bundled default model from its own weights, where its checkpoints are
+"""Re-quantize a bundled model from its own weights, where its checkpoints are
 gone, and rewrite its model card.
 
 The int8 file is dequantized into an fp32 graph (fercli.export.int8.dequantize: the same
@@ -7,7 +7,7 @@ the same integers on every CPU), scored on the validation hold-out and on the te
 (with and without flip TTA) on this CPU, and bundled with its card. The previous card's test
 metrics are kept in the new card, labelled with what they were.
 
-    .venv/bin/python scripts/requantize_default_model.py --data ../shared/fer2013
+    .venv/bin/python scripts/requantize_bundled_model.py --name accurate --data ../shared/fer2013
 """
 
 import hashlib
@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
 
-from bundle_default_model import (  # noqa: E402  (scripts/bundle_default_model.py)
+from bundle_model import (  # noqa: E402  (scripts/bundle_model.py)
     MAX_BYTES,
     bundle_args,
     summary,
@@ -37,7 +37,7 @@ from fercli.util import cpu_name  # noqa: E402
 
 def main() -> None:
     args, card = bundle_args(__doc__)
-    source_file = args.dest / "fercli-default.onnx"
+    source_file = args.file
     with tempfile.TemporaryDirectory(prefix="fercli-requantize-") as tmp:
         source = Path(tmp) / "previous.onnx"
         shutil.copyfile(source_file, source)
@@ -74,7 +74,7 @@ def main() -> None:
             "file_sha256": sha,
             "how": "the previous bundle's int8 weights, dequantized to fp32 (its checkpoints "
             "were not at hand), then quantized again with 7-bit weights",
-            "command": f"scripts/requantize_default_model.py --data {args.data}",
+            "command": f"scripts/requantize_bundled_model.py --name {args.name} --data {args.data}",
             "previous_test_metrics": previous["test"],
             "previous_measured_on": previous.get(
                 "measured_on", "an Intel Xeon with AVX-512 VNNI (not recorded then)"

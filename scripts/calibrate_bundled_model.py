@@ -1,4 +1,4 @@
-"""Fit the bundled default model's temperature on its runs' validation hold-out and write it
+"""Fit a bundled model's temperature on its runs' validation hold-out and write it
 into the file's metadata and its model card, with the expected calibration error (ECE)
 before and after on the hold-out and on the test split (test is only scored, never fitted),
 and the card's flip-TTA score again (averaging tempered probabilities can move a near tie).
@@ -7,7 +7,7 @@ The hold-out is rebuilt from the card's training configuration (the same 10% of 
 member was validated on), exactly as `fercli export-onnx` does for a checkpoint
 (fercli.export.temperature). The file is rewritten atomically; its weights do not change.
 
-    .venv/bin/python scripts/calibrate_default_model.py --data ../shared/fer2013
+    .venv/bin/python scripts/calibrate_bundled_model.py --name accurate --data ../shared/fer2013
 """
 
 import json
@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
 
-from bundle_default_model import bundle_args, write_card  # noqa: E402  (scripts/bundle_default_model.py)
+from bundle_model import bundle_args, write_card  # noqa: E402  (scripts/bundle_model.py)
 
 from fercli.calibration import reliability  # noqa: E402
 from fercli.dataset import load_split  # noqa: E402
@@ -32,7 +32,7 @@ def main() -> None:
     args, card = bundle_args(__doc__)
     import onnx
 
-    model_file = args.dest / "fercli-default.onnx"
+    model_file = args.file
     model = OnnxModel(model_file, "cpu")
     found = calibrate(model, {"config": card["training"]["config"]}, args.data)
     if found is None:
@@ -50,7 +50,7 @@ def main() -> None:
     with atomic_path(model_file) as tmp:
         onnx.save(proto, str(tmp))
     # flip TTA averages probabilities, so the temperature can move a near tie: score it again
-    from bundle_default_model import summary
+    from bundle_model import summary
 
     from fercli.evaluation import evaluate
 
@@ -62,7 +62,7 @@ def main() -> None:
         "ece_validation": {"before": found.ece_before, "after": found.ece_after},
         "ece_test": test_ece,
         "bins": 15,
-        "command": f"scripts/calibrate_default_model.py --data {args.data}",
+        "command": f"scripts/calibrate_bundled_model.py --name {args.name} --data {args.data}",
         "measured_on": cpu_name(),
     }
     write_card(args.dest, card)

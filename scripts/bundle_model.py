@@ -1,19 +1,20 @@
-"""Build fercli's bundled default model from finished training runs.
+"""Build one of fercli's bundled models (`--name fast|accurate`) from finished training runs.
 
 One run gives one model; several runs (the same recipe with other seeds) give one ensemble
 that averages their class probabilities. The model is exported to ONNX in fp32 and int8 (both
 verified by `export_onnx`), scored on the validation hold-out the runs share and on the test
 split (with and without flip TTA); the better trade that fits the package's size limit ships
-as fercli/default_model/fercli-default.onnx with its test metrics in the metadata, and the
-model card (MODEL_CARD.md, model_card.json) is written beside it with each run's logs and
-plots.
+as fercli/bundled_models/NAME/fercli-NAME.onnx with its test metrics in the metadata, and
+the model card (MODEL_CARD.md, model_card.json) is written beside it with each run's logs
+and plots.
 
-    .venv/bin/python scripts/bundle_default_model.py runs/default-s{0,1,2,3,4} \
+    .venv/bin/python scripts/bundle_model.py runs/default-s{0,1,2,3,4} --name accurate \
         --data ../shared/fer2013 --recipe recipes/default.toml
 """
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -31,7 +32,8 @@ from fercli.training import TrainConfig, load_data
 from fercli.util import atomic_path, atomic_write_text, cpu_name
 
 HERE = Path(__file__).resolve().parent.parent
-DEST = HERE / "fercli" / "default_model"
+BUNDLES = HERE / "fercli" / "bundled_models"
+NAMES = ("fast", "accurate")
 MAX_BYTES = 15_000_000  # the package data limit for the model
 RUN_FILES = (
     "metrics.json",
@@ -89,14 +91,29 @@ def choose(scores: dict, quant, sizes: dict) -> tuple[str, str]:
     return "fp32", facts + ": fp32 ships, as int8 does not qualify"
 
 
+def add_name_and_dest(parser) -> None:
+    """--name and --dest, which every script that makes or remakes a bundle takes."""
+    parser.add_argument("--name", choices=NAMES, required=True, help="the bundled model")
+    parser.add_argument(
+        "--dest", type=Path, help="its folder [default: fercli/bundled_models/NAME]"
+    )
+
+
+def parse_bundle_args(parser):
+    args = parser.parse_args()
+    args.dest = args.dest or BUNDLES / args.name
+    args.file = args.dest / f"fercli-{args.name}.onnx"
+    settings["quiet"] = True
+    return args
+
+
 def bundle_args(doc: str):
-    """--data and --dest, as the scripts that remake the bundle in place take them, and the
-    bundle's card: (args, card)."""
+    """--name, --data and --dest, as the scripts that remake a bundle in place take them, and
+    the bundle's card: (args, card); args.file is the bundle's .onnx file."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the dataset root")
-    parser.add_argument("--dest", type=Path, default=DEST, help="the bundle's folder")
-    args = parser.parse_args()
-    settings["quiet"] = True
+    add_name_and_dest(parser)
+    args = parse_bundle_args(parser)
     return args, json.loads((args.dest / "model_card.json").read_text())
 
 
@@ -111,7 +128,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (several: an ensemble)")
     parser.add_argument("--data", type=Path, required=True, help="the dataset root")
     parser.add_argument("--recipe", type=Path, required=True)
-    parser.add_argument("--dest", type=Path, default=DEST, help="where the bundle goes")
+    add_name_and_dest(parser)
     parser.add_argument(
         "--members",
         type=int,
@@ -119,10 +136,12 @@ def main() -> None:
         help="ensemble the K runs that do best together on the validation hold-out",
     )
     parser.add_argument(
+        "--script", help="the script that trains every run and bundles them, if there is one"
+    )
+    parser.add_argument(
         "--hardware", help="what trained the runs, where their metrics.json does not say"
     )
-    args = parser.parse_args()
-    settings["quiet"] = True
+    args = parse_bundle_args(parser)
     dest, runs = args.dest, args.runs
     args.candidates = [str(r) for r in runs]
     if args.members and args.members < len(runs):
@@ -156,9 +175,9 @@ def main() -> None:
     for old in dest.iterdir():  # the previous bundle's logs and plots
         if old.is_dir():
             shutil.rmtree(old)
-        elif old.name not in ("fercli-default.onnx", "MODEL_CARD.md", "model_card.json"):
+        elif old.name not in (args.file.name, "MODEL_CARD.md", "model_card.json"):
             old.unlink()
-    model_file = dest / "fercli-default.onnx"
+    model_file = args.file
     with_test_metrics(chosen, model_file, scores[shipped])
     for run in runs:
         (dest / "runs" / run.name).mkdir(parents=True, exist_ok=True)
@@ -192,7 +211,7 @@ def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, qua
     device = f" --device {first['config']['device']}" if first["config"]["device"] != "auto" else ""
     recipe_data = read_config(args.recipe)[0].get("data_dir")
     return {
-        "name": "fercli-default",
+        "name": f"fercli-{args.name}",
         "fercli_version": __version__,
         "architecture": {
             "model": first["model"],
@@ -206,13 +225,15 @@ def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, qua
         },
         "training": {
             "command": f"fercli train --config {args.recipe.as_posix()}{device} --seed S "
-            "--out runs/default-sS",
+            f"--out runs/{re.sub(r'[0-9]+$', 'S', args.runs[0].name)}",
             "seeds": seeds,
-            "bundle_command": "scripts/bundle_default_model.py "
+            "bundle_command": "scripts/bundle_model.py "
             + " ".join(args.candidates)
+            + f" --name {args.name}"
             + f" --data {args.data} --recipe {args.recipe.as_posix()}"
             + (f" --members {args.members}" if args.members else ""),
             "candidates": args.candidates,
+            "script": args.script,
             "recipe": args.recipe.as_posix(),
             "recipe_data_dir": recipe_data,
             "config": first["config"],
@@ -273,15 +294,29 @@ def render(card: dict) -> str:
             t["wall_time_min"],
         )
     )
+    script = (
+        f"; `{t['script']}` runs them all, resuming any that were cut, and bundles"
+        if t.get("script")
+        else ""
+    )
+    reproduce = (
+        f"`{t['script']}` trains every seed from the recipe and bundles the result"
+        if t.get("script")
+        else "The training command above, then the bundle command, remake this file"
+    ) + (
+        "; `fercli train --resume runs/<run>` carries on an interrupted run. Training is not "
+        "bit-for-bit deterministic from one machine to another."
+    )
     copy_note = (
         f"\n  The runs read a copy of these files at `{t['config']['data_dir']}` (the recipe says "
         f"`{t['recipe_data_dir']}`): the same files, as the file-list hash shows."
         if t["recipe_data_dir"] and t["config"]["data_dir"] != t["recipe_data_dir"]
         else ""
     )
-    return f"""# Model card: fercli-default
+    return f"""# Model card: {card["name"]}
 
-The model `fercli predict-dir` and `fercli evaluate` use when no `--model` is given
+The model `fercli predict-dir`, `predict-video` and `evaluate` use with
+`--model {card["name"].removeprefix("fercli-")}`
 (`{s["file"]}`, {s["precision"]}, {s["size_mb"]} MB): {what}. Made by
 `{t["bundle_command"]}`; each run's logs and plots lie in `runs/<run>/` beside this file
 (`metrics.json`, `history.csv`, `curves.png`, `confusion_matrix.png`).
@@ -293,8 +328,7 @@ The model `fercli predict-dir` and `fercli evaluate` use when no `--model` is gi
 classes {", ".join(a["classes"])}.
 
 ## Training
-- Command, once per seed S: `{t["command"]}` (recipe `{t["recipe"]}` in the repository);
-  `scripts/train_default_model.sh` runs them all, resuming any that were cut, and bundles.
+- Command, once per seed S: `{t["command"]}` (recipe `{t["recipe"]}` in the repository){script}.
 - Hardware: {"; ".join(t["hardware"])}.
 - Data: {d["dataset"]}: {d["train_files"]} files, file-list hash `{d["file_list_hash"]}`;
   trained on {d["trained_on"]}, validated on {d["validation"]} (the same hold-out for every
@@ -313,10 +347,7 @@ On {m["test_split"]}, measured on {m.get("measured_on", "(CPU not recorded)")}:
 {rows}
 
 ## Reproducing it
-`scripts/train_default_model.sh` trains every seed from the recipe and bundles the result;
-`fercli train --resume runs/default-sS` carries on an interrupted run. GPU training is not
-bit-for-bit deterministic; across the seeds above the single networks' test accuracy varies
-by under a point (README, Results).
+{reproduce}
 
 ## Why {s["precision"]}
 {s["reason"]}.
@@ -324,7 +355,7 @@ by under a point (README, Results).
 
 
 def calibration_section(card: dict) -> str:
-    """The temperature in the file (scripts/calibrate_default_model.py), where it has one."""
+    """The temperature in the file (scripts/calibrate_bundled_model.py), where it has one."""
     c = card.get("calibration")
     if not c:
         return ""
@@ -341,7 +372,7 @@ fitted on the {c["fitted_on"]} by `{c["command"]}`. Expected calibration error
 
 def quantization_section(card: dict) -> str:
     """How the int8 file is quantized and, when it was re-quantized from an earlier bundle
-    (scripts/requantize_default_model.py), what that one scored."""
+    (scripts/requantize_bundled_model.py), what that one scored."""
     q = card.get("quantization")
     if not q:
         return ""
