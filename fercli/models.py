@@ -35,9 +35,9 @@ class SeedCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
     return [
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     ]
@@ -118,7 +118,9 @@ class NarrowResNet(nn.Module):
     side and double the width (`widths`, `blocks` per stage), global pooling, one linear
     layer. Dense 3x3 convolutions at small widths rather than depthwise-separable ones: a
     MobileNetV2-style net of about the same cost trained 6x slower on this CPU (depthwise
-    convolutions' backward pass is slow there)."""
+    convolutions' backward pass is slow there). `stem_stride=2` halves the side in the stem:
+    the same work then buys twice the filters, which onnxruntime's int8 kernels run about
+    twice as fast as narrow ones (benchmarks/bench_architectures.py)."""
 
     def __init__(
         self,
@@ -126,9 +128,10 @@ class NarrowResNet(nn.Module):
         widths=(16, 32, 64, 128),
         blocks=(1, 1, 2, 1),
         dropout: float = 0.2,
+        stem_stride: int = 1,
     ):
         super().__init__()
-        layers: list[nn.Module] = _conv_bn_relu(1, widths[0])
+        layers: list[nn.Module] = _conv_bn_relu(1, widths[0], stem_stride)
         cin = widths[0]
         for stage, (width, n) in enumerate(zip(widths, blocks)):
             for i in range(n):

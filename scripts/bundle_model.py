@@ -70,25 +70,49 @@ def validation_accuracy(model_path: Path, ckpt: dict, data_root: Path) -> float:
     return float((probs.argmax(1) == data.y_val.numpy()).mean())
 
 
-def choose(scores: dict, quant, sizes: dict) -> tuple[str, str]:
-    """fp32 or int8, and why: int8 when it is within half a point, agrees with fp32 as
-    export-onnx requires and is faster; fp32 otherwise, if it fits the size limit."""
+def choose(scores: dict, quant, sizes: dict, min_agreement: float, ties: str) -> tuple[str, str]:
+    """fp32 or int8, and why: int8 when it is within half a point, agrees with fp32 on at
+    least min_agreement of the test images and is faster; fp32 otherwise, if it fits the size
+    limit. ties: where the disagreements lie (near_ties)."""
     loss = scores["fp32"]["accuracy"] - scores["int8"]["accuracy"]
     speedup = quant.speed_int8 / quant.speed_fp32
     facts = (
         f"int8 changes the test accuracy by {-loss * 100:+.2f} points (at most -0.5 allowed), "
-        f"agrees with fp32 on "
-        f"{quant.agreement:.2%} of the test images (export-onnx requires 99%), runs "
-        f"{speedup:.1f}x faster (model only, CPU) and takes {sizes['int8'] / 1e6:.1f} MB "
-        f"against {sizes['fp32'] / 1e6:.1f} MB (package limit {MAX_BYTES / 1e6:.0f} MB)"
+        f"agrees with fp32 on {quant.agreement:.2%} of the test images ({min_agreement:.1%} "
+        f"required{'' if min_agreement == MIN_AGREEMENT else ', export-onnx asks 99%'}; "
+        f"{ties}), runs {speedup:.1f}x faster (model only, CPU) and takes "
+        f"{sizes['int8'] / 1e6:.1f} MB against {sizes['fp32'] / 1e6:.1f} MB (package limit "
+        f"{MAX_BYTES / 1e6:.0f} MB)"
     )
-    if loss <= MAX_INT8_LOSS and quant.agreement >= MIN_AGREEMENT and speedup > 1:
+    if loss <= MAX_INT8_LOSS and quant.agreement >= min_agreement and speedup > 1:
         if sizes["int8"] > MAX_BYTES:
             raise SystemExit(f"{facts}: even int8 is too large; bundle fewer runs.")
         return "int8", facts + ": int8 is the better trade"
     if sizes["fp32"] > MAX_BYTES:
         raise SystemExit(f"{facts}: int8 does not qualify and fp32 is too large.")
     return "fp32", facts + ": fp32 ships, as int8 does not qualify"
+
+
+def near_ties(fp32: Path, int8: Path, data: Path) -> str:
+    """Where int8 and fp32 disagree on the test split: how close fp32's top two classes are
+    there (a disagreement on a near tie is a coin toss either way)."""
+    import numpy as np
+
+    from fercli.dataset import load_split
+
+    a, b = (OnnxModel(p, "cpu") for p in (fp32, int8))
+    test = load_split(data, "test", classes=a.info.classes, size=a.info.image_size)
+    pa, pb = a.predict_proba(test.images), b.predict_proba(test.images)
+    top2 = np.sort(pa, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    differ = pa.argmax(1) != pb.argmax(1)
+    if not differ.any():
+        return "no disagreement"
+    return (
+        f"where they disagree, fp32's top two probabilities are at most "
+        f"{margin[differ].max():.3f} apart (median {np.median(margin[differ]):.3f}; median "
+        f"over all test images {np.median(margin):.3f})"
+    )
 
 
 def add_name_and_dest(parser) -> None:
@@ -136,6 +160,12 @@ def main() -> None:
         help="ensemble the K runs that do best together on the validation hold-out",
     )
     parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=MIN_AGREEMENT,
+        help="int8 ships only if it agrees with fp32 on this share of the test images",
+    )
+    parser.add_argument(
         "--script", help="the script that trains every run and bundles them, if there is one"
     )
     parser.add_argument(
@@ -168,7 +198,8 @@ def main() -> None:
             result = evaluate(path, args.data, "test", tta=tta, device="cpu")
             scores[precision + ("_tta" if tta else "")] = summary(result)
     sizes = {"fp32": fp32.output.stat().st_size, "int8": int8.output.stat().st_size}
-    shipped, reason = choose(scores, int8.quant, sizes)
+    ties = near_ties(fp32.output, int8.output, args.data)
+    shipped, reason = choose(scores, int8.quant, sizes, args.min_agreement, ties)
     chosen = int8.output if shipped == "int8" else fp32.output
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -231,9 +262,15 @@ def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, qua
             + " ".join(args.candidates)
             + f" --name {args.name}"
             + f" --data {args.data} --recipe {args.recipe.as_posix()}"
-            + (f" --members {args.members}" if args.members else ""),
+            + (f" --members {args.members}" if args.members else "")
+            + (
+                f" --min-agreement {args.min_agreement}"
+                if args.min_agreement != MIN_AGREEMENT
+                else ""
+            ),
             "candidates": args.candidates,
             "script": args.script,
+            "teacher": run_metrics[0].get("teacher"),
             "recipe": args.recipe.as_posix(),
             "recipe_data_dir": recipe_data,
             "config": first["config"],
@@ -307,6 +344,15 @@ def render(card: dict) -> str:
         "; `fercli train --resume runs/<run>` carries on an interrupted run. Training is not "
         "bit-for-bit deterministic from one machine to another."
     )
+    teacher = t.get("teacher")
+    distilled = (
+        f"- Distilled from {teacher['model']} ({teacher['precision']}, sha256 "
+        f"`{teacher['sha256'][:16]}...`, read from `{teacher['path']}`), distillation weight "
+        f"{t['config']['distill_weight']}, temperature {t['config']['distill_temperature']}: "
+        "`fercli train --teacher` (README, Distillation).\n"
+        if teacher
+        else ""
+    )
     copy_note = (
         f"\n  The runs read a copy of these files at `{t['config']['data_dir']}` (the recipe says "
         f"`{t['recipe_data_dir']}`): the same files, as the file-list hash shows."
@@ -329,7 +375,7 @@ classes {", ".join(a["classes"])}.
 
 ## Training
 - Command, once per seed S: `{t["command"]}` (recipe `{t["recipe"]}` in the repository){script}.
-- Hardware: {"; ".join(t["hardware"])}.
+{distilled}- Hardware: {"; ".join(t["hardware"])}.
 - Data: {d["dataset"]}: {d["train_files"]} files, file-list hash `{d["file_list_hash"]}`;
   trained on {d["trained_on"]}, validated on {d["validation"]} (the same hold-out for every
   seed). The test split was not used for any choice.{copy_note}

@@ -58,6 +58,12 @@ def test_bench_predict_times_the_bundled_models(synth_root, run_script):
     assert names_its_cpu_first(out)
 
 
+def test_bench_architectures_runs(run_script):
+    out = run_script("benchmarks/bench_architectures.py", "seed-cnn", "--repeats", 1)
+    assert "seed-cnn: 24.3 M MACs" in out and "int8 against seed-cnn: 1.00x" in out
+    assert names_its_cpu_first(out)
+
+
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out

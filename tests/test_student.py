@@ -1,5 +1,6 @@
-"""The CPU student (`resnet-narrow`) and the costs `fercli models` lists: multiply-accumulates
-counted exactly, within a twentieth of the bundled ensemble, with or without PyTorch."""
+"""The CPU students (`resnet-narrow`, `resnet-s2`) and the costs `fercli models` lists:
+multiply-accumulates counted exactly, within a twentieth of the bundled ensemble, with or
+without PyTorch."""
 
 import json
 
@@ -36,6 +37,16 @@ def test_student_is_a_twentieth_of_the_ensemble_and_learns_shapes():
     assert model(torch.zeros(3, 1, 48, 48)).shape == (3, 7)
     # any input size the stages can halve three times
     assert model.eval()(torch.zeros(1, 1, 40, 40)).shape == (1, 7)
+
+
+def test_stride_two_stem_buys_twice_the_filters_for_the_same_work():
+    narrow = registry.create("model", "resnet-narrow", num_classes=7)
+    s2 = registry.create("model", "resnet-s2", num_classes=7)
+    assert abs(count_macs(s2) - count_macs(narrow)) < 0.01 * count_macs(narrow)
+    assert count_macs(s2) <= ENSEMBLE_MACS / 20
+    assert s2.features[0].stride == (2, 2) and s2.features[0].out_channels == 32
+    assert s2(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    assert s2.eval()(torch.zeros(1, 1, 40, 40)).shape == (1, 7)  # halved four times
 
 
 def test_models_lists_macs_and_parameters(run_cli):

@@ -27,6 +27,12 @@ def resnet_narrow(num_classes: int = 7):
     return NarrowResNet(num_classes, widths=(16, 32, 64, 128), blocks=(1, 1, 2, 1))
 
 
+def resnet_s2(num_classes: int = 7):
+    from fercli.models import NarrowResNet
+
+    return NarrowResNet(num_classes, widths=(32, 64, 128, 256), blocks=(1, 1, 2, 1), stem_stride=2)
+
+
 @hookimpl
 def register_models(register):
     register("seed-cnn", seed_cnn, "The seed notebook's 3-conv CNN (32/64/128 filters, fc 512).")
@@ -36,4 +42,10 @@ def register_models(register):
         "resnet-narrow",
         resnet_narrow,
         "CPU student: narrow ResNet, 5 basic blocks (16-128 filters), 1/28 of the vgg ensemble.",
+    )
+    register(
+        "resnet-s2",
+        resnet_s2,
+        "CPU student: stride-2 stem, 5 basic blocks (32-256 filters) from 24x24; the work of "
+        "resnet-narrow, twice as fast in int8.",
     )
