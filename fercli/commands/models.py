@@ -19,19 +19,13 @@ def models_command(pattern, as_json):
         click.echo(json.dumps(listing, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
-    table = Table(
-        "model",
-        "plugin",
-        "MACs/image",
-        "parameters",
-        "description",
-        title="Architectures (fercli train --model)",
+    table = _table(
+        "Architectures (fercli train --model)",
+        ["model", "plugin", "MACs/image", "parameters", "description"],
+        numbers=("MACs/image", "parameters"),
     )
-    for col in table.columns[2:4]:
-        col.justify = "right"
     for row in listing["architectures"]:
         table.add_row(
             row["name"],
@@ -52,23 +46,26 @@ def models_command(pattern, as_json):
     _print_bundled(console, listing["bundled"])
 
 
-def _print_bundled(console, bundled: list[dict]) -> None:
+def _table(title: str, headers: list[str], numbers: tuple[str, ...]):
+    """A rich table with these headers, the columns of numbers right-aligned."""
     from rich.table import Table
 
+    table = Table(*headers, title=title)
+    for col in table.columns:
+        if col.header in numbers:
+            col.justify = "right"
+    return table
+
+
+def _print_bundled(console, bundled: list[dict]) -> None:
     if not bundled:
         console.print("Bundled models: none in this install (pass --model FILE.onnx).")
         return
-    table = Table(
-        "name",
-        "model",
-        "precision",
-        "MB",
-        "test accuracy",
-        "images/s",
-        title="Bundled models (--model NAME)",
+    table = _table(
+        "Bundled models (--model NAME)",
+        ["name", "model", "precision", "MB", "test accuracy", "images/s"],
+        numbers=("MB", "test accuracy", "images/s"),
     )
-    for col in table.columns[3:6]:
-        col.justify = "right"
     measured = set()
     for row in bundled:
         accuracy = row["metrics"].get("test", {}).get("accuracy")
