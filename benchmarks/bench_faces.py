@@ -218,14 +218,14 @@ def print_split(label: str, r: dict, rate: float, decoded: int) -> None:
         )
 
 
-def end_to_end(path, fps: float) -> dict:
+def end_to_end(path, fps: float, model: str) -> dict:
     """predict_video on one video, as `fercli predict-video FILE --fps N` runs it (models
     loaded, CSV written), in this process: its figures and the process's peak memory."""
     from fercli.faces.video import predict_video
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = predict_video([path], Path(tmp) / "v.csv", fps=fps, provider="cpu")
+        result = predict_video([path], Path(tmp) / "v.csv", model, fps=fps, provider="cpu")
         seconds = time.perf_counter() - start
     hwm = None
     status = Path("/proc/self/status")
@@ -236,7 +236,7 @@ def end_to_end(path, fps: float) -> dict:
             "errors": len(result.errors), "peak_mb": peak_mb(), "hwm_mb": hwm}  # fmt: skip
 
 
-def end_to_end_in_child(path, fps: float) -> dict:
+def end_to_end_in_child(path, fps: float, model: str) -> dict:
     """end_to_end in a fresh Python process: each video's peak memory its own. (A child's
     ru_maxrss starts at least at this process's size when it was started: this process holds
     no model yet, far less than the child's peak; VmHWM, where Linux has it, counts only the
@@ -245,7 +245,7 @@ def end_to_end_in_child(path, fps: float) -> dict:
     import subprocess
 
     proc = subprocess.run(
-        [sys.executable, __file__, "--end-to-end", str(path), "--fps", str(fps)],
+        [sys.executable, __file__, "--end-to-end", str(path), "--fps", str(fps), "--model", model],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode:
@@ -278,9 +278,9 @@ def bench_video(args) -> None:
                 for s in lengths
             ]
         # (c) first, each video in a fresh process, while this one holds no model
-        ends = [end_to_end_in_child(path, args.fps) for path in videos]
+        ends = [end_to_end_in_child(path, args.fps, args.model) for path in videos]
         reset_detectors()
-        detector, model = make_detector("mtcnn"), OnnxModel(bundled_path(), "cpu")
+        detector, model = make_detector("mtcnn"), OnnxModel(bundled_path(args.model), "cpu")
         video_split(videos[0], args.fps, detector, model, until=1.0)  # warm-up: first second
         print(
             "one round per video; real time = the video's duration / the time taken; "
@@ -324,6 +324,11 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=0, help="use N synthetic scenes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--model",
+        default="accurate",
+        help="bundled model (fast, accurate) [accurate: the README's figures]",
+    )
+    parser.add_argument(
         "--video", nargs="?", const="synthetic", metavar="FILE",
         help="measure predict-video on FILE (without FILE: synthetic videos, see --seconds)",
     )  # fmt: skip
@@ -344,7 +349,7 @@ def main() -> None:
         from fercli.progress import settings
 
         settings["quiet"] = True
-        return print(json.dumps(end_to_end(args.end_to_end, args.fps)))
+        return print(json.dumps(end_to_end(args.end_to_end, args.fps, args.model)))
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)  # first: every figure names its CPU
@@ -368,12 +373,14 @@ def main() -> None:
             folder = synthetic_photos(Path(tmp) / "photos", args.synthetic or 8)
         paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
         print(f"{len(paths)} photos in {folder}, {args.repeats} round(s), medians")
-        detector, model = MTCNN(threads=1), OnnxModel(bundled_path(), "cpu")
+        detector, model = MTCNN(threads=1), OnnxModel(bundled_path(args.model), "cpu")
         rounds, ends = [], []
         for _ in range(args.repeats):
             rounds.append(split(paths, detector, model))
             start = time.perf_counter()
-            result = predict_dir(folder, Path(tmp) / "p.csv", faces="detect", write_summary=False)
+            result = predict_dir(
+                folder, Path(tmp) / "p.csv", args.model, faces="detect", write_summary=False
+            )
             ends.append((time.perf_counter() - start, result.total - result.no_face))
     keys = ("decode", "detect", "align", "emotion")
     med = {k: statistics.median(r[k] for r in rounds) for k in keys}

@@ -25,6 +25,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (train, test)")
     parser.add_argument("--fp32", type=Path, help="an fp32 fercli .onnx [default: see above]")
     parser.add_argument("--calibration-images", type=int, default=1000)
+    parser.add_argument(
+        "--model",
+        default="accurate",
+        help="bundled model (fast, accurate) [accurate: the README's figures]",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
@@ -49,7 +54,7 @@ def main() -> None:
     fp32_path = args.fp32
     if fp32_path is None:
         fp32_path = tmp / "fp32.onnx"
-        source = bundled_path()
+        source = bundled_path(args.model)
         info = OnnxModel(source, "cpu").info
         model = dequantize(onnx.load(str(source)))
         set_metadata(model, replace(info, precision="fp32"))

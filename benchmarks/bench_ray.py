@@ -175,6 +175,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "fer2013"))
     parser.add_argument("--files", type=int, default=4096)
+    parser.add_argument(
+        "--model",
+        default="accurate",
+        help="bundled model (fast, accurate) [accurate: the README's figures]",
+    )
     parser.add_argument("--search", default="125000,250000,500000")
     parser.add_argument("--fake", type=int, default=200_000, help="rows for (g)")
     args = parser.parse_args()
@@ -190,7 +195,7 @@ def main() -> None:
 
     from fercli.bundled import bundled_path
 
-    model = Path(bundled_path()).read_bytes()
+    model = Path(bundled_path(args.model)).read_bytes()
     predictor = ray_engine.Predictor(model, "cpu", 1, 256, False)
     cleaner = ray_engine.Cleaner([("phash", 8)])
     predictor(next(batches(files, 64)))  # warm up

@@ -36,9 +36,14 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--max-angle", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model",
+        default="accurate",
+        help="bundled model (fast, accurate) [accurate: the README's figures]",
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    model = OnnxModel(bundled_path(), "cpu")
+    model = OnnxModel(bundled_path(args.model), "cpu")
     classes = list(model.info.classes)
     detector = MTCNN()
     originals, crops, labels, found = [], [], [], []
