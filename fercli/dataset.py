@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from fercli.errors import FercliError
 from fercli.images import IMAGE_SIZE, PREPROCESS_VERSION, is_image_path, load_many
 from fercli.progress import bar
 from fercli.util import atomic_path, cache_dir
+from fercli.worker_pool import start_pool
 
 SPLITS = ("train", "val", "test")
 QUARANTINE_DIR = ".fercli-quarantine"
@@ -145,7 +145,7 @@ def map_chunks(func, items: list, *args, workers: int | None = None, label="Deco
                 progress.advance(min(chunk, n - start))
                 yield start, result
             return
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_one_thread)
+        pool = start_pool(workers, _one_thread)
         try:
             todo = iter(starts)
             pending = deque(

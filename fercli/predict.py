@@ -11,12 +11,10 @@ No torch here (a test checks it): prediction needs only onnxruntime, numpy and P
 
 import io
 import json
-import multiprocessing
 import os
 import signal
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -32,6 +30,7 @@ from fercli.onnx_model import OnnxModel, mirror_averaged
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
 from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
+from fercli.worker_pool import start_pool
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -94,11 +93,8 @@ class Decoder:
     def __init__(self, workers: int):
         self.pool = None
         if workers > 0:
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             try:
-                self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_ignore_sigint)
-                self.pool.submit(int).result()  # start every worker now
+                self.pool = start_pool(workers, _ignore_sigint)
             except (OSError, NotImplementedError) as exc:  # e.g. no semaphores in a sandbox
                 say(f"Decoding in this process: cannot start worker processes ({exc}).")
                 self.pool = None

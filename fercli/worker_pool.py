@@ -1,0 +1,27 @@
+"""Decoding worker processes, started by fork where the system has it: what clean's, train's
+and predict-dir's worker pools share."""
+
+import gc
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+
+def start_pool(workers: int, initializer=None) -> ProcessPoolExecutor:
+    """A pool of `workers` processes, every one started now.
+
+    Fork is fast, but a child inherits every object of this process. One left for the
+    garbage collector (an onnxruntime session of an earlier call, in a long-lived process
+    such as a test run or a notebook) would be destroyed in the child, where its native
+    threads do not exist, and hang it (seen: pthread_cond_destroy on a session's condition
+    variable). So garbage is collected here first, and what the children inherit is frozen
+    out of their collector."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    gc.collect()
+    gc.freeze()
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
+        pool.submit(int).result()  # with fork, the first task starts every worker
+    finally:
+        gc.unfreeze()
+    return pool
