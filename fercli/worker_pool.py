@@ -13,11 +13,10 @@ def start_pool(workers: int, initializer=None) -> ProcessPoolExecutor:
     garbage collector (an onnxruntime session of an earlier call, in a long-lived process
     such as a test run or a notebook) would be destroyed in the child, where its native
     threads do not exist, and hang it (seen: pthread_cond_destroy on a session's condition
-    variable). So garbage is collected here first, and what the children inherit is frozen
-    out of their collector."""
+    variable). So what the children inherit is frozen out of their collector (gc.freeze,
+    which costs nothing; this process collects its own garbage as before)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    gc.collect()
     gc.freeze()
     try:
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
