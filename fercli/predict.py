@@ -88,7 +88,8 @@ def _ignore_sigint() -> None:
 class Decoder:
     """Decodes chunks of paths in worker processes, `ahead` chunks in advance, in order.
 
-    The workers are started before onnxruntime creates its threads (fork is then safe)."""
+    The workers are started before this call creates its onnxruntime session, and what they
+    inherit of earlier ones is kept out of their collector (fercli.worker_pool)."""
 
     def __init__(self, workers: int):
         self.pool = None
