@@ -173,6 +173,19 @@ def check(paths: list[Path]) -> int:
     return differ
 
 
+def planted_hashes(bits, n: int, planted: int):
+    """n hashes shaped like real ones: each a row of `bits` with 15% of its bits flipped at
+    random, the last `planted` of them near copies (1-3 bits off) of earlier ones."""
+    rng = np.random.default_rng(0)
+    hashes = bits[rng.integers(0, len(bits), n)] ^ (rng.random((n, 64)) < 0.15)
+    src = rng.integers(0, n - planted, planted)
+    copies = hashes[src].copy()
+    for row in copies:
+        row[rng.choice(64, rng.integers(1, 4), replace=False)] ^= True
+    hashes[n - planted :] = copies
+    return hashes
+
+
 def million(root: Path) -> None:
     """Near-duplicate search over 1,000,000 64-bit hashes shaped like FER-2013's phashes:
     each a real image's phash with bits flipped at random (15%), plus 20,000 planted near
@@ -183,14 +196,8 @@ def million(root: Path) -> None:
 
     paths = image_files(root)[::4]
     bits = hash_images("phash", [Image.open(p) for p in paths], 8)
-    rng = np.random.default_rng(0)
-    n, planted = 1_000_000, 20_000
-    hashes = bits[rng.integers(0, len(bits), n)] ^ (rng.random((n, 64)) < 0.15)
-    src = rng.integers(0, n - planted, planted)
-    copies = hashes[src].copy()
-    for row in copies:
-        row[rng.choice(64, rng.integers(1, 4), replace=False)] ^= True
-    hashes[n - planted :] = copies
+    n = 1_000_000
+    hashes = planted_hashes(bits, n, 20_000)
     tracemalloc.start()  # numpy reports its allocations to tracemalloc
     start = time.perf_counter()
     uid, i, j, d = near_graph(hashes, THRESHOLD)

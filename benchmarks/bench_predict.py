@@ -201,7 +201,8 @@ def main() -> None:
         models = exported_pair(args, root, tmp)
     settings["quiet"] = False
 
-    info = OnnxModel(models[0][1], "cpu").info
+    scorers = {name: OnnxModel(path, "cpu") for name, path in models}  # one session each
+    info = scorers[models[0][0]].info
     test = load_split(root, "test", classes=info.classes, size=info.image_size)
     x = preprocess(test.images, info)
     samples = scan_split(root, "test", info.classes)
@@ -221,16 +222,14 @@ def main() -> None:
 
     print(
         f"{len(test)} test images in {folder}; models "
-        + ", ".join(f"{n} ({OnnxModel(path, 'cpu').info.model})" for n, path in models)
+        + ", ".join(f"{name} ({scorer.info.model})" for name, scorer in scorers.items())
         + f"; {os.cpu_count()} CPUs, load average before {os.getloadavg()[0]:.2f}; onnxruntime "
         f"default threads, {torch.get_num_threads()} torch threads; batch {args.batch_size}"
     )
     runs = [(p, name, path) for p in providers for name, path in models]
     accuracy = {  # on the whole test split, as (b) predicts it
-        name: float(
-            (OnnxModel(path, "cpu").predict_proba(test.images).argmax(1) == test.labels).mean()
-        )
-        for name, path in models
+        name: float((scorer.predict_proba(test.images).argmax(1) == test.labels).mean())
+        for name, scorer in scorers.items()
     }
     rates = {k: [] for p, name, _ in runs for k in (f"a {name} {p}", f"b {name} {p}")}
     if model is not None:

@@ -41,6 +41,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench_clean import planted_hashes  # noqa: E402  (benchmarks/bench_clean.py)
+
 from fercli import ray_engine  # noqa: E402
 from fercli.util import cpu_description  # noqa: E402
 
@@ -93,14 +95,7 @@ def search(sizes: list[int], files: list[str]) -> None:
     decoded = ray_engine.Cleaner([("phash", 8)])(next(batches(files, 8000)))
     bits = decoded["hash0"][~decoded["failed"]]
     for n in sizes:
-        rng = np.random.default_rng(0)
-        planted = n // 50
-        hashes = bits[rng.integers(0, len(bits), n)] ^ (rng.random((n, 64)) < 0.15)
-        src = rng.integers(0, n - planted, planted)
-        copies = hashes[src].copy()
-        for row in copies:
-            row[rng.choice(64, rng.integers(1, 4), replace=False)] ^= True
-        hashes[n - planted :] = copies
+        hashes = planted_hashes(bits, n, n // 50)
         tracemalloc.start()
         start = time.perf_counter()
         _, i, _, _ = near_graph(hashes, 6)

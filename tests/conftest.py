@@ -51,6 +51,20 @@ def _restore_plugins():
     cli.commands.update(commands)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: the tests share two cores with other work, and idle spinning threads
+    cost several times the CPU of the work itself. Modules that train or export in process
+    use it for the whole module, their module fixtures included:
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A synthetic dataset (40 faces per class in train, 10 in test, planted problems),

@@ -27,7 +27,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(params=list(bundled.BUNDLED))
 def bundle(request):
     path = bundled.bundled_path(request.param)
-    card = json.loads((path.parent / "model_card.json").read_text())
+    card = bundled.card(request.param)
     return SimpleNamespace(name=request.param, path=path, dir=path.parent, card=card)
 
 

@@ -15,13 +15,7 @@ from fercli.training.teacher import distillation_loss
 TIMING = ("seconds", "images_per_s")  # recorded by the run that computes the targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the tests share two cores with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -100,16 +100,9 @@ def without_timing(rows):
     return [{k: v for k, v in row.items() if k not in ("images_per_s", "seconds")} for row in rows]
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread for the in-process runs: the tests share two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_two_processes_train_like_one_stop_together_and_resume(synth_root, tmp_path, one_thread):
+def test_two_processes_train_like_one_stop_together_and_resume(
+    synth_root, tmp_path, one_torch_thread
+):
     single = tmp_path / "single"
     config = TrainConfig(
         data_dir=str(synth_root), model="seed-cnn", optimizer="adamw", learning_rate=2e-3,

@@ -9,15 +9,7 @@ import pytest
 from fercli.errors import FercliError
 from fercli.evaluation import evaluate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_checkpoint_on_the_test_split_beats_chance(trained_run, synth_root):

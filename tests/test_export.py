@@ -17,14 +17,7 @@ from fercli.export import default_output, export_onnx
 from fercli.export.int8 import input_on_pixel_grid
 from fercli.onnx_model import OnnxModel, preprocess
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the tests share two cores with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_checkpoint(path, name="seed-cnn", data_root=None, input_size=48, metrics=None, seed=0):

@@ -35,14 +35,7 @@ def quick_config(root, out, **overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: the tests share two cores with other work, and idle spinning threads
-    cost several times the CPU of the work itself."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def history(run) -> list[dict]:
