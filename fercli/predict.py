@@ -12,27 +12,33 @@ No torch here (a test checks it): prediction needs only onnxruntime, numpy and P
 import io
 import json
 import os
-import signal
 import time
-from collections import deque
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
-from fercli import bundled
+from fercli import bundled, providers
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
-from fercli.images import SUFFIXES, is_image_path, load_many
-from fercli.onnx_model import OnnxModel, mirror_averaged
+from fercli.images import SUFFIXES, is_image_path
+from fercli.onnx_model import OnnxModel
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
+from fercli.predict_workers import (
+    Workers,
+    decode_chunk,
+    predict_decoded,
+    predict_in_worker,
+    predictor,
+)
 from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
-from fercli.worker_pool import start_pool
 
 DEFAULT_BATCH_SIZE = 256
+# Where the workers predict (on the CPU), they take at most this many images at a time: the
+# last chunks keep every worker busy to the end, and onnxruntime on one thread is no slower
+# on small batches.
+WORKER_CHUNK = 128
 
 
 def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[str], int]:
@@ -56,70 +62,6 @@ def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[s
             elif not name.startswith("."):
                 others += 1
     return sorted(found), others
-
-
-# ----------------------------------------------------------------------------- decoding
-
-
-def decode_chunk(paths: list[str], size: int):
-    """Decode paths: (uint8 (n, size, size), {index: reason}). Never raises for one bad file."""
-    try:
-        images, errors = load_many(paths, size)
-        return images, dict(errors)
-    except Exception:  # a decoder bug (not an ImageError) in one file: isolate that file
-        images = np.zeros((len(paths), size, size), np.uint8)
-        errors = {}
-        for i, path in enumerate(paths):
-            try:
-                one, errs = load_many([path], size)
-                images[i] = one[0]
-                if errs:
-                    errors[i] = errs[0][1]
-            except Exception as exc:
-                errors[i] = f"{type(exc).__name__}: {exc}"
-        return images, errors
-
-
-def _ignore_sigint() -> None:
-    """Ctrl-C is for the main process, which stops the workers; no traceback from each."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class Decoder:
-    """Decodes chunks of paths in worker processes, `ahead` chunks in advance, in order.
-
-    The workers are started before this call creates its onnxruntime session, and what they
-    inherit of earlier ones is kept out of their collector (fercli.worker_pool)."""
-
-    def __init__(self, workers: int):
-        self.pool = None
-        if workers > 0:
-            try:
-                self.pool = start_pool(workers, _ignore_sigint)
-            except (OSError, NotImplementedError) as exc:  # e.g. no semaphores in a sandbox
-                say(f"Decoding in this process: cannot start worker processes ({exc}).")
-                self.pool = None
-        self.ahead = 2 * workers
-
-    def map(self, chunks, size: int, decode=decode_chunk):
-        if self.pool is None:
-            for chunk in chunks:
-                yield decode(chunk, size)
-            return
-        chunks = iter(chunks)
-        pending = deque(
-            self.pool.submit(decode, c, size) for _, c in zip(range(self.ahead), chunks)
-        )
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(chunks, None)
-            if nxt is not None:
-                pending.append(self.pool.submit(decode, nxt, size))
-            yield result
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- predict-dir
@@ -270,12 +212,13 @@ def predict_dir(
         raise FercliError("--annotate and --crops need --faces auto or detect.")
 
     with ExitStack() as stack:
-        # One chunk decodes in this process; more go to workers, started before onnxruntime.
+        # One chunk is done in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker busy
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
+        elif workers > 1 and not ray_engine and providers.choose(provider)[0] == "cpu":
+            batch_size = min(batch_size, WORKER_CHUNK)  # the workers will predict
         n_chunks = -(-len(paths) // batch_size)
-        decoder = Decoder(min(workers, n_chunks) if n_chunks > 1 else 0)
-        stack.callback(decoder.close)
+        pool = stack.enter_context(closing(Workers(min(workers, n_chunks) if n_chunks > 1 else 0)))
         if ray_engine:
             stack.enter_context(ray_engine.cluster(ray_address))
         onnx = OnnxModel(model_path, provider, threads)
@@ -286,9 +229,7 @@ def predict_dir(
         if not 0 <= topk <= len(classes):
             raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
         fmt = output_format(output, classes, topk, stage.columns if stage else ())
-        predict_proba = partial(onnx.predict_proba, batch_size=batch_size)
-        if tta:
-            predict_proba = partial(mirror_averaged, predict_proba)
+        predict_proba = predictor(onnx, batch_size, tta)
         tally = Tally(classes, evaluate)
         done = read_existing(output, fmt, tally.add) if resume else set()
         resumed = tally.rows
@@ -306,19 +247,29 @@ def predict_dir(
             f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
         fmt.start(f, new_file=f.tell() == 0)
         chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        files = ([str(root / p) for p in chunk] for chunk in chunks)
+        files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
         if engine == "ray":
             predicted = ray_engine.predict_chunks(
                 chunks, [str(root / p) for p in todo], model_path, len(classes),
                 provider=provider, batch_size=batch_size, tta=tta, actors=actors,
                 threads_per_actor=threads_per_actor,
             )  # fmt: skip
-        elif not stage:  # faces have a loop of their own, below
-            predicted = _predict_local(decoder.map(files, info.image_size), predict_proba, classes)
+        elif stage:  # faces have a loop of their own, below
+            pass
+        elif onnx.provider == "cpu" and pool.count > 1:  # each worker decodes and predicts
+            threads = max(1, (threads or os.cpu_count() or 1) // pool.count)
+            work = partial(
+                predict_in_worker, model_path=str(model_path), threads=threads,
+                batch_size=batch_size, tta=tta,
+            )  # fmt: skip
+            predicted = pool.map(work, files)
+        else:  # the workers decode, this process's session predicts
+            decoded = pool.map(partial(decode_chunk, size=info.image_size), files)
+            predicted = (predict_decoded(*d, predict_proba, len(classes)) for d in decoded)
         with bar(len(todo), "Predicting") as progress:
             if stage:
                 decode = stage.decode(info.image_size)
-                for chunk, decoded in zip(chunks, decoder.map(files, info.image_size, decode)):
+                for chunk, decoded in zip(chunks, pool.map(decode, files)):
                     # one write per batch: Ctrl-C never splits a picture's faces
                     rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
                     fmt.start(batch := io.StringIO(newline=""), new_file=False)
@@ -363,16 +314,6 @@ def predict_dir(
     if write_summary:
         result.summary_path = write_summary_file(result, onnx)
     return result
-
-
-def _predict_local(decoded, predict_proba, classes):
-    """(probabilities, {index: reason}) per chunk of decoded images, predicted here."""
-    for images, errors in decoded:
-        good = [i for i in range(len(images)) if i not in errors]
-        probs = np.zeros((len(images), len(classes)), np.float32)
-        if good:
-            probs[good] = predict_proba(images[good])
-        yield probs, errors
 
 
 def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:

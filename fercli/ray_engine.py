@@ -22,7 +22,6 @@ import socket
 import tempfile
 import warnings
 from contextlib import contextmanager
-from functools import partial
 
 import numpy as np
 
@@ -77,18 +76,11 @@ class Predictor:
         self.batch_size, self.tta = batch_size, tta
 
     def __call__(self, batch: dict) -> dict:
-        from fercli.onnx_model import mirror_averaged
-        from fercli.predict import decode_chunk
+        from fercli.predict_workers import predict_files
 
         paths = [str(p) for p in batch["path"]]
-        images, errors = decode_chunk(paths, self.model.info.image_size)
-        good = [i for i in range(len(paths)) if i not in errors]
-        probs = np.zeros((len(paths), len(self.model.info.classes)), np.float32)
-        if good:  # as fercli.predict does it, so that the rows come out the same
-            predict = partial(self.model.predict_proba, batch_size=self.batch_size)
-            if self.tta:
-                predict = partial(mirror_averaged, predict)
-            probs[good] = predict(images[good])
+        # as fercli.predict does it, so that the rows come out the same
+        probs, errors = predict_files(self.model, paths, self.batch_size, self.tta)
         return {
             "index": batch["index"],
             "probs": probs,

@@ -1,6 +1,7 @@
 """The loader's JPEG shortcut (fercli.fastjpeg) and the numpy LANCZOS resize (fercli.resample)
 give exactly what Pillow gives; files the shortcut does not take keep Pillow's result or
-error message."""
+error message. Every test runs with both of the shortcut's decoders: simplejpeg, and
+Pillow's own where simplejpeg is not installed."""
 
 import io
 
@@ -11,6 +12,26 @@ from PIL import Image
 from fercli import fastjpeg
 from fercli.images import ImageError, load_image, load_with_pixels, open_raw, to_array, upright_gray
 from fercli.resample import resize_lanczos
+
+
+@pytest.fixture(autouse=True, params=["simplejpeg", "pillow"])
+def decoder(request, monkeypatch):
+    if request.param == "pillow":
+        monkeypatch.setattr(fastjpeg, "simplejpeg", None)
+    elif fastjpeg.simplejpeg is None:
+        pytest.skip("simplejpeg is not installed")
+    return request.param
+
+
+def test_simplejpeg_gives_the_pixels_where_installed(tmp_path, monkeypatch, decoder):
+    path = gray_jpeg(tmp_path / "g.jpg")
+    calls = []
+    if decoder == "simplejpeg":
+        real = fastjpeg.simplejpeg.decode_jpeg
+        spy = type("Spy", (), {"decode_jpeg": lambda *a, **k: calls.append(1) or real(*a, **k)})
+        monkeypatch.setattr(fastjpeg, "simplejpeg", spy)
+    np.testing.assert_array_equal(fastjpeg.decode(path.read_bytes()), reference(path)[1])
+    assert len(calls) == (decoder == "simplejpeg")
 
 
 def reference(path, size=48):
@@ -151,9 +172,11 @@ def test_resize_lanczos_equals_pillow_on_square_images(side, size):
     np.testing.assert_array_equal(resize_lanczos(stack, size), np.stack(expected))
 
 
-def test_a_pillow_that_copies_the_buffer_still_gives_the_pixels(tmp_path, monkeypatch):
+def test_a_pillow_that_copies_the_buffer_still_gives_the_pixels(tmp_path, monkeypatch, decoder):
     """fastjpeg decodes into an array Pillow maps; were the buffer copied instead, the
     pixels come from the image."""
+    if decoder != "pillow":
+        pytest.skip("Pillow's decoder only")
     path = gray_jpeg(tmp_path / "g.jpg")
     monkeypatch.setattr(Image, "frombuffer", lambda mode, size, *a: Image.new(mode, size))
     np.testing.assert_array_equal(fastjpeg.decode(path.read_bytes()), reference(path)[1])

@@ -200,10 +200,28 @@ def test_every_file_gets_one_row(model_path, tmp_path, suffix):
     assert summary["provider"] == "cpu" and summary["rows"] == len(rows)
 
 
-def test_decoding_in_process_gives_the_same_rows(model_path, tmp_path):
+@pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
+def test_workers_that_predict_give_the_rows_of_this_process(model_path, tmp_path, tta):
+    """On the CPU with two workers or more, every worker decodes and predicts its chunks with a
+    session of its own (fercli.predict_workers); with none, this process does it all."""
     make_mixed_folder(tmp_path / "in")
-    predict_dir(tmp_path / "in", tmp_path / "a.csv", model_path, batch_size=5, workers=2)
-    predict_dir(tmp_path / "in", tmp_path / "b.csv", model_path, batch_size=5, workers=0)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    original = OnnxModel.predict_proba
+
+    def predict(self, images, batch_size=256):  # forked workers inherit the patch
+        (pids / str(os.getpid())).touch()
+        return original(self, images, batch_size)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OnnxModel, "predict_proba", predict)
+        a = predict_dir(
+            tmp_path / "in", tmp_path / "a.csv", model_path, batch_size=5, workers=2, tta=tta
+        )
+    assert a.provider == "cpu" and a.errors
+    predicted_in = [p.name for p in pids.iterdir()]
+    assert predicted_in and str(os.getpid()) not in predicted_in
+    predict_dir(tmp_path / "in", tmp_path / "b.csv", model_path, batch_size=5, workers=0, tta=tta)
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
@@ -246,17 +264,20 @@ def test_no_recursive_and_topk(model_path, tmp_path):
 
 
 def interrupt_after(monkeypatch, calls_before_interrupt):
-    """Make the model raise KeyboardInterrupt on a given call, as a Ctrl-C would."""
-    original = OnnxModel.predict_proba
+    """Raise KeyboardInterrupt in this process, as a Ctrl-C would, when the rows of a given
+    batch are made (whether the workers or this process ran the model)."""
+    import fercli.predict
+
+    original = fercli.predict.make_rows
     calls = []
 
-    def predict(self, images, batch_size=256):
-        calls.append(len(images))
+    def make_rows(paths, *args):
+        calls.append(len(paths))
         if len(calls) > calls_before_interrupt:
             raise KeyboardInterrupt
-        return original(self, images, batch_size)
+        return original(paths, *args)
 
-    monkeypatch.setattr(OnnxModel, "predict_proba", predict)
+    monkeypatch.setattr(fercli.predict, "make_rows", make_rows)
     return calls
 
 
@@ -309,7 +330,7 @@ def test_resume_after_an_interrupted_run(model_path, tmp_path, monkeypatch, suff
     calls = interrupt_after(monkeypatch, 1000)
     result = predict_dir(folder, out, model_path, batch_size=4, workers=2, resume=True)
     assert (result.resumed, result.new, result.total) == (8, 13, 21)
-    assert sum(calls) == 13  # no image predicted twice
+    assert sum(calls) == 13  # no image predicted twice: only the 13 new rows were made
     assert out.read_bytes() == fresh.read_bytes()  # same as a run without interruption
     again = predict_dir(folder, out, model_path, resume=True)
     assert again.new == 0 and out.read_bytes() == fresh.read_bytes()

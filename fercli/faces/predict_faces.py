@@ -155,6 +155,7 @@ class FaceStage:
         """The workers' decoding function (picklable)."""
         return partial(
             decode_faces,
+            size=size,
             mode=self.mode,
             detector_name=self.detector_name,
             max_side=self.max_side,

@@ -1,0 +1,116 @@
+"""Where predict-dir's files are decoded and predicted: chunk by chunk, in worker processes.
+
+On the CPU every worker decodes its chunk *and* runs the model on it, with its own
+onnxruntime session of `threads // workers` threads: decoding and inference then never
+contend for a core, and onnxruntime's threads never wait for each other on small batches. A
+cheap model (the bundled `fast`) runs at 0.92 of its model-only speed so, against 0.51 when
+the workers only decoded and one session with every core predicted (benchmarks/bench_predict.py,
+README's Speed section). On CUDA or OpenVINO the workers only decode and this process
+predicts: one session holds the device. The Ray actors (fercli.ray_engine) run the same
+`predict_files`, so every engine writes the same rows.
+"""
+
+import signal
+from collections import deque
+from functools import partial
+
+import numpy as np
+
+from fercli.images import load_many
+from fercli.onnx_model import OnnxModel, mirror_averaged
+from fercli.progress import say
+from fercli.worker_pool import start_pool
+
+
+def decode_chunk(paths: list[str], size: int):
+    """Decode paths: (uint8 (n, size, size), {index: reason}). Never raises for one bad file."""
+    try:
+        images, errors = load_many(paths, size)
+        return images, dict(errors)
+    except Exception:  # a decoder bug (not an ImageError) in one file: isolate that file
+        images = np.zeros((len(paths), size, size), np.uint8)
+        errors = {}
+        for i, path in enumerate(paths):
+            try:
+                one, errs = load_many([path], size)
+                images[i] = one[0]
+                if errs:
+                    errors[i] = errs[0][1]
+            except Exception as exc:
+                errors[i] = f"{type(exc).__name__}: {exc}"
+        return images, errors
+
+
+def predictor(model: OnnxModel, batch_size: int, tta: bool):
+    """uint8 images -> class probabilities, in batches, mirror-averaged with tta."""
+    predict = partial(model.predict_proba, batch_size=batch_size)
+    return partial(mirror_averaged, predict) if tta else predict
+
+
+def predict_decoded(images, errors: dict, predict_proba, n_classes: int):
+    """(probabilities, errors) of a decoded chunk: the unreadable files get zeros."""
+    good = [i for i in range(len(images)) if i not in errors]
+    probs = np.zeros((len(images), n_classes), np.float32)
+    if good:
+        probs[good] = predict_proba(images[good])
+    return probs, errors
+
+
+def predict_files(model: OnnxModel, paths: list[str], batch_size: int, tta: bool):
+    """(probabilities, {index: reason}) of the files, decoded and predicted in this process."""
+    info = model.info
+    images, errors = decode_chunk(paths, info.image_size)
+    return predict_decoded(images, errors, predictor(model, batch_size, tta), len(info.classes))
+
+
+_sessions: dict = {}  # a worker's own session, made on its first chunk
+
+
+def predict_in_worker(paths: list[str], model_path: str, threads: int, batch_size: int, tta: bool):
+    """predict_files in a worker process, with a session of its own (never one inherited)."""
+    model = _sessions.get((model_path, threads))
+    if model is None:
+        model = _sessions[model_path, threads] = OnnxModel(model_path, "cpu", threads)
+    return predict_files(model, paths, batch_size, tta)
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C is for the main process, which stops the workers; no traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Workers:
+    """Runs a function over chunks in worker processes, `ahead` chunks in advance, yielding
+    the results in order; with no workers, in this process.
+
+    The workers are started before this process creates its onnxruntime session, and what
+    they inherit of earlier ones is kept out of their collector (fercli.worker_pool)."""
+
+    def __init__(self, workers: int):
+        self.pool = None
+        if workers > 0:
+            try:
+                self.pool = start_pool(workers, _ignore_sigint)
+            except (OSError, NotImplementedError) as exc:  # e.g. no semaphores in a sandbox
+                say(f"Decoding in this process: cannot start worker processes ({exc}).")
+                self.pool = None
+        self.count = workers if self.pool else 0
+        self.ahead = 2 * workers
+
+    def map(self, function, chunks):
+        if self.pool is None:
+            for chunk in chunks:
+                yield function(chunk)
+            return
+        chunks = iter(chunks)
+        pending = deque(self.pool.submit(function, c) for _, c in zip(range(self.ahead), chunks))
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(chunks, None)
+            if nxt is not None:
+                pending.append(self.pool.submit(function, nxt))
+            yield result
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
