@@ -1,12 +1,13 @@
 """Batch prediction over a folder of images with onnxruntime (`fercli predict-dir`).
 
-Files are decoded in worker processes with fercli.images (the training preprocessing) a few
-batches ahead of the model, so decoding overlaps inference. Every image gets one output row,
+Files are decoded in worker processes with fercli.images (the training preprocessing); on
+the CPU the workers also predict, elsewhere they decode a few batches ahead of this process's
+session (fercli.predict_workers). Every image gets one output row,
 CSV or JSON Lines by the output's suffix; an unreadable file gets `status=error` and the reason
 and the run goes on. The output is written to a temporary file and renamed at the end, or,
 with `resume`, appended batch by batch so that an interrupted run loses nothing.
 
-No torch here (a test checks it): prediction needs only onnxruntime, numpy and Pillow.
+No torch here (a test checks it): prediction needs only onnxruntime, numpy, Pillow and simplejpeg.
 """
 
 import io

@@ -50,11 +50,24 @@ def test_bench_predict_times_the_bundled_models(synth_root, run_script):
 
     out = run_script(
         "benchmarks/bench_predict.py", "--data", synth_root, "--bundled", "--repeats", 1,
+        "--large-split", "train",
     )  # fmt: skip
     for name in bundled.BUNDLED:  # as they ship: no export, no naive PyTorch loop
         assert f"{name} on cpu: (a) model only" in out
+        assert re.search(rf"{name} on cpu: .*\(b2\) end to end on train \(\d+ files\) \d+", out)
         assert f"work of {name}: 0 M" not in out  # the int8 graph's work is counted
     assert "(c) naive" not in out and "int8 export" not in out
+    assert names_its_cpu_first(out)
+
+
+def test_predict_costs_runs(synth_root, run_script):
+    out = run_script(
+        "benchmarks/predict_costs.py", "--data", synth_root, "--images", 64, "--chunk", 16,
+        "--repeats", 1,
+    )  # fmt: skip
+    for stage in ("decode (read + JPEG)", "onnxruntime, 1 thread", "a worker's whole chunk"):
+        assert re.search(rf"{re.escape(stage)} +\d+\.\d", out)
+    assert "JPEG shortcut through simplejpeg" in out  # a dependency: installed
     assert names_its_cpu_first(out)
 
 

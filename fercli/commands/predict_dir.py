@@ -21,7 +21,8 @@ from fercli.commands.ray_options import ray_options
 @click.option(
     "--workers",
     type=click.IntRange(0),
-    help="Decoding processes; 0 decodes in the main process [default: one per CPU core].",
+    help="Worker processes that decode (and on the CPU also predict) chunks of images; 0 does "
+    "everything in the main process [default: one per CPU core].",
 )
 @click.option(
     "-o",
@@ -57,7 +58,12 @@ from fercli.commands.ray_options import ray_options
     "(+0.3 points for the bundled model on the FER-2013 test split; twice the model time).",
 )
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any image cannot be read.")
-@click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="onnxruntime threads, shared out among the workers where they predict "
+    "[default: all cores].",
+)
 @click.option(
     "--faces",
     type=click.Choice(["auto", "detect", "none"]),
