@@ -10,7 +10,8 @@ degrees and pasted at a random place into a 400x400 grey picture with noise; MTC
 it as `predict-dir --faces detect` does, the face nearest to the pasted place is aligned
 (fercli.faces.align) and predicted. Printed: how many faces were found, the accuracy of
 the original 48x48 images (all, and those found), and the accuracy after detection and
-alignment (those found; NaN when none is).
+alignment (those found; NaN when none is); the same two on the leak-free faces, those
+with no near duplicate in train (fercli.leakage, as `fercli evaluate --leak-free`).
 """
 
 import argparse
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fercli.bundled import bundled_path  # noqa: E402
 from fercli.faces.align import align  # noqa: E402
 from fercli.faces.mtcnn import MTCNN  # noqa: E402
+from fercli.leakage import leaked_paths  # noqa: E402
 from fercli.onnx_model import OnnxModel  # noqa: E402
 
 
@@ -46,7 +48,8 @@ def main() -> None:
     model = OnnxModel(bundled_path(args.model), "cpu")
     classes = list(model.info.classes)
     detector = MTCNN()
-    originals, crops, labels, found = [], [], [], []
+    leaked = leaked_paths(args.fer2013)
+    originals, crops, labels, found, clean = [], [], [], [], []
     start = time.perf_counter()
     for label in classes:
         for path in sorted((args.fer2013 / "test" / label).glob("*.*"))[: args.per_class]:
@@ -68,8 +71,9 @@ def main() -> None:
             originals.append(np.asarray(face))
             labels.append(classes.index(label))
             found.append(bool(near))
+            clean.append(path.relative_to(args.fer2013).as_posix() not in leaked)
             crops.append(align(picture, near[0]) if near else np.zeros((48, 48), np.uint8))
-    labels, found = np.array(labels), np.array(found)
+    labels, found, clean = np.array(labels), np.array(found), np.array(clean)
     pred_orig = model.predict_proba(np.stack(originals)).argmax(1)
     pred_crop = model.predict_proba(np.stack(crops)).argmax(1)
     print(
@@ -82,6 +86,13 @@ def main() -> None:
                 "accuracy_original_found": round(float((pred_orig == labels)[found].mean()), 4),
                 "accuracy_detected_aligned": round(float((pred_crop == labels)[found].mean()), 4),
                 "same_label_as_original": round(float((pred_crop == pred_orig)[found].mean()), 4),
+                "found_leak_free": int((found & clean).sum()),
+                "accuracy_original_found_leak_free": round(
+                    float((pred_orig == labels)[found & clean].mean()), 4
+                ),
+                "accuracy_detected_aligned_leak_free": round(
+                    float((pred_crop == labels)[found & clean].mean()), 4
+                ),
                 "seconds": round(time.perf_counter() - start, 1),
             },
             indent=2,

@@ -81,3 +81,4 @@ def test_faces_roundtrip_fer(synth_root, run_script):
     out = json.loads(run_script("scripts/faces_roundtrip_fer.py", synth_root, "--per-class", 2))
     assert out["faces"] == 14 and 0 <= out["found"] <= 14
     assert 0 <= out["accuracy_original_all"] <= 1
+    assert 0 <= out["found_leak_free"] <= out["found"]  # faces with no near duplicate in train
