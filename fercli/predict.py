@@ -27,7 +27,9 @@ from fercli.onnx_model import OnnxModel
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
 from fercli.predict_workers import (
     Workers,
+    chunked,
     decode_chunk,
+    open_worker_session,
     predict_decoded,
     predict_in_worker,
     predictor,
@@ -216,10 +218,20 @@ def predict_dir(
         # One chunk is done in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker busy
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
-        elif workers > 1 and not ray_engine and providers.choose(provider)[0] == "cpu":
-            batch_size = min(batch_size, WORKER_CHUNK)  # the workers will predict
+        in_workers = (  # each worker decodes and predicts
+            workers > 1 and not stage and not ray_engine and providers.choose(provider)[0] == "cpu"
+        )
+        if in_workers:
+            batch_size = min(batch_size, WORKER_CHUNK)
         n_chunks = -(-len(paths) // batch_size)
-        pool = stack.enter_context(closing(Workers(min(workers, n_chunks) if n_chunks > 1 else 0)))
+        workers = min(workers, n_chunks) if n_chunks > 1 else 0
+        in_workers = in_workers and workers > 1
+        setup = None
+        if in_workers:  # each worker opens its session as it starts, while this one sets up
+            worker_threads = max(1, (threads or os.cpu_count() or 1) // workers)
+            setup = partial(open_worker_session, str(model_path), worker_threads)
+        pool = stack.enter_context(closing(Workers(workers, setup)))
+        in_workers = in_workers and pool.count > 1
         if ray_engine:
             stack.enter_context(ray_engine.cluster(ray_address))
         onnx = OnnxModel(model_path, provider, threads)
@@ -247,7 +259,10 @@ def predict_dir(
             tmp = stack.enter_context(atomic_path(output))
             f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
         fmt.start(f, new_file=f.tell() == 0)
-        chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        if in_workers:
+            chunks = chunked(todo, batch_size, pool.count)
+        else:
+            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
         if engine == "ray":
             predicted = ray_engine.predict_chunks(
@@ -257,10 +272,9 @@ def predict_dir(
             )  # fmt: skip
         elif stage:  # faces have a loop of their own, below
             pass
-        elif onnx.provider == "cpu" and pool.count > 1:  # each worker decodes and predicts
-            threads = max(1, (threads or os.cpu_count() or 1) // pool.count)
+        elif in_workers:
             work = partial(
-                predict_in_worker, model_path=str(model_path), threads=threads,
+                predict_in_worker, model_path=str(model_path), threads=worker_threads,
                 batch_size=batch_size, tta=tta,
             )  # fmt: skip
             predicted = pool.map(work, files)

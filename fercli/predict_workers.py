@@ -64,20 +64,49 @@ def predict_files(model: OnnxModel, paths: list[str], batch_size: int, tta: bool
     return predict_decoded(images, errors, predictor(model, batch_size, tta), len(info.classes))
 
 
-_sessions: dict = {}  # a worker's own session, made on its first chunk
+_sessions: dict = {}  # a worker's own sessions (never one inherited), by (file, threads)
 
 
-def predict_in_worker(paths: list[str], model_path: str, threads: int, batch_size: int, tta: bool):
-    """predict_files in a worker process, with a session of its own (never one inherited)."""
+def worker_session(model_path: str, threads: int) -> OnnxModel:
     model = _sessions.get((model_path, threads))
     if model is None:
         model = _sessions[model_path, threads] = OnnxModel(model_path, "cpu", threads)
-    return predict_files(model, paths, batch_size, tta)
+    return model
 
 
-def _ignore_sigint() -> None:
-    """Ctrl-C is for the main process, which stops the workers; no traceback from each."""
+def open_worker_session(model_path: str, threads: int) -> None:
+    """A worker's start: its session, run once on a blank image, before the first chunk
+    comes, while the main process sets up (a larger warm-up only delays the first chunk). A
+    failure is left for the first chunk to raise in the main process."""
+    try:
+        model = worker_session(model_path, threads)
+        size = model.info.image_size
+        model.predict_proba(np.zeros((1, size, size), np.uint8))
+    except Exception:
+        pass
+
+
+def predict_in_worker(paths: list[str], model_path: str, threads: int, batch_size: int, tta: bool):
+    """predict_files in a worker process, with its own session."""
+    return predict_files(worker_session(model_path, threads), paths, batch_size, tta)
+
+
+def chunked(items: list, size: int, workers: int) -> list[list]:
+    """`items` in chunks of `size`, but the last `workers * size` in quarter chunks, so that
+    the workers finish nearly together instead of one waiting on the other's last chunk."""
+    chunks, i, tail = [], 0, len(items) - workers * size
+    while i < len(items):
+        step = size if i < tail else max(1, size // 4)
+        chunks.append(items[i : i + step])
+        i += step
+    return chunks
+
+
+def _start_worker(setup=None) -> None:
+    # Ctrl-C is for the main process, which stops the workers; no traceback from each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if setup is not None:
+        setup()
 
 
 class Workers:
@@ -87,11 +116,12 @@ class Workers:
     The workers are started before this process creates its onnxruntime session, and what
     they inherit of earlier ones is kept out of their collector (fercli.worker_pool)."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, setup=None):
+        """setup: run in each worker as it starts (picklable)."""
         self.pool = None
         if workers > 0:
             try:
-                self.pool = start_pool(workers, _ignore_sigint)
+                self.pool = start_pool(workers, partial(_start_worker, setup))
             except (OSError, NotImplementedError) as exc:  # e.g. no semaphores in a sandbox
                 say(f"Decoding in this process: cannot start worker processes ({exc}).")
                 self.pool = None

@@ -7,7 +7,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 
 def start_pool(workers: int, initializer=None) -> ProcessPoolExecutor:
-    """A pool of `workers` processes, every one started now.
+    """A pool of `workers` processes, every one forked now where fork is used (the
+    `initializer` then runs in each while this process goes on).
 
     Fork is fast, but a child inherits every object of this process. One left for the
     garbage collector (an onnxruntime session of an earlier call, in a long-lived process
@@ -20,7 +21,7 @@ def start_pool(workers: int, initializer=None) -> ProcessPoolExecutor:
     gc.freeze()
     try:
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
-        pool.submit(int).result()  # with fork, the first task starts every worker
+        pool.submit(int)  # with fork, the first task forks every worker, in this call
     finally:
         gc.unfreeze()
     return pool

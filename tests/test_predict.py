@@ -438,6 +438,29 @@ def test_hand_made_model_with_metadata_works(model_path, tmp_path):
     assert result.total == 21
 
 
+def test_unusable_model_is_one_line_when_the_workers_predict(model_path, tmp_path, run_fercli):
+    """The workers try to open the model as they start; only the main process says why not."""
+    folder = flat_folder(tmp_path / "in", n=24)
+    (tmp_path / "m.onnx").write_text("hello")
+    args = ("--model", tmp_path / "m.onnx", "--batch-size", 4, "--workers", 2, "--provider", "cpu")
+    result = run_fercli("predict-dir", folder, *args, "-o", tmp_path / "p.csv")
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: ") and result.stderr.strip().count("\n") == 0
+    assert "not a usable ONNX model" in result.stderr
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 40, 41, 200])
+def test_chunks_of_the_workers_end_in_quarters(n):
+    from fercli.predict_workers import chunked
+
+    items = list(range(n))
+    chunks = chunked(items, 8, workers=2)
+    assert [i for c in chunks for i in c] == items  # every item once, in order
+    full = -(-max(0, n - 16) // 8)  # chunks of 8 until the last workers * size = 16 items
+    rest = n - 8 * full  # in quarter chunks of 2
+    assert [len(c) for c in chunks] == [8] * full + [2] * (rest // 2) + [1] * (rest % 2)
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
