@@ -61,9 +61,8 @@ from fercli.commands.ray_options import ray_options
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    help="onnxruntime threads, shared out among the workers where they predict (one each at "
-    "least) "
-    "[default: all cores].",
+    help="onnxruntime threads, shared out among the workers where they predict (one each "
+    "at least) [default: all cores].",
 )
 @click.option(
     "--faces",
