@@ -2,11 +2,13 @@
 
 (a) model only: onnxruntime on pre-decoded, pre-normalized batches of the test split
     (`--batch-size`), nothing else timed.
-(b) end to end: `fercli.predict.predict_dir` called in this process on the test folder, from
-    files to the finished CSV: scanning, starting the workers (on the CPU each decodes and
-    predicts with a session of its own), creating the onnxruntime sessions, decoding every
-    JPEG, inference, writing and renaming the CSV. Interpreter start-up and module imports
-    are not timed (they are done before). (b2), with `--large-split SPLIT`: the same on
+(b) end to end: `fercli.predict.predict_dir` on the test folder, from files to the finished
+    CSV: scanning, starting the workers (on the CPU each decodes and predicts with a session
+    of its own), creating the onnxruntime sessions, decoding every JPEG, inference, writing
+    and renaming the CSV. It runs in a child process that imports what `fercli predict-dir`
+    imports (benchmarks/end_to_end.py: no torch, no TFLite, which this process holds and
+    which make forking the workers dearer); interpreter start-up and module imports are not
+    timed (an untimed call comes first). (b2), with `--large-split SPLIT`: the same on
     ROOT/SPLIT (train: 28,709 files), where the start-up is a smaller share.
 (c) naive PyTorch loop, the seed's `predict_emotion` style: for each file, PIL open, convert
     to "L", torchvision Resize/ToTensor/Normalize, `model(x)` on one image, softmax, argmax
@@ -96,13 +98,18 @@ def model_only(onnx_path: Path, x, batch_size: int, provider: str) -> float:
 def end_to_end(
     onnx_path: Path, folder: Path, out: Path, batch_size: int, provider: str
 ) -> tuple[float, int]:
-    """(b): images/s of predict_dir from files to CSV."""
-    from fercli.predict import predict_dir
+    """(b): images/s of predict_dir from files to CSV, in a process that imports what
+    `fercli predict-dir` does (benchmarks/end_to_end.py)."""
+    import json
+    import subprocess
 
-    start = time.perf_counter()
-    result = predict_dir(folder, out, onnx_path, provider=provider, batch_size=batch_size)
-    seconds = time.perf_counter() - start
-    return result.total / seconds, len(result.errors)
+    script = Path(__file__).resolve().parent / "end_to_end.py"
+    args = [onnx_path, folder, out, "--batch-size", batch_size, "--provider", provider]
+    done = subprocess.run(
+        [sys.executable, script, *map(str, args)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["images_per_s"], result["errors"]
 
 
 def naive_loop(model, paths: list[Path], threads: int | None = None) -> float:

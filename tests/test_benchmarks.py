@@ -1,6 +1,7 @@
 """The benchmark scripts still run against today's code (a refactor once broke one unseen).
 Each runs at its smallest on the synthetic faces; timings are printed, never asserted."""
 
+import json
 import re
 
 import pytest
@@ -58,6 +59,18 @@ def test_bench_predict_times_the_bundled_models(synth_root, run_script):
         assert f"work of {name}: 0 M" not in out  # the int8 graph's work is counted
     assert "(c) naive" not in out and "int8 export" not in out
     assert names_its_cpu_first(out)
+
+
+def test_end_to_end_times_predict_dir_in_a_light_process(synth_root, tmp_path, run_script):
+    from fercli import bundled
+
+    out = run_script(
+        "benchmarks/end_to_end.py", bundled.bundled_path("fast"), synth_root / "test",
+        tmp_path / "p.csv",
+    )  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["images_per_s"] > 0 and result["errors"] == 0
+    assert result["light"]  # neither torch nor TFLite was imported, as in `fercli predict-dir`
 
 
 def test_predict_costs_runs(synth_root, run_script):
