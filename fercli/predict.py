@@ -217,20 +217,19 @@ def predict_dir(
         # One chunk is done in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker busy
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
-        in_workers = (  # each worker decodes and predicts
+        cpu_workers = (  # the workers will predict
             workers > 1 and not stage and not ray_engine and providers.choose(provider)[0] == "cpu"
         )
-        if in_workers:
+        if cpu_workers:
             batch_size = min(batch_size, WORKER_CHUNK)
         n_chunks = -(-len(paths) // batch_size)
         workers = min(workers, n_chunks) if n_chunks > 1 else 0
-        in_workers = in_workers and workers > 1
         setup = None
-        if in_workers:  # each worker opens its session as it starts, while this one sets up
+        if cpu_workers and workers > 1:  # each opens its session now, while this one sets up
             worker_threads = max(1, (threads or os.cpu_count() or 1) // workers)
             setup = partial(open_worker_session, str(model_path), worker_threads)
         pool = stack.enter_context(closing(Workers(workers, setup)))
-        in_workers = in_workers and pool.count > 1
+        in_workers = setup is not None and pool.count > 1  # each worker decodes and predicts
         if ray_engine:
             stack.enter_context(ray_engine.cluster(ray_address))
         onnx = OnnxModel(model_path, provider, threads)

@@ -1,5 +1,5 @@
-"""Decoding worker processes, started by fork where the system has it: what clean's, train's
-and predict-dir's worker pools share."""
+"""Worker processes (decoding, hashing, predicting), started by fork where the system has it:
+what clean's, train's and predict-dir's worker pools share."""
 
 import gc
 import multiprocessing
