@@ -18,8 +18,8 @@
 (g) the driver's ceilings apart from the work: rows shaped like Cleaner's (a 48x48 array,
     digest, hash, error) made by 2 actors that read no file, over --fake (200,000) made-up
     paths, received in order and regrouped by the driver (map_files and clean_chunks'
-    regrouping); and the driver writing predict-dir's CSV rows (make_rows, the CSV writer
-    and Tally) for 200,000 made-up predictions.
+    regrouping); and the driver writing predict-dir's CSV rows (CsvOut.predicted_text and
+    Tally.add_predicted, as predict_dir's loop) for 200,000 made-up predictions.
 (h) the driver's near-duplicate search (fercli.hashing.near_graph) on N hashes shaped like
     FER-2013's (bench_clean.py --million's construction), for a few N, with the peak of
     numpy's allocations: how it grows with N.
@@ -110,7 +110,7 @@ def write_rows(n: int) -> None:
     import io
 
     from fercli.predict import Tally
-    from fercli.predict_output import make_rows, output_format
+    from fercli.predict_output import output_format
 
     classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     fmt = output_format(Path("out.csv"), classes, 0)
@@ -122,9 +122,8 @@ def write_rows(n: int) -> None:
 
     def write():
         for _ in range(n // 256):
-            for row in make_rows(paths, probs, {}, classes, 0):
-                fmt.write(row)
-                tally.add(row)
+            out.write(fmt.predicted_text(paths, probs, {}))
+            tally.add_predicted(paths, probs, {})
 
     timed("(g) driver writing predict-dir CSV rows", n // 256 * 256, write)
     print(f"    {len(out.getvalue()) / (n // 256 * 256):.0f} bytes per row", flush=True)

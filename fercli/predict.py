@@ -10,7 +10,6 @@ with `resume`, appended batch by batch so that an interrupted run loses nothing.
 No torch here (a test checks it): prediction needs only onnxruntime, numpy, Pillow and simplejpeg.
 """
 
-import io
 import json
 import os
 import time
@@ -19,12 +18,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from fercli import bundled, providers
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_path
 from fercli.onnx_model import OnnxModel
-from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
+from fercli.predict_output import ENCODING, output_format, read_existing
 from fercli.predict_workers import (
     Workers,
     chunked,
@@ -93,11 +94,29 @@ class Tally:
             self.errors.append((row["path"], row.get("error", "")))
             return
         self.counts[row["label"]] = self.counts.get(row["label"], 0) + 1
+        if self.evaluate and row["label"] in self.index:
+            self._pair(row["path"], self.index[row["label"]])
+
+    def add_predicted(self, paths, probs, errors: dict) -> None:
+        """add() for every row of a predicted chunk (make_rows' rows), a chunk at once."""
+        self.rows += len(paths)
+        self.errors += [(paths[i], reason) for i, reason in sorted(errors.items())]
+        good = [i for i in range(len(paths)) if i not in errors]
+        if not good:
+            return
+        labels = probs[good].argmax(axis=1)  # make_rows' label: the first largest
+        for c, n in zip(self.classes, np.bincount(labels, minlength=len(self.classes)).tolist()):
+            self.counts[c] += n
         if self.evaluate:
-            folder = row["path"].split("/", 1)[0] if "/" in row["path"] else None
-            if folder in self.index and row["label"] in self.index:
-                self.y_true.append(self.index[folder])
-                self.y_pred.append(self.index[row["label"]])
+            for i, k in zip(good, labels.tolist()):
+                self._pair(paths[i], k)
+
+    def _pair(self, path: str, predicted: int) -> None:
+        """--eval: the true class is the top folder's name, where it is one of the classes."""
+        folder = path.split("/", 1)[0] if "/" in path else None
+        if folder in self.index:
+            self.y_true.append(self.index[folder])
+            self.y_pred.append(predicted)
 
     def report(self) -> dict:
         """Accuracy, F1 and confusion matrix against the top folder's name (fercli.metrics)."""
@@ -285,20 +304,17 @@ def predict_dir(
                 for chunk, decoded in zip(chunks, pool.map(decode, files)):
                     # one write per batch: Ctrl-C never splits a picture's faces
                     rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
-                    fmt.start(batch := io.StringIO(newline=""), new_file=False)
+                    f.write(fmt.text(rows))
                     for row in rows:
-                        fmt.write(row)
                         tally.add(row)
-                    f.write(batch.getvalue())
                     if resume:
                         f.flush()
                     stage.save_extras(root, chunk, rows, decoded)
                     progress.advance(len(chunk))
             else:
                 for chunk, (probs, errors) in zip(chunks, predicted):
-                    for row in make_rows(chunk, probs, errors, classes, topk):
-                        fmt.write(row)
-                        tally.add(row)
+                    f.write(fmt.predicted_text(chunk, probs, errors))
+                    tally.add_predicted(chunk, probs, errors)
                     if resume:
                         f.flush()  # every finished batch is safe on disk
                     progress.advance(len(chunk))

@@ -7,7 +7,9 @@ CSV flattens the probabilities into `prob_<class>` columns and the top-k into
 """
 
 import csv
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,27 +48,48 @@ def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
     return rows
 
 
+def _at(errors: dict, i: int) -> dict:
+    """Row i's error, for a chunk of that one row."""
+    return {0: errors[i]} if i in errors else {}
+
+
 def damaged(path, where: str) -> FercliError:
     return FercliError(
         f"the existing output {path} is damaged ({where}): write to a new file with -o."
     )
 
 
-class CsvOut:
+class RowFormat:
+    """What CsvOut and JsonlOut share: the classes and top-k they write, and the text of a
+    whole batch of rows, for one write to the file, so that Ctrl-C never splits a batch."""
+
     def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
+        self.classes, self.topk, self.extra = tuple(classes), topk, extra
+
+    def predicted_text(self, paths, probs, errors: dict) -> str:
+        """The records of a predicted chunk: make_rows' rows, as text()."""
+        return self.text(make_rows(paths, probs, errors, self.classes, self.topk))
+
+
+# A field the csv module writes as it is (QUOTE_MINIMAL: no delimiter, quote or line end).
+_PLAIN = re.compile(r'[^,"\r\n]*\Z')
+
+
+class CsvOut(RowFormat):
+    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
+        super().__init__(classes, topk, extra)
         self.columns = ["path", "status", "error", "label", "confidence"]
         self.columns += [f"prob_{c}" for c in classes]
         for i in range(1, topk + 1):
             self.columns += [f"top{i}_label", f"top{i}_confidence"]
-        self.extra = extra  # more columns at the end (predict-dir --faces: face, box, ...)
-        self.columns += list(extra)
+        self.columns += list(extra)  # more columns at the end (predict-dir --faces: face, box, ...)
 
     def start(self, f, new_file: bool) -> None:
         self.writer = csv.writer(f)
         if new_file:
             self.writer.writerow(self.columns)
 
-    def write(self, row: dict) -> None:
+    def record(self, row: dict) -> list:
         record = [row["path"], row["status"], row["error"]]
         if row["status"] == "ok":
             record += [row["label"], f"{row['confidence']:.6f}"]
@@ -77,7 +100,34 @@ class CsvOut:
         for c in self.extra:  # a list is written comma-separated, None as an empty cell
             value = row.get(c)
             record.append(",".join(map(str, value)) if isinstance(value, list) else value)
-        self.writer.writerow(record)
+        return record
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(self.record(row))
+
+    def text(self, rows) -> str:
+        batch = io.StringIO(newline="")
+        csv.writer(batch).writerows(map(self.record, rows))
+        return batch.getvalue()
+
+    def predicted_text(self, paths, probs, errors: dict) -> str:
+        """The same text as RowFormat's, several times faster, one %-format a row: predict-dir's
+        main process formats every row, time that its workers lose on 2 cores. "%.6f" of a
+        probability gives the digits of make_rows' round(p, 6) written with .6f: both round
+        the float's exact value half to even (a test compares the two)."""
+        if self.extra or not all(map(_PLAIN.match, self.classes)) or probs.dtype.kind != "f":
+            return super().predicted_text(paths, probs, errors)
+        line = "%s,ok,,%s,%.6f" + ",%.6f" * len(self.classes) + ",%s,%.6f" * self.topk + "\r\n"
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(self.topk, 1)].tolist()
+        values, labels, text = probs.tolist(), self.classes, []
+        for i, path in enumerate(paths):
+            if i in errors or not _PLAIN.match(path):  # the csv module quotes such a path
+                text.append(super().predicted_text([path], probs[i : i + 1], _at(errors, i)))
+                continue
+            p, top = values[i], order[i]
+            tops = [x for j in top[: self.topk] for x in (labels[j], p[j])]
+            text.append(line % (path, labels[top[0]], p[top[0]], *p, *tops))
+        return "".join(text)
 
     def copy(self, record: list[str]) -> None:
         self.writer.writerow(record)
@@ -99,15 +149,15 @@ class CsvOut:
         return len(record) == len(self.columns)
 
 
-class JsonlOut:
-    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
-        self.classes = list(classes)
-
+class JsonlOut(RowFormat):
     def start(self, f, new_file: bool) -> None:
         self.f = f
 
     def write(self, row: dict) -> None:
-        self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.f.write(self.text([row]))
+
+    def text(self, rows) -> str:
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
     def copy(self, line: str) -> None:
         self.f.write(line)
@@ -119,7 +169,7 @@ class JsonlOut:
             except json.JSONDecodeError:
                 row = None  # a damaged line; fatal unless it is the cut last one
             if isinstance(row, dict) and row.get("probabilities") is not None:
-                if list(row["probabilities"]) != self.classes:
+                if tuple(row["probabilities"]) != self.classes:
                     raise FercliError(
                         f"the existing output {path} was written for other classes (another "
                         "model): write to a new file with -o."

@@ -266,18 +266,18 @@ def test_no_recursive_and_topk(model_path, tmp_path):
 def interrupt_after(monkeypatch, calls_before_interrupt):
     """Raise KeyboardInterrupt in this process, as a Ctrl-C would, when the rows of a given
     batch are made (whether the workers or this process ran the model)."""
-    import fercli.predict
+    from fercli.predict_output import CsvOut, JsonlOut
 
-    original = fercli.predict.make_rows
     calls = []
+    for cls in (CsvOut, JsonlOut):
 
-    def make_rows(paths, *args):
-        calls.append(len(paths))
-        if len(calls) > calls_before_interrupt:
-            raise KeyboardInterrupt
-        return original(paths, *args)
+        def predicted_text(self, paths, *args, original=cls.predicted_text):
+            calls.append(len(paths))
+            if len(calls) > calls_before_interrupt:
+                raise KeyboardInterrupt
+            return original(self, paths, *args)
 
-    monkeypatch.setattr(fercli.predict, "make_rows", make_rows)
+        monkeypatch.setattr(cls, "predicted_text", predicted_text)
     return calls
 
 

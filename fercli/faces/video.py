@@ -9,7 +9,6 @@ file that cannot be opened, or whose decoding breaks off, gives an `error` row a
 goes on with the next file. The output is written to a temporary file and renamed at the end.
 """
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +127,7 @@ def predict_video(
                 for t, number, image in sampled_frames(path, fps):
                     rows = frame_rows(path, t, number, image, find, onnx, size, topk)
                     result.frames += 1
-                    batch = io.StringIO(newline="")
-                    fmt.start(batch, new_file=False)
-                    for row in rows:
-                        fmt.write(row)
-                    f.write(batch.getvalue())
+                    f.write(fmt.text(rows))
                     ok = [r for r in rows if r["status"] == "ok"]
                     result.faces += len(ok)
                     result.no_face += not ok
@@ -145,8 +140,7 @@ def predict_video(
                 if curve:
                     reason += f" (after {curve[-1][0]:.1f} s)"
                 row = {"path": path, "status": "error", "error": reason, **dict.fromkeys(COLUMNS)}
-                fmt.start(f, new_file=False)
-                fmt.write(row)
+                f.write(fmt.text([row]))
                 result.errors.append((path, reason))
     if timeline:
         result.timeline = draw_timeline(curves, classes, Path(timeline))
