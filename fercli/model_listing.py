@@ -51,7 +51,7 @@ def bundled_summaries() -> list[dict]:
             path = bundled.bundled_path(name)
         except FercliError:
             continue
-        info = OnnxModel(path, provider="cpu").info
+        info = OnnxModel(path, provider="cpu", metadata_only=True).info
         card = bundled.card(name)
         rows.append(
             {

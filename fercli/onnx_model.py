@@ -142,9 +142,21 @@ class OnnxModel:
 
     `provider` is one of `providers.CHOICES`; `self.provider` says which one actually runs
     the model, and `self.fallback` why `auto` runs on the CPU although CUDA or OpenVINO is
-    installed (`self.fallback_expected`: for a reason that needs no fixing)."""
+    installed (`self.fallback_expected`: for a reason that needs no fixing).
 
-    def __init__(self, path: str | Path, provider: str = "auto", threads: int | None = None):
+    `metadata_only`: for a caller that reads the file's metadata and never runs it (predict-dir
+    when its workers predict, `fercli models`): onnxruntime skips the graph optimizations and
+    its thread pool, half the session's start-up, which predict-dir's workers share the
+    cores with; running such a model raises."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        provider: str = "auto",
+        threads: int | None = None,
+        *,
+        metadata_only: bool = False,
+    ):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -158,6 +170,10 @@ class OnnxModel:
         self.fallback_expected = bool(unusable and unusable.expected)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.metadata_only = metadata_only
+        if metadata_only:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            threads = 1
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
         # Idle threads sleep instead of spinning: the decoding workers (and anything else on a
         # shared machine) get the cores: faster under load in benchmarks/bench_predict.py.
@@ -216,6 +232,8 @@ class OnnxModel:
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Raw model output for a preprocessed float32 batch."""
+        if self.metadata_only:
+            raise RuntimeError(f"{self.path.name} was opened for its metadata only")
         return self.session.run(None, {self.input_name: x})[0]
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:

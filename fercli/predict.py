@@ -251,7 +251,7 @@ def predict_dir(
         in_workers = setup is not None and pool.count > 1  # each worker decodes and predicts
         if ray_engine:
             stack.enter_context(ray_engine.cluster(ray_address))
-        onnx = OnnxModel(model_path, provider, threads)
+        onnx = OnnxModel(model_path, provider, threads, metadata_only=in_workers)
         info = onnx.info
         if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
             say(f"{onnx.fallback}: running on the CPU.")

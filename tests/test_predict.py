@@ -225,6 +225,27 @@ def test_workers_that_predict_give_the_rows_of_this_process(model_path, tmp_path
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+def test_this_process_opens_the_model_for_its_metadata_only_when_workers_predict(
+    model_path, tmp_path, monkeypatch
+):
+    make_mixed_folder(tmp_path / "in")
+    opened = []
+    original = OnnxModel.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append((os.getpid(), self.metadata_only))
+
+    monkeypatch.setattr(OnnxModel, "__init__", spy)
+    predict_dir(tmp_path / "in", tmp_path / "a.csv", model_path, batch_size=5, workers=2)
+    predict_dir(tmp_path / "in", tmp_path / "b.csv", model_path, batch_size=5, workers=0)
+    assert [meta for pid, meta in opened if pid == os.getpid()] == [True, False]
+    meta = OnnxModel(model_path, "cpu", metadata_only=True)
+    assert meta.info == OnnxModel(model_path, "cpu").info
+    with pytest.raises(RuntimeError, match="metadata only"):
+        meta.predict_proba(np.zeros((1, meta.info.image_size, meta.info.image_size), np.uint8))
+
+
 def test_tta_averages_each_image_with_its_mirror(model_path, tmp_path, run_cli):
     rng = np.random.default_rng(3)
     folder = tmp_path / "in"
