@@ -102,9 +102,6 @@ class CsvOut(RowFormat):
             record.append(",".join(map(str, value)) if isinstance(value, list) else value)
         return record
 
-    def write(self, row: dict) -> None:
-        self.writer.writerow(self.record(row))
-
     def text(self, rows) -> str:
         batch = io.StringIO(newline="")
         csv.writer(batch).writerows(map(self.record, rows))
@@ -152,9 +149,6 @@ class CsvOut(RowFormat):
 class JsonlOut(RowFormat):
     def start(self, f, new_file: bool) -> None:
         self.f = f
-
-    def write(self, row: dict) -> None:
-        self.f.write(self.text([row]))
 
     def text(self, rows) -> str:
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
