@@ -146,8 +146,8 @@ class OnnxModel:
 
     `metadata_only`: for a caller that reads the file's metadata and never runs it (predict-dir
     when its workers predict, `fercli models`): onnxruntime skips the graph optimizations and
-    its thread pool, half the session's start-up, which predict-dir's workers share the
-    cores with; running such a model raises."""
+    its thread pool, start-up time that predict-dir's workers would share the cores with;
+    running such a model raises."""
 
     def __init__(
         self,

@@ -84,6 +84,19 @@ def test_predict_costs_runs(synth_root, run_script):
     assert names_its_cpu_first(out)
 
 
+def test_predict_timeline_runs(synth_root, run_script):
+    from fercli.bundled import model_path
+
+    out = run_script(
+        "benchmarks/predict_timeline.py", "--folder", f"{synth_root}/test", "--model",
+        model_path("fast"), "--workers", 2, "--repeats", 1,
+    )  # fmt: skip
+    for phase in ("folder listed", "workers started", "model opened", "first chunk's rows",
+                  "last chunk's rows", "workers stopped", "returned"):  # fmt: skip
+        assert re.search(rf"{re.escape(phase)} +\d+\.\d", out), phase
+    assert names_its_cpu_first(out)
+
+
 def test_bench_architectures_runs(run_script):
     out = run_script("benchmarks/bench_architectures.py", "seed-cnn", "--repeats", 1)
     assert "seed-cnn: 24.3 M MACs" in out and "int8 against seed-cnn: 1.00x" in out
