@@ -38,10 +38,14 @@ def main() -> None:
     def mark(name: str) -> None:
         marks.setdefault(name, time.perf_counter() - start[0])
 
-    def wrap(owner, attribute: str, before: str | None, after: str | None):
+    def wrap(owner, attribute: str, before: str | None, after: str | None, seen=None):
+        """Mark `before` at the first call and `after` at the end of the last; `seen(*args)`
+        at every call."""
         original = getattr(owner, attribute)
 
         def wrapped(*a, **k):
+            if seen:
+                seen(*a, **k)
             if before:
                 mark(before)
             result = original(*a, **k)
@@ -54,15 +58,12 @@ def main() -> None:
     wrap(predict, "find_images", None, "folder listed")
     wrap(predict.Workers, "__init__", None, "workers started")
     wrap(predict, "OnnxModel", None, "model opened")
-    wrap(CsvOut, "predicted_text", "first chunk's rows", "last chunk's rows")
-    sizes: list[int] = []
-    rows_of = CsvOut.predicted_text
+    sizes: list[int] = []  # rows in each chunk
 
-    def counted(self, paths, *rest):
+    def chunk_size(fmt, paths, *rest) -> None:
         sizes.append(len(paths))
-        return rows_of(self, paths, *rest)
 
-    CsvOut.predicted_text = counted
+    wrap(CsvOut, "predicted_text", "first chunk's rows", "last chunk's rows", chunk_size)
     wrap(predict.Workers, "close", "stopping the workers", "workers stopped")
     runs, rows = [], 0
     with tempfile.TemporaryDirectory() as out:

@@ -26,8 +26,7 @@ ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
     """One row per path; `errors` maps an index in `paths` to the reason it could not be read."""
     if len(paths) > len(errors):  # whole-chunk numpy, then Python floats: far faster per row
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(topk, 1)].tolist()
-        values = probs.tolist()
+        order, values = ranked(probs, topk), probs.tolist()
     rows = []
     for i, path in enumerate(paths):
         if i in errors:
@@ -46,6 +45,12 @@ def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
             }
         )
     return rows
+
+
+def ranked(probs, topk: int) -> list[list[int]]:
+    """Each row's class indices, most probable first (the first of equals first), the top
+    max(topk, 1): the label and the top-k of make_rows and CsvOut.predicted_text."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, : max(topk, 1)].tolist()
 
 
 def _at(errors: dict, i: int) -> dict:
@@ -83,6 +88,10 @@ class CsvOut(RowFormat):
         for i in range(1, topk + 1):
             self.columns += [f"top{i}_label", f"top{i}_confidence"]
         self.columns += list(extra)  # more columns at the end (predict-dir --faces: face, box, ...)
+        # predicted_text's %-format of an "ok" row; None where a cell needs the csv module
+        self.line = None
+        if not extra and all(map(_PLAIN.match, self.classes)):
+            self.line = "%s,ok,,%s,%.6f" + ",%.6f" * len(classes) + ",%s,%.6f" * topk + "\r\n"
 
     def start(self, f, new_file: bool) -> None:
         self.writer = csv.writer(f)
@@ -112,11 +121,10 @@ class CsvOut(RowFormat):
         main process formats every row, time that its workers lose on 2 cores. "%.6f" of a
         probability gives the digits of make_rows' round(p, 6) written with .6f: both round
         the float's exact value half to even (a test compares the two)."""
-        if self.extra or not all(map(_PLAIN.match, self.classes)) or probs.dtype.kind != "f":
+        line = self.line
+        if line is None or probs.dtype.kind != "f":
             return super().predicted_text(paths, probs, errors)
-        line = "%s,ok,,%s,%.6f" + ",%.6f" * len(self.classes) + ",%s,%.6f" * self.topk + "\r\n"
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : max(self.topk, 1)].tolist()
-        values, labels, text = probs.tolist(), self.classes, []
+        order, values, labels, text = ranked(probs, self.topk), probs.tolist(), self.classes, []
         for i, path in enumerate(paths):
             if i in errors or not _PLAIN.match(path):  # the csv module quotes such a path
                 text.append(super().predicted_text([path], probs[i : i + 1], _at(errors, i)))
