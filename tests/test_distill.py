@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fercli.checkpoint import load_checkpoint
+from fercli.errors import FercliError
 from fercli.training import TrainConfig, train
 from fercli.training.teacher import distillation_loss
 
@@ -182,3 +183,77 @@ def test_two_processes_distil_from_one_pass_of_the_teacher(synth_root, teacher, 
     assert proc.stderr.count("distilling from teacher.onnx") == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert "2 processes" in metrics["hardware"] and metrics["teacher"]["images_per_s"] > 0
+
+
+def test_batch_targets_are_the_teacher_on_each_augmented_batch(
+    synth_root, teacher, tmp_path, monkeypatch
+):
+    """--teacher-targets batch: the teacher sees exactly the student's (augmented, mixed)
+    batches, once each, and its targets are its tempered log-probabilities of them."""
+    from fercli.onnx_model import OnnxModel
+    from fercli.training import teacher as teacher_module
+
+    model = OnnxModel(teacher, "cpu")
+    seen = []
+    real = teacher_module.BatchTeacher.__call__
+
+    def spy(self, xb):
+        out = real(self, xb)
+        seen.append((xb.detach().clone(), out))
+        return out
+
+    monkeypatch.setattr(teacher_module.BatchTeacher, "__call__", spy)
+    options = dict(teacher=str(teacher), distill_weight=0.7, mixup=0.2)
+    train(config(synth_root, tmp_path / "batch", teacher_targets="batch", **options))
+    metrics = json.loads((tmp_path / "batch" / "metrics.json").read_text())
+    assert len(seen) == 2 * -(-metrics["data"]["train_images"] // 32)  # 2 epochs of 32
+    for xb, out in seen:
+        x = np.ascontiguousarray(xb.float().numpy())
+        expected = torch.log_softmax(torch.from_numpy(model.logits(x)) / model.info.temperature, 1)
+        torch.testing.assert_close(out, expected)
+    unique = {tuple(xb.flatten()[:64].tolist()) for xb, _ in seen}
+    assert len(unique) == len(seen)  # every batch its own augmented images
+    record = metrics["teacher"]
+    assert record["targets"].startswith("probabilities of every augmented batch")
+    assert record["model"] == "seed-cnn" and record["sha256"]
+    train(config(synth_root, tmp_path / "cached", **options))
+    assert not same(weights(tmp_path / "batch"), weights(tmp_path / "cached"))
+
+
+def test_init_starts_from_the_checkpoint_and_resume_keeps_the_run(
+    synth_root, tmp_path, monkeypatch
+):
+    from fercli.training import epoch as training
+
+    train(config(synth_root, tmp_path / "first", num_epochs=1))
+    start = load_checkpoint(tmp_path / "first" / "best.pt")["state_dict"]
+    real, started = training.train_epoch, []
+
+    def first_epoch(parts, *args):
+        started.append({k: v.clone() for k, v in parts.model.state_dict().items()})
+        return real(parts, *args)
+
+    monkeypatch.setattr(training, "train_epoch", first_epoch)
+    init = str(tmp_path / "first" / "best.pt")
+    metrics = train(config(synth_root, tmp_path / "tuned", init=init, max_minutes=1e-9))
+    assert same(started[0], start)
+    assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["config"]["init"] == init
+    assert metrics is not None
+    (tmp_path / "first" / "best.pt").unlink()  # a resume carries on from its own weights
+    train(None, resume=str(tmp_path / "tuned"))
+    assert load_checkpoint(tmp_path / "tuned" / "last.pt")["epoch"] == 2
+    assert not same(started[1], start)
+
+
+def test_an_init_that_does_not_fit_is_one_line(synth_root, trained_run, tmp_path, run_cli):
+    def fails(*args):
+        result = run_cli("train", synth_root, "--epochs", "1", "--out", tmp_path / "run", *args)
+        assert result.exit_code != 0 and "Traceback" not in result.stderr
+        (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        return error
+
+    assert "not found" in fails("--init", tmp_path / "none.pt")
+    message = fails("--init", trained_run[0] / "best.pt", "--model", "resnet-narrow")
+    assert "is a seed-cnn" in message and "trains a resnet-narrow" in message
+    with pytest.raises(FercliError, match="unknown --teacher-targets 'x': choose cached or"):
+        train(config(synth_root, tmp_path / "x", teacher_targets="x"))

@@ -105,6 +105,19 @@ import click
     help="Softens the teacher's and the student's probabilities in the KL term.",
 )
 @click.option(
+    "--teacher-targets",
+    type=click.Choice(["cached", "batch"]),
+    default="cached",
+    show_default=True,
+    help="cached: the teacher's probabilities of each unaugmented image and its mirror, "
+    "computed once; batch: of every augmented batch, as the student sees it (slower).",
+)
+@click.option(
+    "--init",
+    type=click.Path(dir_okay=False),
+    help="Start from this checkpoint's weights (the same model and classes): fine-tuning.",
+)
+@click.option(
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>-<model>)."
 )
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")

@@ -36,6 +36,8 @@ class TrainConfig:
     teacher: str | None = None  # an exported .onnx model to distil from
     distill_weight: float = 0.5  # the loss: (1 - w) x labels' + w x KL to the teacher's
     distill_temperature: float = 4.0  # softens both sides' probabilities in the KL term
+    teacher_targets: str = "cached"  # cached (unaugmented images, once) or batch (every batch)
+    init: str | None = None  # a checkpoint whose weights the model starts from (fine-tuning)
     augment_options: dict = field(default_factory=dict)
 
     @classmethod

@@ -33,6 +33,7 @@ class Parts:
     y_train: torch.Tensor
     world: distributed.World = distributed.SINGLE  # this process's place in a torchrun job
     teacher: torch.Tensor | None = None  # (N, C) teacher log-probabilities of x_train
+    batch_teacher: object = None  # --teacher-targets batch: teacher.BatchTeacher
 
 
 def make_augment_generator(generator: torch.Generator, device, seed: int) -> torch.Generator:
@@ -132,7 +133,9 @@ def train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> di
                 loss = lam * loss + (1 - lam) * F.cross_entropy(
                     logits, yb[perm], weight=weights, label_smoothing=config.label_smoothing
                 )
-            if parts.teacher is not None:
+            if parts.batch_teacher is not None:  # it saw the mixed images: no mixing of its terms
+                loss = mix_distillation(loss, logits, parts.batch_teacher(xb), None, config)
+            elif parts.teacher is not None:
                 loss = mix_distillation(loss, logits, parts.teacher[idx], mix, config)
             n = len(idx)
             # DDP averages the processes' gradients; weighting each by its share of the global

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from fercli import registry
-from fercli.checkpoint import save_checkpoint
+from fercli.checkpoint import load_checkpoint, save_checkpoint
 from fercli.errors import FercliError
 from fercli.progress import say, settings
 
@@ -30,7 +30,7 @@ from .run_files import (
     set_rng_state,
     write_logs,
 )
-from .teacher import check_options, same_teacher, teacher_targets
+from .teacher import BatchTeacher, check_options, same_teacher, teacher_targets
 
 
 def train(config: TrainConfig | None, resume: str | None = None) -> dict | None:
@@ -59,6 +59,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         torch.set_num_threads(distributed.threads_per_process(world))
     registry.get("model", config.model)  # unknown names fail before any data is read
     check_options(config)
+    init = load_checkpoint(config.init) if config.init and not state else None  # fail early
     augmenters = build_augmenters(config)
     if config.balance not in ("none", "oversample", "weights"):
         raise FercliError(
@@ -73,8 +74,14 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     generator = torch.Generator().manual_seed(config.seed)
     with distributed.main_first(world):
         data = load_data(config)
-        teacher, teacher_record = None, None
-        if config.teacher:  # rank 0 runs the teacher, the others read its cache
+        teacher, teacher_record, batch_teacher = None, None, None
+        if config.teacher and config.teacher_targets == "batch":  # every process runs its own
+            batch_teacher = BatchTeacher(
+                config.teacher, data.classes, config.image_size, NORMALIZATION,
+                torch.get_num_threads(),
+            )  # fmt: skip
+            teacher_record = batch_teacher.record
+        elif config.teacher:  # rank 0 runs the teacher, the others read its cache
             teacher, teacher_record = teacher_targets(
                 config.teacher, data.classes, data.x_train, torch.get_num_threads()
             )
@@ -85,6 +92,8 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     augment_generator = make_augment_generator(generator, device, config.seed)
     num_classes = len(data.classes)
     model = registry.create("model", config.model, num_classes=num_classes)
+    if init:
+        start_from(model, init, config, data.classes)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model)
     steps = math.ceil(
@@ -147,9 +156,11 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         + (
             f", distilling from {Path(config.teacher).name} (weight {config.distill_weight}, "
             f"temperature {config.distill_temperature})"
-            if teacher is not None
+            if teacher is not None or batch_teacher is not None
             else ""
         )
+        + (" on every batch" if batch_teacher is not None else "")
+        + (f", starting from {config.init}" if config.init else "")
     )
     parts = Parts(
         model,
@@ -166,6 +177,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         data.y_train.to(device),
         world,
         teacher.to(device) if teacher is not None else None,
+        batch_teacher,
     )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs
@@ -234,6 +246,18 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         metrics = finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
     distributed.barrier(world)  # the processes leave together, after rank 0's report
     return metrics
+
+
+def start_from(model, ckpt: dict, config: TrainConfig, classes) -> None:
+    """--init: the weights of an earlier run's checkpoint, of the same model and classes."""
+    path, name = config.init, config.model
+    if ckpt.get("model") != name or tuple(ckpt.get("classes", ())) != tuple(classes):
+        raise FercliError(
+            f"--init {path} is a {ckpt.get('model')} of classes "
+            f"{', '.join(ckpt.get('classes', ()))}; this run trains a {name} of "
+            f"{', '.join(classes)}: start from a checkpoint of the same model and data."
+        )
+    model.load_state_dict(ckpt["state_dict"])
 
 
 def validation_logits(model, data, device, dtype, world) -> torch.Tensor:

@@ -1,12 +1,14 @@
 """Knowledge distillation from an exported model (`fercli train --teacher MODEL.onnx`).
 
-The teacher runs with onnxruntime once per training image, before the first epoch: its
-targets are the log of its class probabilities averaged over the image and its mirror
-image, cached on disk (keyed on the teacher file and the images) so that --resume and later
-runs on the same images skip it. Running the teacher on every augmented batch instead
-would follow rotation, crop and jitter exactly, but on a CPU it costs several times the
-student's own training step (the bundled 5-network ensemble is 1.32 G multiply-accumulates
-an image); README's Training section has the figures.
+`--teacher-targets cached` (the default): the teacher runs with onnxruntime once per
+training image, before the first epoch: its targets are the log of its class probabilities
+averaged over the image and its mirror image, cached on disk (keyed on the teacher file and
+the images) so that --resume and later runs on the same images skip it.
+
+`--teacher-targets batch`: the teacher runs on every augmented batch, on exactly what the
+student sees (rotation, crop, jitter, mixup), so its targets follow the augmentation ("function
+matching"). On a CPU that costs more than the student's own step (the bundled 5-network
+ensemble is 1.32 G multiply-accumulates an image); README's Training section has the figures.
 """
 
 import hashlib
@@ -22,6 +24,7 @@ from fercli.progress import bar
 from fercli.util import atomic_path, cache_dir
 
 CACHE_VERSION = 1  # bump when the targets are computed differently
+TARGET_MODES = ("cached", "batch")
 
 
 def check_options(config) -> None:
@@ -34,6 +37,11 @@ def check_options(config) -> None:
         raise FercliError("--distill-weight must be between 0 and 1.")
     if config.distill_temperature <= 0:
         raise FercliError("--distill-temperature must be above 0.")
+    if config.teacher_targets not in TARGET_MODES:
+        raise FercliError(
+            f"unknown --teacher-targets {config.teacher_targets!r}: choose "
+            f"{' or '.join(TARGET_MODES)}."
+        )
 
 
 def load_teacher(path: str, classes: tuple[str, ...], image_size: int, threads=None):
@@ -56,22 +64,27 @@ def load_teacher(path: str, classes: tuple[str, ...], image_size: int, threads=N
     return teacher
 
 
-def teacher_targets(path: str, classes, x_uint8: torch.Tensor, threads=None):
-    """(N, C) float32 teacher log-probabilities for uint8 images (N, 1, H, W), from the disk
-    cache when this teacher has seen these images before; and what the run records of the
-    teacher (its file's sha256 identifies it on --resume)."""
-    teacher = load_teacher(path, classes, x_uint8.shape[-1], threads)
-    images = np.ascontiguousarray(x_uint8.numpy()[:, 0])
-    model_bytes = Path(path).read_bytes()
-    record = {
+def teacher_record(path: str, teacher, targets: str) -> dict:
+    """What the run records of the teacher (its file's sha256 identifies it on --resume)."""
+    return {
         "path": str(Path(path).resolve()),
-        "sha256": hashlib.sha256(model_bytes).hexdigest(),
+        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
         "model": teacher.info.model,
         "precision": teacher.info.precision,
-        "targets": "mean probabilities of each unaugmented image and its mirror image",
+        "targets": targets,
     }
+
+
+def teacher_targets(path: str, classes, x_uint8: torch.Tensor, threads=None):
+    """(N, C) float32 teacher log-probabilities for uint8 images (N, 1, H, W), from the disk
+    cache when this teacher has seen these images before; and the run's teacher record."""
+    teacher = load_teacher(path, classes, x_uint8.shape[-1], threads)
+    images = np.ascontiguousarray(x_uint8.numpy()[:, 0])
+    record = teacher_record(
+        path, teacher, "mean probabilities of each unaugmented image and its mirror image"
+    )
     h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
-    h.update(model_bytes)
+    h.update(Path(path).read_bytes())
     h.update(str(images.shape).encode())
     h.update(images.tobytes())
     cached = cache_dir() / f"teacher-{h.hexdigest()[:32]}.npy"
@@ -89,6 +102,32 @@ def teacher_targets(path: str, classes, x_uint8: torch.Tensor, threads=None):
     with atomic_path(cached) as tmp, open(tmp, "wb") as f:
         np.save(f, targets)
     return torch.from_numpy(targets), record
+
+
+class BatchTeacher:
+    """`--teacher-targets batch`: the teacher's log-probabilities of each augmented,
+    normalized batch the student trains on (the normalizations are checked to agree)."""
+
+    def __init__(self, path: str, classes, image_size: int, normalization: dict, threads=None):
+        self.model = load_teacher(path, classes, image_size, threads)
+        info = self.model.info
+        if (info.mean, info.std) != (normalization["mean"], normalization["std"]):
+            raise FercliError(
+                f"teacher {path} normalizes pixels with mean {info.mean} and std {info.std}, "
+                f"this run with {normalization['mean']} and {normalization['std']}: use "
+                "--teacher-targets cached, which reads the teacher's own preprocessing."
+            )
+        self.crop = (image_size - info.input_size) // 2  # its centre crop, as predict_proba's
+        self.temperature = info.temperature
+        self.record = teacher_record(
+            path, self.model, "probabilities of every augmented batch, as the student sees it"
+        )
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        c, size = self.crop, self.model.info.input_size
+        x = xb.detach().float()[:, :, c : c + size, c : c + size].cpu()
+        logits = torch.from_numpy(self.model.logits(np.ascontiguousarray(x.numpy())))
+        return F.log_softmax(logits.float() / self.temperature, dim=1).to(xb.device)
 
 
 def same_teacher(state: dict, record: dict | None, config, out) -> dict | None:
