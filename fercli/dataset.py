@@ -17,7 +17,7 @@ import numpy as np
 
 from fercli import FER_CLASSES
 from fercli.errors import FercliError
-from fercli.images import IMAGE_SIZE, PREPROCESS_VERSION, is_image_path, load_many
+from fercli.images import IMAGE_SIZE, PREPROCESS_VERSION, is_image_name, load_many
 from fercli.progress import bar
 from fercli.util import atomic_path, cache_dir
 from fercli.worker_pool import start_pool
@@ -104,7 +104,7 @@ def scan_split(root, split: str, classes: tuple[str, ...]) -> list[Sample]:
             dirnames[:] = sorted(d for d in dirnames if _visible(d))
             rel_dir = Path(dirpath).relative_to(root).as_posix()
             samples += [
-                Sample(f"{rel_dir}/{f}", label) for f in sorted(filenames) if is_image_path(f)
+                Sample(f"{rel_dir}/{f}", label) for f in sorted(filenames) if is_image_name(f)
             ]
     return samples
 

@@ -8,6 +8,7 @@ No torch here: `predict-dir` must start fast and run where only onnxruntime is i
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,60 @@ def _temperature(value) -> float:
     return t
 
 
+def _varint(read) -> int:
+    value = shift = 0
+    while True:
+        byte = read(1)
+        if not byte:
+            raise ValueError("truncated")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(f, end: int):
+    """(field number, bytes) of each length-delimited field of the protobuf message in
+    `f` up to `end`; every other field is skipped, as are the bytes of `skip`ped ones."""
+    while f.tell() < end:
+        number, wire = divmod(_varint(f.read), 8)
+        if wire == 0:
+            _varint(f.read)
+        elif wire in (1, 5):
+            f.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+        elif wire == 2:
+            yield number, _varint(f.read)
+        else:
+            raise ValueError(f"wire type {wire}")
+        if f.tell() > end:
+            raise ValueError("truncated")
+
+
+def read_metadata_props(path: str | Path) -> dict[str, str]:
+    """An ONNX file's `metadata_props` (ModelProto field 14, key/value entries) read from its
+    protobuf encoding, skipping the graph unread: for callers that never run the model,
+    without onnxruntime's session set-up. ValueError for a file that is not such a message."""
+    import io
+
+    props = {}
+    with open(path, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
+        for number, size in _fields(f, end):
+            if number != 14:
+                f.seek(size, os.SEEK_CUR)
+                continue
+            entry = io.BytesIO(f.read(size))
+            if len(entry.getbuffer()) != size:
+                raise ValueError("truncated")
+            pair = {}
+            for key, n in _fields(entry, size):
+                pair[key] = entry.read(n).decode("utf-8")
+            props[pair.get(1, "")] = pair.get(2, "")
+    return props
+
+
 def preprocess(images: np.ndarray, info: ModelInfo) -> np.ndarray:
     """uint8 (N, image_size, image_size) -> float32 (N, 1, input_size, input_size), centre-cropped
     and normalized exactly as in training: (pixel / 255 - mean) / std."""
@@ -145,9 +200,10 @@ class OnnxModel:
     installed (`self.fallback_expected`: for a reason that needs no fixing).
 
     `metadata_only`: for a caller that reads the file's metadata and never runs it (predict-dir
-    when its workers predict, `fercli models`): onnxruntime skips the graph optimizations and
-    its thread pool, start-up time that predict-dir's workers would share the cores with;
-    running such a model raises."""
+    when its workers predict, `fercli models`): no onnxruntime session, whose set-up
+    predict-dir's workers would share the cores with; the metadata is read straight from the
+    file (read_metadata_props), the inputs are left for whoever runs it to check, and running
+    such a model raises."""
 
     def __init__(
         self,
@@ -168,12 +224,13 @@ class OnnxModel:
         self.fallback = unusable.what if unusable else ""
         # nothing to fix (Intel's plugin offers no device on this CPU): said with -v only
         self.fallback_expected = bool(unusable and unusable.expected)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.metadata_only = metadata_only
         if metadata_only:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            threads = 1
+            self.provider = engine
+            self.info = ModelInfo.from_metadata(self._read_metadata(), str(self.path))
+            return
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
         # Idle threads sleep instead of spinning: the decoding workers (and anything else on a
         # shared machine) get the cores: faster under load in benchmarks/bench_predict.py.
@@ -206,6 +263,15 @@ class OnnxModel:
         self.info = ModelInfo.from_metadata(props, str(self.path))
         self._check_io()
         self.input_name = self.session.get_inputs()[0].name
+
+    def _read_metadata(self) -> dict[str, str]:
+        try:
+            return read_metadata_props(self.path)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FercliError(
+                f"{self.path} is not a usable ONNX model (not an ONNX protobuf: {exc}): pass a "
+                ".onnx file made by `fercli export-onnx`."
+            ) from None
 
     def _check_io(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

@@ -23,7 +23,7 @@ import numpy as np
 from fercli import bundled, providers
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
-from fercli.images import SUFFIXES, is_image_path
+from fercli.images import SUFFIXES, is_image_name
 from fercli.onnx_model import OnnxModel
 from fercli.predict_output import ENCODING, output_format, read_existing
 from fercli.predict_workers import (
@@ -60,7 +60,7 @@ def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[s
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         prefix = "" if rel_dir == "." else rel_dir + "/"
         for name in filenames:
-            if is_image_path(name):
+            if is_image_name(name):
                 found.append(prefix + name)
             elif not name.startswith("."):
                 others += 1

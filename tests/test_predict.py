@@ -246,6 +246,35 @@ def test_this_process_opens_the_model_for_its_metadata_only_when_workers_predict
         meta.predict_proba(np.zeros((1, meta.info.image_size, meta.info.image_size), np.uint8))
 
 
+@pytest.mark.parametrize("name", ["fast", "accurate", "exported"])
+def test_metadata_is_read_from_the_file_as_onnxruntime_reads_it(name, model_path, tmp_path):
+    import onnxruntime as ort
+
+    from fercli.onnx_model import read_metadata_props
+
+    path = model_path if name == "exported" else bundled_path(name)
+    expected = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+    assert read_metadata_props(path) == expected and "classes" in expected
+    model = onnx.load(str(path))  # entries anywhere in the file, odd keys and values
+    model.metadata_props.add(key="é\n\x00", value="")
+    onnx.helper.set_model_props(model, {**expected, "late": "ü" * 300})
+    model.producer_name = "moved"
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    again = ort.InferenceSession(str(tmp_path / "m.onnx")).get_modelmeta().custom_metadata_map
+    assert read_metadata_props(tmp_path / "m.onnx") == again and again["late"] == "ü" * 300
+    data = path.read_bytes()
+    for cut in (1, 40, len(data) // 2, len(data) - 3):  # truncated anywhere: never a silent {}
+        (tmp_path / "cut.onnx").write_bytes(data[:cut])
+        with pytest.raises(ValueError):
+            read_metadata_props(tmp_path / "cut.onnx")
+
+
+def test_a_model_opened_for_its_metadata_only_refuses_a_file_that_is_no_onnx(tmp_path):
+    (tmp_path / "text.onnx").write_text("not a model")
+    with pytest.raises(FercliError, match="is not a usable ONNX model"):
+        OnnxModel(tmp_path / "text.onnx", "cpu", metadata_only=True)
+
+
 def test_tta_averages_each_image_with_its_mirror(model_path, tmp_path, run_cli):
     rng = np.random.default_rng(3)
     folder = tmp_path / "in"
