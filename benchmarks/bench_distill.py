@@ -1,6 +1,7 @@
 """What the teacher costs in training: images/s of `fercli train` steps of a student without
-a teacher, with the teacher's cached targets (what `--teacher` does), and with the teacher
-run by onnxruntime on every augmented batch (the alternative it avoids), interleaved.
+a teacher, with the teacher's cached targets (`--teacher-targets cached`, the default), and
+with the teacher run by onnxruntime on every augmented batch (`--teacher-targets batch`,
+training's own teacher.BatchTeacher), interleaved.
 
 Each step is the trainer's: a batch gathered from the uint8 images, the augmenters,
 normalization, forward, loss, backward, SGD step, on torch's threads (FERCLI_THREADS); the
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from fercli import registry
 from fercli.training import NORMALIZATION, TrainConfig, build_augmenters, default_threads
 from fercli.training.data import load_data
-from fercli.training.teacher import distillation_loss, load_teacher
+from fercli.training.teacher import BatchTeacher, distillation_loss
 
 
 def main(argv=None):
@@ -41,8 +42,7 @@ def main(argv=None):
     torch.set_num_threads(threads)
     config = TrainConfig(data_dir=args.data, model=args.model, augment=args.augment)
     data = load_data(config)
-    teacher = load_teacher(args.teacher, data.classes, config.image_size, threads)
-    assert (teacher.info.mean, teacher.info.std) == tuple(NORMALIZATION.values())
+    teacher = BatchTeacher(args.teacher, data.classes, config.image_size, NORMALIZATION, threads)
     model = registry.create("model", args.model, num_classes=len(data.classes))
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
@@ -57,7 +57,7 @@ def main(argv=None):
             xb = aug(xb, generator)
         xb = ((xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]).contiguous()
         if mode == "per-batch teacher":
-            targets = torch.from_numpy(teacher.logits(xb.numpy())).log_softmax(1)
+            targets = teacher(xb)
         else:
             targets = cached[idx]
         logits = model(xb.contiguous(memory_format=torch.channels_last))
@@ -79,7 +79,7 @@ def main(argv=None):
                 step(mode)
             rates[mode].append(args.steps * args.batch_size / (time.perf_counter() - t0))
     print(
-        f"{args.model}, teacher {teacher.describe()}, {threads} thread(s), batch "
+        f"{args.model}, teacher {teacher.model.describe()}, {threads} thread(s), batch "
         f"{args.batch_size}, {args.repeats} x {args.steps} steps, median images/s:"
     )
     base = statistics.median(rates["no teacher"])
