@@ -210,7 +210,7 @@ def main() -> None:
             old.unlink()
     model_file = args.file
     with_test_metrics(chosen, model_file, scores[shipped])
-    for run in runs:
+    for run in runs + init_runs(ckpts):  # a fine-tuned run's starting run too
         (dest / "runs" / run.name).mkdir(parents=True, exist_ok=True)
         for file in RUN_FILES:
             if (run / file).exists():
@@ -230,6 +230,30 @@ def main() -> None:
     write_card(dest, card)
     print(json.dumps(card["metrics"], indent=2))
     print(f"shipped {shipped}: {reason}")
+
+
+def init_runs(ckpts) -> list[Path]:
+    """The run folders whose weights fine-tuned runs started from (`fercli train --init`)."""
+    folders = {Path(c["config"]["init"]).parent for c in ckpts if c["config"].get("init")}
+    return sorted(f for f in folders if (f / "metrics.json").is_file())
+
+
+def init_record(ckpts) -> dict | None:
+    """What the card says of the run the first run was fine-tuned from, if it was."""
+    init = ckpts[0]["config"].get("init")
+    if not init:
+        return None
+    record = {"checkpoint": init, "run": Path(init).parent.name}
+    metrics = Path(init).parent / "metrics.json"
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        record.update(
+            model=m["config"]["model"],
+            epochs_run=m["epochs_run"],
+            validation_accuracy=m["best"]["val_acc"],
+            wall_time_min=round(m["elapsed_s"] / 60, 1),
+        )
+    return record
 
 
 def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, quant) -> dict:
@@ -271,6 +295,7 @@ def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, qua
             "candidates": args.candidates,
             "script": args.script,
             "teacher": run_metrics[0].get("teacher"),
+            "init": init_record(ckpts),
             "recipe": args.recipe.as_posix(),
             "recipe_data_dir": recipe_data,
             "config": first["config"],
@@ -348,9 +373,24 @@ def render(card: dict) -> str:
     distilled = (
         f"- Distilled from {teacher['model']} ({teacher['precision']}, sha256 "
         f"`{teacher['sha256'][:16]}...`, read from `{teacher['path']}`), distillation weight "
-        f"{t['config']['distill_weight']}, temperature {t['config']['distill_temperature']}: "
-        "`fercli train --teacher` (README, Distillation).\n"
+        f"{t['config']['distill_weight']}, temperature {t['config']['distill_temperature']}, "
+        f"targets: {teacher.get('targets', 'cached')}: `fercli train --teacher` (README, "
+        "Distillation).\n"
         if teacher
+        else ""
+    )
+    init = t.get("init")
+    started = (
+        f"- Fine-tuned: each run started from the weights of `{init['checkpoint']}` "
+        f"(`fercli train --init`), whose own run"
+        + (
+            f" ({init['epochs_run']} epochs, {init['wall_time_min']} min, validation accuracy "
+            f"{init['validation_accuracy']:.4f})"
+            if "epochs_run" in init
+            else ""
+        )
+        + f" has its logs in `runs/{init['run']}/` beside this file.\n"
+        if init
         else ""
     )
     copy_note = (
@@ -375,7 +415,7 @@ classes {", ".join(a["classes"])}.
 
 ## Training
 - Command, once per seed S: `{t["command"]}` (recipe `{t["recipe"]}` in the repository){script}.
-{distilled}- Hardware: {"; ".join(t["hardware"])}.
+{distilled}{started}- Hardware: {"; ".join(t["hardware"])}.
 - Data: {d["dataset"]}: {d["train_files"]} files, file-list hash `{d["file_list_hash"]}`;
   trained on {d["trained_on"]}, validated on {d["validation"]} (the same hold-out for every
   seed). The test split was not used for any choice.{copy_note}

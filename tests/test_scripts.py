@@ -82,3 +82,34 @@ def test_faces_roundtrip_fer(synth_root, run_script):
     assert out["faces"] == 14 and 0 <= out["found"] <= 14
     assert 0 <= out["accuracy_original_all"] <= 1
     assert 0 <= out["found_leak_free"] <= out["found"]  # faces with no near duplicate in train
+
+
+def test_bundle_model_of_a_fine_tuned_run(trained_run, synth_root, recipe, tmp_path, run_script):
+    """A run made with --init carries its starting run's logs and figures into the card."""
+    from fercli.training import TrainConfig, train
+
+    start = trained_run[0]
+    tuned = tmp_path / "tuned"
+    train(
+        TrainConfig(
+            data_dir=str(synth_root), model="seed-cnn", num_epochs=1, batch_size=32,
+            augment="flip", init=str(start / "best.pt"), out=str(tuned),
+        )
+    )  # fmt: skip
+    dest = tmp_path / "bundle"
+    run_script(
+        "scripts/bundle_model.py", tuned, "--data", synth_root, "--recipe", recipe,
+        "--name", "fast", "--dest", dest, cwd=tmp_path,
+    )  # fmt: skip
+    card = json.loads((dest / "model_card.json").read_text())
+    init = card["training"]["init"]
+    start_metrics = json.loads((start / "metrics.json").read_text())
+    assert init["checkpoint"] == str(start / "best.pt") and init["run"] == start.name
+    assert init["epochs_run"] == start_metrics["epochs_run"]
+    for run in (tuned, start):
+        assert (dest / "runs" / run.name / "metrics.json").read_bytes() == (
+            run / "metrics.json"
+        ).read_bytes()
+    assert (
+        f"started from the weights of `{start / 'best.pt'}`" in (dest / "MODEL_CARD.md").read_text()
+    )
