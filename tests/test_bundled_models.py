@@ -68,9 +68,11 @@ def test_model_card_has_every_promised_field(bundle):
 
 
 def test_every_members_logs_and_plots_lie_beside_the_card(bundle):
-    runs = sorted((bundle.dir / "runs").iterdir())
+    init = bundle.card["training"].get("init")  # a fine-tuned model: its starting run too
+    runs = sorted(p for p in (bundle.dir / "runs").iterdir() if not init or p.name != init["run"])
     assert len(runs) == bundle.card["architecture"]["members"]
-    for run, epochs in zip(runs, bundle.card["training"]["epochs_run"]):
+    starts = [(bundle.dir / "runs" / init["run"], init["epochs_run"])] if init else []
+    for run, epochs in [*zip(runs, bundle.card["training"]["epochs_run"]), *starts]:
         for name in ("metrics.json", "history.csv", "curves.png", "confusion_matrix.png"):
             assert (run / name).stat().st_size > 0, run / name
         rows = list(csv.DictReader((run / "history.csv").open()))
