@@ -257,3 +257,13 @@ def test_an_init_that_does_not_fit_is_one_line(synth_root, trained_run, tmp_path
     assert "is a seed-cnn" in message and "trains a resnet-narrow" in message
     with pytest.raises(FercliError, match="unknown --teacher-targets 'x': choose cached or"):
         train(config(synth_root, tmp_path / "x", teacher_targets="x"))
+
+
+def test_a_batch_teacher_of_another_normalization_is_one_line(teacher):
+    from fercli.onnx_model import OnnxModel
+    from fercli.training.teacher import BatchTeacher
+
+    info = OnnxModel(teacher, "cpu").info
+    BatchTeacher(str(teacher), info.classes, info.image_size, {"mean": info.mean, "std": info.std})
+    with pytest.raises(FercliError, match="use --teacher-targets cached"):
+        BatchTeacher(str(teacher), info.classes, info.image_size, {"mean": 0.0, "std": 1.0})
