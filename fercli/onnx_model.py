@@ -7,6 +7,7 @@ metrics.
 No torch here: `predict-dir` must start fast and run where only onnxruntime is installed.
 """
 
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -129,8 +130,9 @@ def _varint(read) -> int:
 
 
 def _fields(f, end: int):
-    """(field number, bytes) of each length-delimited field of the protobuf message in
-    `f` up to `end`; every other field is skipped, as are the bytes of `skip`ped ones."""
+    """(field number, length) of each length-delimited field of the protobuf message in `f`
+    up to `end`, its bytes next in `f` for the caller to read or skip; other fields are
+    skipped here."""
     while f.tell() < end:
         number, wire = divmod(_varint(f.read), 8)
         if wire == 0:
@@ -149,8 +151,6 @@ def read_metadata_props(path: str | Path) -> dict[str, str]:
     """An ONNX file's `metadata_props` (ModelProto field 14, key/value entries) read from its
     protobuf encoding, skipping the graph unread: for callers that never run the model,
     without onnxruntime's session set-up. ValueError for a file that is not such a message."""
-    import io
-
     props = {}
     with open(path, "rb") as f:
         end = os.fstat(f.fileno()).st_size
@@ -267,7 +267,7 @@ class OnnxModel:
     def _read_metadata(self) -> dict[str, str]:
         try:
             return read_metadata_props(self.path)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # UnicodeDecodeError included
             raise FercliError(
                 f"{self.path} is not a usable ONNX model (not an ONNX protobuf: {exc}): pass a "
                 ".onnx file made by `fercli export-onnx`."
