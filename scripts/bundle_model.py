@@ -232,28 +232,32 @@ def main() -> None:
     print(f"shipped {shipped}: {reason}")
 
 
+def init_chain(config: dict) -> list[dict]:
+    """The runs a fine-tuned run started from (`fercli train --init`), nearest first: the
+    checkpoint, its run folder and, from that run's metrics.json, its epochs, time and
+    validation accuracy (and so on back, where that run was fine-tuned too)."""
+    chain, init = [], config.get("init")
+    while init and len(chain) < 20:
+        folder = Path(init).parent
+        record = {"checkpoint": init, "run": folder.name, "folder": str(folder)}
+        init = None
+        if (folder / "metrics.json").is_file():
+            m = json.loads((folder / "metrics.json").read_text())
+            record.update(
+                model=m["config"]["model"],
+                epochs_run=m["epochs_run"],
+                validation_accuracy=m["best"]["val_acc"],
+                wall_time_min=round(m["elapsed_s"] / 60, 1),
+            )
+            init = m["config"].get("init")
+        chain.append(record)
+    return chain
+
+
 def init_runs(ckpts) -> list[Path]:
-    """The run folders whose weights fine-tuned runs started from (`fercli train --init`)."""
-    folders = {Path(c["config"]["init"]).parent for c in ckpts if c["config"].get("init")}
+    """The run folders of every run the bundled runs started from, whose logs are here."""
+    folders = {Path(r["folder"]) for c in ckpts for r in init_chain(c["config"])}
     return sorted(f for f in folders if (f / "metrics.json").is_file())
-
-
-def init_record(ckpts) -> dict | None:
-    """What the card says of the run the first run was fine-tuned from, if it was."""
-    init = ckpts[0]["config"].get("init")
-    if not init:
-        return None
-    record = {"checkpoint": init, "run": Path(init).parent.name}
-    metrics = Path(init).parent / "metrics.json"
-    if metrics.is_file():
-        m = json.loads(metrics.read_text())
-        record.update(
-            model=m["config"]["model"],
-            epochs_run=m["epochs_run"],
-            validation_accuracy=m["best"]["val_acc"],
-            wall_time_min=round(m["elapsed_s"] / 60, 1),
-        )
-    return record
 
 
 def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, quant) -> dict:
@@ -295,7 +299,7 @@ def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, qua
             "candidates": args.candidates,
             "script": args.script,
             "teacher": run_metrics[0].get("teacher"),
-            "init": init_record(ckpts),
+            "init": init_chain(first["config"]),
             "recipe": args.recipe.as_posix(),
             "recipe_data_dir": recipe_data,
             "config": first["config"],
@@ -379,18 +383,21 @@ def render(card: dict) -> str:
         if teacher
         else ""
     )
-    init = t.get("init")
+    chain = t.get("init") or []
     started = (
-        f"- Fine-tuned: each run started from the weights of `{init['checkpoint']}` "
-        f"(`fercli train --init`), whose own run"
-        + (
-            f" ({init['epochs_run']} epochs, {init['wall_time_min']} min, validation accuracy "
-            f"{init['validation_accuracy']:.4f})"
-            if "epochs_run" in init
-            else ""
+        "- Fine-tuned (`fercli train --init`): "
+        + "; ".join(
+            f"{'it' if i == 0 else 'that run'} started from the weights of `{r['checkpoint']}`"
+            + (
+                f" ({r['epochs_run']} epochs, {r['wall_time_min']} min, validation accuracy "
+                f"{r['validation_accuracy']:.4f}; logs in `runs/{r['run']}/` beside this file)"
+                if "epochs_run" in r
+                else ""
+            )
+            for i, r in enumerate(chain)
         )
-        + f" has its logs in `runs/{init['run']}/` beside this file.\n"
-        if init
+        + ".\n"
+        if chain
         else ""
     )
     copy_note = (

@@ -68,10 +68,10 @@ def test_model_card_has_every_promised_field(bundle):
 
 
 def test_every_members_logs_and_plots_lie_beside_the_card(bundle):
-    init = bundle.card["training"].get("init")  # a fine-tuned model: its starting run too
-    runs = sorted(p for p in (bundle.dir / "runs").iterdir() if not init or p.name != init["run"])
+    chain = bundle.card["training"].get("init") or []  # a fine-tuned model: its starting runs
+    starts = [(bundle.dir / "runs" / r["run"], r["epochs_run"]) for r in chain]
+    runs = sorted(p for p in (bundle.dir / "runs").iterdir() if p not in dict(starts))
     assert len(runs) == bundle.card["architecture"]["members"]
-    starts = [(bundle.dir / "runs" / init["run"], init["epochs_run"])] if init else []
     for run, epochs in [*zip(runs, bundle.card["training"]["epochs_run"]), *starts]:
         for name in ("metrics.json", "history.csv", "curves.png", "confusion_matrix.png"):
             assert (run / name).stat().st_size > 0, run / name

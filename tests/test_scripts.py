@@ -85,31 +85,31 @@ def test_faces_roundtrip_fer(synth_root, run_script):
 
 
 def test_bundle_model_of_a_fine_tuned_run(trained_run, synth_root, recipe, tmp_path, run_script):
-    """A run made with --init carries its starting run's logs and figures into the card."""
+    """Runs made with --init, one from the other, carry their starting runs' logs and figures
+    into the card, nearest first."""
     from fercli.training import TrainConfig, train
 
     start = trained_run[0]
-    tuned = tmp_path / "tuned"
-    train(
-        TrainConfig(
-            data_dir=str(synth_root), model="seed-cnn", num_epochs=1, batch_size=32,
-            augment="flip", init=str(start / "best.pt"), out=str(tuned),
-        )
-    )  # fmt: skip
+    options = dict(data_dir=str(synth_root), model="seed-cnn", num_epochs=1, batch_size=32)
+    middle, tuned = tmp_path / "middle", tmp_path / "tuned"
+    train(TrainConfig(**options, init=str(start / "best.pt"), out=str(middle)))
+    train(TrainConfig(**options, init=str(middle / "last.pt"), out=str(tuned)))
     dest = tmp_path / "bundle"
     run_script(
         "scripts/bundle_model.py", tuned, "--data", synth_root, "--recipe", recipe,
         "--name", "fast", "--dest", dest, cwd=tmp_path,
     )  # fmt: skip
     card = json.loads((dest / "model_card.json").read_text())
-    init = card["training"]["init"]
-    start_metrics = json.loads((start / "metrics.json").read_text())
-    assert init["checkpoint"] == str(start / "best.pt") and init["run"] == start.name
-    assert init["epochs_run"] == start_metrics["epochs_run"]
-    for run in (tuned, start):
+    chain = card["training"]["init"]
+    assert [(r["checkpoint"], r["run"]) for r in chain] == [
+        (str(middle / "last.pt"), "middle"),
+        (str(start / "best.pt"), start.name),
+    ]
+    assert chain[1]["epochs_run"] == json.loads((start / "metrics.json").read_text())["epochs_run"]
+    for run in (tuned, middle, start):
         assert (dest / "runs" / run.name / "metrics.json").read_bytes() == (
             run / "metrics.json"
         ).read_bytes()
-    assert (
-        f"started from the weights of `{start / 'best.pt'}`" in (dest / "MODEL_CARD.md").read_text()
-    )
+    text = (dest / "MODEL_CARD.md").read_text()
+    assert f"it started from the weights of `{middle / 'last.pt'}`" in text
+    assert f"that run started from the weights of `{start / 'best.pt'}`" in text
