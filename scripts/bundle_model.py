@@ -256,8 +256,8 @@ def init_chain(config: dict) -> list[dict]:
 
 def init_runs(ckpts) -> list[Path]:
     """The run folders of every run the bundled runs started from, whose logs are here."""
-    folders = {Path(r["folder"]) for c in ckpts for r in init_chain(c["config"])}
-    return sorted(f for f in folders if (f / "metrics.json").is_file())
+    chains = (init_chain(c["config"]) for c in ckpts)
+    return sorted({Path(r["folder"]) for chain in chains for r in chain if "epochs_run" in r})
 
 
 def make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, quant) -> dict:

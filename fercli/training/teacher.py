@@ -64,11 +64,11 @@ def load_teacher(path: str, classes: tuple[str, ...], image_size: int, threads=N
     return teacher
 
 
-def teacher_record(path: str, teacher, targets: str) -> dict:
+def teacher_record(path: str, model_bytes: bytes, teacher, targets: str) -> dict:
     """What the run records of the teacher (its file's sha256 identifies it on --resume)."""
     return {
         "path": str(Path(path).resolve()),
-        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(model_bytes).hexdigest(),
         "model": teacher.info.model,
         "precision": teacher.info.precision,
         "targets": targets,
@@ -80,11 +80,15 @@ def teacher_targets(path: str, classes, x_uint8: torch.Tensor, threads=None):
     cache when this teacher has seen these images before; and the run's teacher record."""
     teacher = load_teacher(path, classes, x_uint8.shape[-1], threads)
     images = np.ascontiguousarray(x_uint8.numpy()[:, 0])
+    model_bytes = Path(path).read_bytes()  # read once: the record's sha256 and the cache key
     record = teacher_record(
-        path, teacher, "mean probabilities of each unaugmented image and its mirror image"
+        path,
+        model_bytes,
+        teacher,
+        "mean probabilities of each unaugmented image and its mirror image",
     )
     h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
-    h.update(Path(path).read_bytes())
+    h.update(model_bytes)
     h.update(str(images.shape).encode())
     h.update(images.tobytes())
     cached = cache_dir() / f"teacher-{h.hexdigest()[:32]}.npy"
@@ -120,7 +124,10 @@ class BatchTeacher:
         self.crop = (image_size - info.input_size) // 2  # its centre crop, as predict_proba's
         self.temperature = info.temperature
         self.record = teacher_record(
-            path, self.model, "probabilities of every augmented batch, as the student sees it"
+            path,
+            Path(path).read_bytes(),
+            self.model,
+            "probabilities of every augmented batch, as the student sees it",
         )
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
