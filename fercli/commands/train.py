@@ -118,6 +118,14 @@ import click
     help="Start from this checkpoint's weights (the same model and classes): fine-tuning.",
 )
 @click.option(
+    "--ema",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Keep a moving average of the weights with this decay per step (e.g. 0.999) and "
+    "validate, checkpoint and export it instead of the last step's weights; 0 is off.",
+)
+@click.option(
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>-<model>)."
 )
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")

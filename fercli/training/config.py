@@ -38,6 +38,7 @@ class TrainConfig:
     distill_temperature: float = 4.0  # softens both sides' probabilities in the KL term
     teacher_targets: str = "cached"  # cached (unaugmented images, once) or batch (every batch)
     init: str | None = None  # a checkpoint whose weights the model starts from (fine-tuning)
+    ema: float = 0.0  # per-step decay of the weights' moving average, which is validated and kept
     augment_options: dict = field(default_factory=dict)
 
     @classmethod

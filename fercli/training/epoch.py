@@ -34,6 +34,7 @@ class Parts:
     world: distributed.World = distributed.SINGLE  # this process's place in a torchrun job
     teacher: torch.Tensor | None = None  # (N, C) teacher log-probabilities of x_train
     batch_teacher: object = None  # --teacher-targets batch: teacher.BatchTeacher
+    average: object = None  # --ema: ema.WeightAverage of the bare model's weights
 
 
 def make_augment_generator(generator: torch.Generator, device, seed: int) -> torch.Generator:
@@ -145,6 +146,8 @@ def train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> di
             scaler.scale(loss * scale if scale else loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if parts.average is not None:
+                parts.average.update(distributed.unwrap(model))
             if per_step:
                 scheduler.step()
             total_loss += loss.detach().double() * n

@@ -19,6 +19,7 @@ from . import epoch as epoch_module
 from .config import NORMALIZATION, TrainConfig, run_folder
 from .data import class_weights, epoch_indices, load_data, predict_logits
 from .device import amp_dtype, default_threads, flush_denormals, hardware, resolve_device
+from .ema import WeightAverage
 from .epoch import Parts, make_augment_generator
 from .optim import build_augmenters, make_optimizer, make_scheduler
 from .run_files import (
@@ -109,7 +110,8 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     best = {"val_acc": -1.0, "epoch": 0}
     start_epoch, stale, elapsed_before = 1, 0, 0.0
     if state:
-        model.load_state_dict(state["state_dict"])
+        # with --ema, state_dict is the average and the step's own weights are kept beside it
+        model.load_state_dict(state["ema"]["live"] if state.get("ema") else state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
@@ -125,6 +127,10 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     if world.distributed:  # after loading: DDP starts every process from rank 0's weights
         model = distributed.wrap(model, world, device)
     raw_model = distributed.unwrap(model)
+    average = WeightAverage(raw_model, config.ema) if config.ema else None
+    if average is not None and state:
+        average.load(state["state_dict"], state["ema"]["updates"])
+    kept = average.module if average is not None else raw_model  # validated, best.pt, exported
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
     # What --amp auto chose here: a rerun elsewhere needs the same to reproduce it.
@@ -161,6 +167,11 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         )
         + (" on every batch" if batch_teacher is not None else "")
         + (f", starting from {config.init}" if config.init else "")
+        + (
+            f", keeping the weights' moving average (decay {config.ema})"
+            if average is not None
+            else ""
+        )
     )
     parts = Parts(
         model,
@@ -178,17 +189,21 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         world,
         teacher.to(device) if teacher is not None else None,
         batch_teacher,
+        average,
     )
     t_start = time.monotonic() - elapsed_before
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs
     for epoch in range(start_epoch, last_epoch + 1):
         row = epoch_module.train_epoch(parts, data, config, epoch)
-        logits = validation_logits(model, data, device, dtype, world)
+        logits = validation_logits(kept, data, device, dtype, world)
         val_loss = F.cross_entropy(logits, data.y_val).item()
         val_acc = (logits.argmax(1) == data.y_val).float().mean().item()
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_acc)
         row.update(val_loss=round(val_loss, 5), val_acc=round(val_acc, 5))
+        if average is not None:  # the last step's weights too: what the average gains
+            live = validation_logits(model, data, device, dtype, world)
+            row["val_acc_live"] = round((live.argmax(1) == data.y_val).float().mean().item(), 5)
         history.append(row)
         improved = val_acc > best["val_acc"]
         if improved:
@@ -198,7 +213,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
                     out / "best.pt",
                     {
                         **meta,
-                        "state_dict": raw_model.state_dict(),
+                        "state_dict": kept.state_dict(),
                         "epoch": epoch,
                         "metrics": dict(best),
                     },
@@ -215,12 +230,17 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
                 out / "last.pt",
                 {
                     **meta,
-                    "state_dict": raw_model.state_dict(),
+                    "state_dict": kept.state_dict(),
                     "epoch": epoch,
                     "metrics": dict(best),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else {},
                     "scaler": scaler.state_dict(),
+                    "ema": (
+                        {"updates": average.updates, "live": raw_model.state_dict()}
+                        if average is not None
+                        else None
+                    ),
                     "rng": rng_state(parts.generator, parts.augment_generator),
                     "history": history,
                     "best": best,
