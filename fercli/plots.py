@@ -36,7 +36,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def curves(history: list[dict], path: Path) -> Path:
-    """Loss and accuracy per epoch, train against validation."""
+    """Loss and accuracy per epoch, train against validation (with --ema, the validation of
+    the average and of the step's own weights)."""
     epochs = [int(row["epoch"]) for row in history]
     fig = _figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -44,6 +45,9 @@ def curves(history: list[dict], path: Path) -> Path:
         for split, style in (("train", "-o"), ("val", "-s")):
             values = [float(row[f"{split}_{key}"]) for row in history]
             ax.plot(epochs, values, style, markersize=3, label=split)
+        if key == "acc" and "val_acc_live" in history[0]:  # --ema: val is the average's
+            values = [float(row["val_acc_live"]) for row in history]
+            ax.plot(epochs, values, ":", linewidth=1, label="val, the step's own weights")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -400,6 +400,13 @@ def render(card: dict) -> str:
         if chain
         else ""
     )
+    ema = t["config"].get("ema")
+    averaged = (
+        f"- Weights: the moving average of the training steps' weights (`--ema {ema}`), "
+        "validated and exported in their place (README, Training).\n"
+        if ema
+        else ""
+    )
     copy_note = (
         f"\n  The runs read a copy of these files at `{t['config']['data_dir']}` (the recipe says "
         f"`{t['recipe_data_dir']}`): the same files, as the file-list hash shows."
@@ -422,7 +429,7 @@ classes {", ".join(a["classes"])}.
 
 ## Training
 - Command, once per seed S: `{t["command"]}` (recipe `{t["recipe"]}` in the repository){script}.
-{distilled}{started}- Hardware: {"; ".join(t["hardware"])}.
+{distilled}{started}{averaged}- Hardware: {"; ".join(t["hardware"])}.
 - Data: {d["dataset"]}: {d["train_files"]} files, file-list hash `{d["file_list_hash"]}`;
   trained on {d["trained_on"]}, validated on {d["validation"]} (the same hold-out for every
   seed). The test split was not used for any choice.{copy_note}

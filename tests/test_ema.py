@@ -2,6 +2,7 @@
 resumes."""
 
 import csv
+import importlib.util
 
 import pytest
 import torch
@@ -71,6 +72,8 @@ def test_a_run_validates_and_keeps_the_average_and_resumes_exactly(
     # val_acc is the kept weights' (the average's); val_acc_live the step's own
     rows = list(csv.DictReader((tmp_path / "whole" / "history.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and all("val_acc_live" in r for r in rows)
+    if importlib.util.find_spec("matplotlib"):  # the curves plot both validations
+        assert (tmp_path / "whole" / "curves.png").stat().st_size > 0
     data = load_data(config(synth_root, tmp_path / "whole"))
     kept = build_model(best)
     logits = predict_logits(kept, data.x_val, torch.device("cpu"))

@@ -39,6 +39,7 @@ def test_bundle_model(trained_run, synth_root, recipe, tmp_path, run_script):
     assert (dest / "fercli-fast.onnx").is_file() and (dest / "MODEL_CARD.md").is_file()
     shipped = card["shipped"]["precision"]
     assert shipped in ("fp32", "int8") and card["metrics"]["test"][shipped]["accuracy"] > 0
+    assert "moving average" not in (dest / "MODEL_CARD.md").read_text()  # no --ema
 
 
 def test_leak_free_scores(trained_run, synth_root, tmp_path, run_script):
@@ -86,14 +87,14 @@ def test_faces_roundtrip_fer(synth_root, run_script):
 
 def test_bundle_model_of_a_fine_tuned_run(trained_run, synth_root, recipe, tmp_path, run_script):
     """Runs made with --init, one from the other, carry their starting runs' logs and figures
-    into the card, nearest first."""
+    into the card, nearest first; the card says when the weights are a moving average."""
     from fercli.training import TrainConfig, train
 
     start = trained_run[0]
     options = dict(data_dir=str(synth_root), model="seed-cnn", num_epochs=1, batch_size=32)
     middle, tuned = tmp_path / "middle", tmp_path / "tuned"
     train(TrainConfig(**options, init=str(start / "best.pt"), out=str(middle)))
-    train(TrainConfig(**options, init=str(middle / "last.pt"), out=str(tuned)))
+    train(TrainConfig(**options, init=str(middle / "last.pt"), ema=0.9, out=str(tuned)))
     dest = tmp_path / "bundle"
     run_script(
         "scripts/bundle_model.py", tuned, "--data", synth_root, "--recipe", recipe,
@@ -113,3 +114,4 @@ def test_bundle_model_of_a_fine_tuned_run(trained_run, synth_root, recipe, tmp_p
     text = (dest / "MODEL_CARD.md").read_text()
     assert f"it started from the weights of `{middle / 'last.pt'}`" in text
     assert f"that run started from the weights of `{start / 'best.pt'}`" in text
+    assert "moving average of the training steps' weights (`--ema 0.9`)" in text
