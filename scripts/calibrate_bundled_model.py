@@ -18,7 +18,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE / "scripts"))
 
-from bundle_model import bundle_args, write_card  # noqa: E402  (scripts/bundle_model.py)
+from bundle_model import bundle_args  # noqa: E402  (scripts/bundle_model.py)
+from model_card import write_card  # noqa: E402  (scripts/model_card.py)
 
 from fercli.calibration import reliability  # noqa: E402
 from fercli.dataset import load_split  # noqa: E402

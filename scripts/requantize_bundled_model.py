@@ -26,8 +26,8 @@ from bundle_model import (  # noqa: E402  (scripts/bundle_model.py)
     summary,
     validation_accuracy,
     with_test_metrics,
-    write_card,
 )
+from model_card import write_card  # noqa: E402  (scripts/model_card.py)
 
 from fercli.evaluation import evaluate  # noqa: E402
 from fercli.export import requantize_onnx  # noqa: E402
