@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from train_helpers import interrupt_at
 
 from fercli.checkpoint import load_checkpoint
 from fercli.errors import FercliError
@@ -70,8 +71,6 @@ def test_weight_zero_is_the_run_without_teacher(synth_root, teacher, tmp_path):
 def test_a_distilled_run_records_its_teacher_and_resumes_exactly(
     synth_root, teacher, tmp_path, monkeypatch
 ):
-    from fercli.training import epoch as training
-
     # mixup on: the teacher's targets are mixed as the labels are
     options = dict(teacher=str(teacher), distill_weight=0.7, distill_temperature=3, mixup=0.2)
     whole = train(config(synth_root, tmp_path / "whole", **options))
@@ -84,17 +83,10 @@ def test_a_distilled_run_records_its_teacher_and_resumes_exactly(
     train(config(synth_root, tmp_path / "w0", **{**options, "distill_weight": 0.0}))
     assert not same(weights(tmp_path / "whole"), weights(tmp_path / "w0"))  # the teacher counts
 
-    real = training.train_epoch
-
-    def interrupted(*args):
-        if args[-1] == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(training, "train_epoch", interrupted)
+    undo = interrupt_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(config(synth_root, tmp_path / "split", **options))
-    monkeypatch.setattr(training, "train_epoch", real)
+    undo()
     resumed = train(None, resume=str(tmp_path / "split"))
     assert same(weights(tmp_path / "split"), weights(tmp_path / "whole"))
     assert resumed["val_report"] == whole["val_report"]

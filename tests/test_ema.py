@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import torch
+from train_helpers import interrupt_at
 
 from fercli.checkpoint import build_model, load_checkpoint
 from fercli.errors import FercliError
@@ -62,8 +63,6 @@ def test_the_average_follows_the_weights_with_a_warming_decay():
 def test_a_run_validates_and_keeps_the_average_and_resumes_exactly(
     synth_root, tmp_path, monkeypatch
 ):
-    from fercli.training import epoch as training
-
     whole = train(config(synth_root, tmp_path / "whole"))
     best = load_checkpoint(tmp_path / "whole" / "best.pt")
     last = load_checkpoint(tmp_path / "whole" / "last.pt")
@@ -81,17 +80,10 @@ def test_a_run_validates_and_keeps_the_average_and_resumes_exactly(
     assert accuracy == pytest.approx(best["metrics"]["val_acc"])
     assert whole["val_report"]["accuracy"] == pytest.approx(accuracy)
 
-    real = training.train_epoch
-
-    def interrupted(*args):
-        if args[-1] == 2:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(training, "train_epoch", interrupted)
+    undo = interrupt_at(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(config(synth_root, tmp_path / "split"))
-    monkeypatch.setattr(training, "train_epoch", real)
+    undo()
     resumed = train(None, resume=str(tmp_path / "split"))
     again = load_checkpoint(tmp_path / "split" / "last.pt")
     assert same(again["state_dict"], last["state_dict"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import interrupt_at
 
 from fercli import plots, registry
 from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
@@ -52,21 +53,6 @@ def weights(path):
 
 def same_weights(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def interrupt_at(monkeypatch, epoch: int):
-    """Make training stop as Ctrl-C would at the start of `epoch`; returns the undo."""
-    from fercli.training import epoch as training
-
-    real_epoch = training.train_epoch
-
-    def interrupted(*args):
-        if args[-1] == epoch:  # the epoch number
-            raise KeyboardInterrupt
-        return real_epoch(*args)
-
-    monkeypatch.setattr(training, "train_epoch", interrupted)
-    return lambda: monkeypatch.setattr(training, "train_epoch", real_epoch)
 
 
 def test_short_run_learns_and_writes_the_run_folder(trained_run):
