@@ -5,7 +5,8 @@ Keys: format, version, model (registered name), classes, image_size (preprocessi
 input_size (what the network sees), normalization {mean, std} applied as
 (pixel / 255 - mean) / std, state_dict, config (resolved training options), data
 {root, file_list_hash, count}, metrics, epoch, fercli_version; `last.pt` adds optimizer,
-scheduler, scaler, rng and history for --resume.
+scheduler, scaler, rng and history for --resume. With `fercli train --ema`, state_dict is the
+weights' moving average, and `last.pt`'s ema {updates, live} holds the step's own weights.
 """
 
 from pathlib import Path
