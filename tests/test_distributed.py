@@ -177,8 +177,7 @@ def test_each_process_gets_its_share_of_the_cores(monkeypatch):
 def test_two_processes_keep_one_average_of_the_weights(synth_root, tmp_path):
     """--ema under torchrun: each process averages the same (synchronised) weights; the kept
     average is rank 0's, and it is what best.pt holds and validation scored."""
-    from fercli.checkpoint import build_model
-    from fercli.training.data import load_data, predict_logits
+    from train_helpers import validation_accuracy
 
     run = tmp_path / "ema"
     torchrun(2, "train", synth_root, *QUICK[:-1], "2", "--ema", "0.9", "--out", run)
@@ -186,7 +185,5 @@ def test_two_processes_keep_one_average_of_the_weights(synth_root, tmp_path):
     steps = -(-json.loads((run / "metrics.json").read_text())["data"]["train_images"] // 32)
     assert last["ema"]["updates"] == 2 * steps  # one update per global step
     assert all("val_acc_live" in row for row in last["history"])
-    data = load_data(TrainConfig(data_dir=str(synth_root)))
-    logits = predict_logits(build_model(best), data.x_val, torch.device("cpu"))
-    accuracy = (logits.argmax(1) == data.y_val).float().mean().item()
+    accuracy = validation_accuracy(best, synth_root)
     assert accuracy == pytest.approx(best["metrics"]["val_acc"])

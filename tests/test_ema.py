@@ -6,12 +6,11 @@ import importlib.util
 
 import pytest
 import torch
-from train_helpers import interrupt_at
+from train_helpers import interrupt_at, validation_accuracy
 
-from fercli.checkpoint import build_model, load_checkpoint
+from fercli.checkpoint import load_checkpoint
 from fercli.errors import FercliError
 from fercli.training import TrainConfig, train
-from fercli.training.data import load_data, predict_logits
 from fercli.training.ema import WeightAverage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,10 +72,7 @@ def test_a_run_validates_and_keeps_the_average_and_resumes_exactly(
     assert [r["epoch"] for r in rows] == ["1", "2"] and all("val_acc_live" in r for r in rows)
     if importlib.util.find_spec("matplotlib"):  # the curves plot both validations
         assert (tmp_path / "whole" / "curves.png").stat().st_size > 0
-    data = load_data(config(synth_root, tmp_path / "whole"))
-    kept = build_model(best)
-    logits = predict_logits(kept, data.x_val, torch.device("cpu"))
-    accuracy = (logits.argmax(1) == data.y_val).float().mean().item()
+    accuracy = validation_accuracy(best, synth_root)
     assert accuracy == pytest.approx(best["metrics"]["val_acc"])
     assert whole["val_report"]["accuracy"] == pytest.approx(accuracy)
 

@@ -14,3 +14,17 @@ def interrupt_at(monkeypatch, epoch: int):
 
     monkeypatch.setattr(training, "train_epoch", interrupted)
     return lambda: monkeypatch.setattr(training, "train_epoch", real_epoch)
+
+
+def validation_accuracy(checkpoint: dict, data_dir) -> float:
+    """The accuracy of a checkpoint's weights on the validation hold-out of `data_dir` (the
+    default --val-fraction and --split-seed), computed afresh."""
+    import torch
+
+    from fercli.checkpoint import build_model
+    from fercli.training import TrainConfig
+    from fercli.training.data import load_data, predict_logits
+
+    data = load_data(TrainConfig(data_dir=str(data_dir)))
+    logits = predict_logits(build_model(checkpoint), data.x_val, torch.device("cpu"))
+    return (logits.argmax(1) == data.y_val).float().mean().item()

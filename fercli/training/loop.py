@@ -96,6 +96,7 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     if init:
         start_from(model, init, config, data.classes)
     model = model.to(device).to(memory_format=torch.channels_last)
+    average = WeightAverage(model, config.ema) if config.ema else None  # --resume loads it
     optimizer = make_optimizer(config, model)
     steps = math.ceil(
         len(epoch_indices(data.y_train, config.balance, torch.Generator())) / config.batch_size
@@ -110,8 +111,11 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     best = {"val_acc": -1.0, "epoch": 0}
     start_epoch, stale, elapsed_before = 1, 0, 0.0
     if state:
-        # with --ema, state_dict is the average and the step's own weights are kept beside it
-        model.load_state_dict(state["ema"]["live"] if state.get("ema") else state["state_dict"])
+        if average is not None:  # state_dict is the average, the step's own weights beside it
+            model.load_state_dict(state["ema"]["live"])
+            average.load(state["state_dict"], state["ema"]["updates"])
+        else:
+            model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
@@ -127,9 +131,6 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     if world.distributed:  # after loading: DDP starts every process from rank 0's weights
         model = distributed.wrap(model, world, device)
     raw_model = distributed.unwrap(model)
-    average = WeightAverage(raw_model, config.ema) if config.ema else None
-    if average is not None and state:
-        average.load(state["state_dict"], state["ema"]["updates"])
     kept = average.module if average is not None else raw_model  # validated, best.pt, exported
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -195,15 +196,12 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs
     for epoch in range(start_epoch, last_epoch + 1):
         row = epoch_module.train_epoch(parts, data, config, epoch)
-        logits = validation_logits(kept, data, device, dtype, world)
-        val_loss = F.cross_entropy(logits, data.y_val).item()
-        val_acc = (logits.argmax(1) == data.y_val).float().mean().item()
+        val_loss, val_acc = validation_scores(kept, data, device, dtype, world)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_acc)
         row.update(val_loss=round(val_loss, 5), val_acc=round(val_acc, 5))
         if average is not None:  # the last step's weights too: what the average gains
-            live = validation_logits(model, data, device, dtype, world)
-            row["val_acc_live"] = round((live.argmax(1) == data.y_val).float().mean().item(), 5)
+            row["val_acc_live"] = round(validation_scores(model, data, device, dtype, world)[1], 5)
         history.append(row)
         improved = val_acc > best["val_acc"]
         if improved:
@@ -278,6 +276,13 @@ def start_from(model, ckpt: dict, config: TrainConfig, classes) -> None:
             f"{', '.join(classes)}: start from a checkpoint of the same model and data."
         )
     model.load_state_dict(ckpt["state_dict"])
+
+
+def validation_scores(model, data, device, dtype, world) -> tuple[float, float]:
+    """The validation loss and accuracy of `model`."""
+    logits = validation_logits(model, data, device, dtype, world)
+    accuracy = (logits.argmax(1) == data.y_val).float().mean().item()
+    return F.cross_entropy(logits, data.y_val).item(), accuracy
 
 
 def validation_logits(model, data, device, dtype, world) -> torch.Tensor:
