@@ -44,14 +44,23 @@ DEFAULT_BATCH_SIZE = 256
 WORKER_CHUNK = 128
 
 
+# The file fercli leaves in the --annotate and --crops folders it writes to: find_images
+# skips a subfolder holding it, so that one run's outputs are never the next run's photos.
+OUTPUT_MARKER = ".fercli-output"
+
+
 def find_images(root: str | os.PathLike, recursive: bool = True) -> tuple[list[str], int]:
     """Image files under root as sorted "/"-separated paths relative to root, and the number
-    of other (non-image) files seen. Hidden files and folders and the quarantine are skipped."""
+    of other (non-image) files seen. Hidden files and folders, the quarantine and fercli's
+    own output folders (those holding OUTPUT_MARKER) below root are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise FercliError(f"{root} is not a folder: pass the folder of images to predict.")
     found, others = [], 0
     for dirpath, dirnames, filenames in os.walk(root):
+        if OUTPUT_MARKER in filenames and dirpath != str(root):
+            dirnames[:] = []  # an --annotate or --crops folder: none of it is input
+            continue
         dirnames[:] = (
             []
             if not recursive

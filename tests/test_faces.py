@@ -21,7 +21,7 @@ from fercli.faces.detect import Face
 from fercli.faces.mtcnn import MTCNN, nms, square
 from fercli.faces.predict_faces import crop_name
 from fercli.plugins import pm
-from fercli.predict import predict_dir
+from fercli.predict import OUTPUT_MARKER, find_images, predict_dir
 from fercli.synth import EXPRESSIONS, draw_face
 
 PHOTOS = Path(
@@ -267,7 +267,9 @@ def test_predict_dir_detect_writes_a_row_per_face(oracle, tmp_path, suffix):
     ).is_file()
     # --annotate: a copy of each photo searched, upright, boxes drawn in red
     drawn = sorted(
-        p.relative_to(tmp_path / "ann").as_posix() for p in (tmp_path / "ann").rglob("*.*")
+        p.relative_to(tmp_path / "ann").as_posix()
+        for p in (tmp_path / "ann").rglob("*.*")
+        if p.name != OUTPUT_MARKER
     )
     assert drawn == sorted(expected)
     copy = Image.open(tmp_path / "ann" / "turned.jpg").convert("RGB")
@@ -282,6 +284,26 @@ def test_predict_dir_detect_writes_a_row_per_face(oracle, tmp_path, suffix):
     )
     r, g, b = copy.getpixel((x + w // 2, y + h))  # the box's lower edge
     assert r > 180 and g < 120 and b < 120
+
+
+def test_annotate_and_crops_inside_the_input_never_feed_back(oracle, tmp_path):
+    truth, expected = oracle_folder(tmp_path / "in")
+    name = oracle(truth)
+    options = dict(faces="detect", detector=name, workers=0)
+    inside = dict(annotate=tmp_path / "in" / "annotated", crops=tmp_path / "in" / "out" / "crops")
+    first = predict_dir(tmp_path / "in", tmp_path / "1.csv", **options, **inside)
+    assert any((tmp_path / "in" / "annotated").rglob("*.jpg"))  # copies of the photos...
+    assert (tmp_path / "in" / "annotated" / OUTPUT_MARKER).is_file()  # ...marked as outputs
+    second = predict_dir(tmp_path / "in", tmp_path / "2.csv", **options, **inside)
+    assert read_rows(tmp_path / "2.csv") == read_rows(tmp_path / "1.csv")
+    assert second.total == first.total and second.other_files == first.other_files
+    # a folder of the user's own is written to but never marked; the input itself is read
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.jpg").write_bytes(b"x")
+    predict_dir(tmp_path / "in", tmp_path / "3.csv", **options, annotate=tmp_path / "mine")
+    assert not (tmp_path / "mine" / OUTPUT_MARKER).exists()
+    assert "in/annotated/group.jpg" not in find_images(tmp_path)[0]
+    assert "group.jpg" in find_images(tmp_path / "in" / "annotated")[0]
 
 
 def test_resume_with_faces_appends_the_rest(oracle, tmp_path, monkeypatch):

@@ -78,6 +78,7 @@ def test_predict_video_rows_per_face_and_timeline(oracle_plugin, tmp_path, run_c
     )
     assert result.exit_code == 0, result.output
     assert "unreadable: " in result.output and "broken.mp4" in result.output
+    assert "not a video (or an unsupported format)" in result.output
     rows = read_csv(out)
     got = [(Path(r["path"]).name, r["status"], r["time"], r["face"]) for r in rows]
     assert got == [
@@ -96,6 +97,49 @@ def test_predict_video_rows_per_face_and_timeline(oracle_plugin, tmp_path, run_c
     assert "8 faces in 6 frames of 3 video(s)" in result.output
     with Image.open(timeline) as im:
         assert im.format == "PNG" and im.width == 1000
+
+
+def test_unreadable_videos_get_predict_dirs_reasons(oracle_plugin, tmp_path, run_cli):
+    pytest.importorskip("av")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "gone.mp4")
+    out = tmp_path / "v.csv"
+    names = ("missing.mp4", "empty.mp4", "junk.mp4", "dangling.mp4")
+    result = run_cli(
+        "predict-video", *(tmp_path / n for n in names), "-o", out, "--provider", "cpu"
+    )
+    # nothing could be read: status 2 and one line, no traceback, no raw errno
+    assert result.exit_code == 2, result.output
+    assert "none of the 4 video(s) could be read" in result.stderr
+    assert "Traceback" not in result.output and "Errno" not in result.output
+    reasons = {Path(r["path"]).name: (r["status"], r["error"]) for r in read_csv(out)}
+    assert reasons == {
+        "missing.mp4": ("error", "file not found"),
+        "empty.mp4": ("error", "empty file (0 bytes)"),
+        "junk.mp4": ("error", "not a video (or an unsupported format)"),
+        "dangling.mp4": ("error", "broken symbolic link"),
+    }
+
+
+def test_strict_fails_on_one_bad_video_the_rest_still_written(oracle_plugin, tmp_path, run_cli):
+    pytest.importorskip("av")
+    good = make_video(tmp_path / "good.mp4", [backdrop(256, 192)] * 10)
+    oracle_plugin({})
+    out = tmp_path / "v.csv"
+    args = ("predict-video", good, tmp_path / "missing.mp4", "-o", out, "--detector", "oracle")
+    result = run_cli(*args, "--provider", "cpu")
+    assert result.exit_code == 0, result.output  # one bad video: its row, the others go on
+    assert "unreadable: " in result.output and "file not found" in result.output
+    result = run_cli(*args, "--provider", "cpu", "--strict")
+    assert result.exit_code == 2 and "because of --strict" in result.stderr
+    assert "Traceback" not in result.output
+    rows = read_csv(out)
+    assert [(Path(r["path"]).name, r["status"]) for r in rows] == [
+        ("good.mp4", "no_face"),
+        ("good.mp4", "no_face"),
+        ("missing.mp4", "error"),
+    ]
 
 
 @pytest.mark.fer2013

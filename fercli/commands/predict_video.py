@@ -38,11 +38,18 @@ from fercli.bundled import model_help
     "--detector", default="mtcnn", show_default=True, help="Face detector (see `fercli plugins`)."
 )
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
-def predict_video_command(files, fps, output, timeline, model, provider, detector, topk, threads):
+def predict_video_command(
+    files, fps, output, timeline, model, provider, detector, topk, strict, threads
+):
     """Find the faces in frames of each video FILE (sampled at --fps) and predict their
     emotion: one row per face with time, frame, face, box, face_score, label and
-    probabilities; status=no_face for a frame without a face. Needs the `video` extra (PyAV)."""
+    probabilities; status=no_face for a frame without a face. Needs the `video` extra (PyAV).
+
+    An unreadable video gets status=error with the reason, and the run goes on; it exits
+    with status 2 when no video could be read at all (or, with --strict, any one)."""
+    from fercli.errors import FercliError
     from fercli.faces.video import predict_video
     from fercli.progress import say
 
@@ -65,3 +72,15 @@ def predict_video_command(files, fps, output, timeline, model, provider, detecto
         f"{len(result.errors)} error(s)) in {result.seconds:.1f} s"
         + (f"; timeline in {result.timeline}" if result.timeline else "")
     )
+    if result.errors and result.frames == 0 and len(result.errors) == result.videos:
+        raise FercliError(
+            f"none of the {result.videos} video(s) could be read ("
+            + "; ".join(f"{path}: {reason}" for path, reason in result.errors[:3])
+            + ("; ..." if len(result.errors) > 3 else "")
+            + f"): status=error rows in {result.output}."
+        )
+    if strict and result.errors:
+        raise FercliError(
+            f"{len(result.errors)} of {result.videos} videos could not be read (status=error "
+            f"rows in {result.output}); failing because of --strict."
+        )

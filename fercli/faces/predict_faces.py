@@ -119,6 +119,26 @@ def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int)
     return (np.concatenate(crops) if crops else empty), found
 
 
+def mark_output_folder(folder: Path) -> None:
+    """Make an --annotate or --crops folder and, where fercli makes it or finds it empty,
+    leave fercli.predict.OUTPUT_MARKER in it: a later scan of a folder holding it then
+    skips it (its pictures are outputs, not photos). A folder with the user's own files in
+    it is written to but not marked."""
+    from fercli.predict import OUTPUT_MARKER
+
+    marker = folder / OUTPUT_MARKER
+    if marker.is_file():
+        return
+    fresh = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh or not any(folder.iterdir()):
+        marker.write_text(
+            "Written by fercli predict-dir (--annotate or --crops): predict-dir skips this "
+            "folder when it scans a folder above it.\n",
+            encoding="utf-8",
+        )
+
+
 class FaceStage:
     """What predict_dir does differently with --faces auto or detect."""
 
@@ -135,7 +155,7 @@ class FaceStage:
         for option, folder in (("--annotate", annotate), ("--crops", crops)):
             if folder:
                 try:
-                    Path(folder).mkdir(parents=True, exist_ok=True)
+                    mark_output_folder(Path(folder))
                 except OSError as exc:
                     raise FercliError(
                         f"cannot make the {option} folder {folder}: {exc.strerror or exc}."

@@ -5,8 +5,10 @@ and dropped once their faces are cut out, so a long video needs no more memory t
 one. Frames are turned as the video's display matrix says (a phone's portrait video).
 Each sampled frame gives one row per face (as `predict-dir --faces detect`, plus
 `time` in seconds and `frame`, the frame's number in the stream), or one `no_face` row; a
-file that cannot be opened, or whose decoding breaks off, gives an `error` row and the run
-goes on with the next file. The output is written to a temporary file and renamed at the end.
+file that cannot be opened, or whose decoding breaks off, gives an `error` row with a
+one-line reason worded as predict-dir words a bad photo's ("file not found", "not a video
+(or an unsupported format)", "empty file (0 bytes)"), and the run goes on with the next
+file. The output is written to a temporary file and renamed at the end.
 """
 
 import time
@@ -21,6 +23,7 @@ from fercli.faces.align import align
 from fercli.faces.detect import detect_scaled
 from fercli.faces.predict_faces import detector as make_detector
 from fercli.faces.predict_faces import reset_detectors
+from fercli.images import ImageError, _is_empty, _reason, open_regular
 from fercli.predict_output import ENCODING, make_rows, output_format
 from fercli.progress import say
 from fercli.util import atomic_path
@@ -43,9 +46,10 @@ def sampled_frames(path, fps: float):
     """(time in seconds, frame number, RGB Pillow image) for one frame every 1/fps seconds,
     decoded as a stream."""
     av = import_av()
+    open_regular(path).close()  # a missing file, a folder, a pipe: ImageError, as for photos
     with av.open(str(path)) as container:
         if not container.streams.video:
-            raise ValueError("no video stream in the file")
+            raise ImageError("no video stream in the file")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 25)
@@ -136,7 +140,7 @@ def predict_video(
             except FercliError:
                 raise
             except Exception as exc:  # PyAV's errors: unreadable file, broken stream
-                reason = f"{type(exc).__name__}: {exc}"
+                reason = video_reason(exc, path, started=bool(curve))
                 if curve:
                     reason += f" (after {curve[-1][0]:.1f} s)"
                 row = {"path": path, "status": "error", "error": reason, **dict.fromkeys(COLUMNS)}
@@ -146,6 +150,24 @@ def predict_video(
         result.timeline = draw_timeline(curves, classes, Path(timeline))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def video_reason(exc: Exception, path, started: bool = False) -> str:
+    """One line for why a video could not be read: predict-dir's reasons for a bad photo
+    (fercli.images), or "not a video" where FFmpeg finds none in the file."""
+    import av
+
+    if isinstance(exc, ImageError):  # open_regular's: not found, a folder, a pipe...
+        return str(exc)
+    if isinstance(exc, av.error.InvalidDataError) and not started:
+        return (
+            "empty file (0 bytes)" if _is_empty(path) else "not a video (or an unsupported format)"
+        )
+    if isinstance(exc, av.error.FFmpegError):  # its message repeats the path: drop it
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, OSError):
+        return _reason(exc, path)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def frame_rows(path, t, number, image, find, onnx, size, topk) -> list[dict]:
