@@ -26,7 +26,10 @@ def register_augmenters(register):
 def register_models(register):
     """Register model architectures: register(name, factory, description).
 
-    factory(num_classes=7) returns a torch.nn.Module for (N, 1, 48, 48) input."""
+    factory(num_classes=7, image_size=48) returns a torch.nn.Module for (N, 1, image_size,
+    image_size) input (`fercli train --image-size`) giving (N, num_classes) logits. A factory
+    without an image_size parameter is still accepted: it is called without it, and fercli
+    refuses in one line an image size its model fails on."""
 
 
 @hookspec

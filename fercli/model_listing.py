@@ -31,7 +31,7 @@ def add_costs(architectures: list[dict], image_size: int = 48) -> str | None:
         return NO_TORCH
     for row in architectures:
         try:
-            model = registry.create("model", row["name"], num_classes=7)
+            model = registry.create("model", row["name"], num_classes=7, image_size=image_size)
             row.update(macs=count_macs(model, image_size), parameters=count_parameters(model))
         except Exception:  # a plugin's model may want another input: its costs stay unknown
             row.update(macs=None, parameters=None)

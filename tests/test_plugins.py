@@ -136,6 +136,37 @@ def test_register_models(register_plugin):
     assert "tiny" in registry.names("model") and "seed-cnn" in registry.names("model")
 
 
+def test_model_factories_without_image_size_still_work(register_plugin):
+    """A factory written before image_size: called without it; a size its model fails on is
+    refused in one line, one it runs on (global pooling) is fine."""
+    import torch
+
+    class Plugin:
+        @hookimpl
+        def register_models(self, register):
+            def flat(num_classes=7):
+                return torch.nn.Sequential(
+                    torch.nn.Flatten(), torch.nn.Linear(48 * 48, num_classes)
+                )
+
+            def pooled(num_classes=7):
+                pool = torch.nn.AdaptiveAvgPool2d(1)
+                head = torch.nn.Linear(1, num_classes)
+                return torch.nn.Sequential(pool, torch.nn.Flatten(), head)
+
+            register("flat", flat)
+            register("pooled", pooled)
+
+    register_plugin(Plugin(), "old-plugin")
+    assert registry.create("model", "flat", num_classes=3, image_size=48)(
+        torch.zeros(2, 1, 48, 48)
+    ).shape == (2, 3)
+    with pytest.raises(PluginError, match=r"'flat' .*48x48 input only.*64x64"):
+        registry.create("model", "flat", num_classes=3, image_size=64)
+    model = registry.create("model", "pooled", num_classes=3, image_size=64)
+    assert model.training and model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
+
+
 def test_register_commands(register_plugin, run_cli):
     import click
 

@@ -1,33 +1,36 @@
-"""Built-in model architectures. Factories import torch only when a model is built."""
+"""Built-in model architectures. Factories import torch only when a model is built.
+
+Each takes `image_size`, the side of the square input: seed-cnn's fully connected layer is
+sized for it; the others end in global pooling and run on any size from 16 up."""
 
 from fercli.hookspecs import hookimpl
 
 
-def seed_cnn(num_classes: int = 7):
+def seed_cnn(num_classes: int = 7, image_size: int = 48):
     from fercli.models import SeedCNN
 
-    return SeedCNN(num_classes)
+    return SeedCNN(num_classes, image_size)
 
 
-def vgg(num_classes: int = 7):
+def vgg(num_classes: int = 7, image_size: int = 48):
     from fercli.models import VGGNet
 
     return VGGNet(num_classes, widths=(48, 96, 192, 384))
 
 
-def vgg_small(num_classes: int = 7):
+def vgg_small(num_classes: int = 7, image_size: int = 48):
     from fercli.models import VGGNet
 
     return VGGNet(num_classes, widths=(32, 64, 128, 256), dropout=0.3)
 
 
-def resnet_narrow(num_classes: int = 7):
+def resnet_narrow(num_classes: int = 7, image_size: int = 48):
     from fercli.models import NarrowResNet
 
     return NarrowResNet(num_classes, widths=(16, 32, 64, 128), blocks=(1, 1, 2, 1))
 
 
-def resnet_s2(num_classes: int = 7):
+def resnet_s2(num_classes: int = 7, image_size: int = 48):
     from fercli.models import NarrowResNet
 
     return NarrowResNet(num_classes, widths=(32, 64, 128, 256), blocks=(1, 1, 2, 1), stem_stride=2)

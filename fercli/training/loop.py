@@ -92,7 +92,9 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         torch.backends.cudnn.benchmark = True
     augment_generator = make_augment_generator(generator, device, config.seed)
     num_classes = len(data.classes)
-    model = registry.create("model", config.model, num_classes=num_classes)
+    model = registry.create(
+        "model", config.model, num_classes=num_classes, image_size=config.image_size
+    )
     if init:
         start_from(model, init, config, data.classes)
     model = model.to(device).to(memory_format=torch.channels_last)
