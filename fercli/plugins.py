@@ -8,6 +8,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,20 @@ def warn(message: str) -> None:
 def _register(module, info: PluginInfo) -> None:
     if pm.is_registered(module) or pm.has_plugin(info.name):
         return
-    pm.register(module, name=info.name)
+    try:
+        pm.register(module, name=info.name)
+    except pluggy.PluginValidationError as exc:  # a broken plugin must not break fercli
+        warn(f"plugin {info.name!r} ({info.source}) is skipped: {_validation_problem(exc)}")
+        return
     plugin_info[info.name] = info
+
+
+def _validation_problem(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's several-line complaint about a hook implementation, in one line."""
+    first, *rest = str(exc).splitlines() or [""]
+    hook = re.search(r"hook '(\w+)'", first)
+    where = f"its {hook.group(1)} hook" if hook else "a hook"
+    return f"{where} does not match fercli's hookspec: " + "; ".join(rest or [first])
 
 
 def load_plugins(plugins_dir: str | os.PathLike | None = None) -> None:

@@ -296,6 +296,44 @@ def test_broken_entry_point_warns_once_and_the_rest_works(fake_dist, capsys):
     assert "ep-model" in registry.names("model") and "seed-cnn" in registry.names("model")
 
 
+WRONG_SIGNATURE_PLUGIN = """
+from fercli.hookspecs import hookimpl
+
+@hookimpl
+def register_models(register, device):
+    register("never", lambda num_classes=7: None)
+"""
+
+
+def test_entry_point_with_a_wrong_hook_signature_is_skipped(fake_dist, capsys, run_cli):
+    fake_dist(
+        "fercli-wrongsig",
+        "0.1",
+        {"wrongsig": "fercli_wrongsig_ep", "fine": "fercli_fine_ep2"},
+        {"fercli_wrongsig_ep": WRONG_SIGNATURE_PLUGIN, "fercli_fine_ep2": ENTRY_POINT_PLUGIN},
+    )
+    plugins.load_plugins()
+    err = capsys.readouterr().err
+    assert err.count("Warning:") == 1 and err.count("\n") == 1
+    assert "plugin 'wrongsig' (fercli-wrongsig) is skipped" in err
+    assert "register_models" in err and "device" in err
+    assert "wrongsig" not in plugins.plugin_info
+    assert "never" not in registry.names("model") and "ep-model" in registry.names("model")
+    result = run_cli("models", "--json")
+    assert result.exit_code == 0, result.output
+
+
+def test_plugin_file_with_a_wrong_hook_signature_is_skipped(tmp_path, run_cli):
+    (tmp_path / "wrongsig.py").write_text(WRONG_SIGNATURE_PLUGIN)
+    (tmp_path / "dirdemo.py").write_text(DIR_PLUGIN)
+    result = run_cli("--plugins-dir", tmp_path, "plugins", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("Warning:") == 1
+    assert "plugin 'wrongsig'" in result.stderr and "register_models" in result.stderr
+    found = {p["name"] for p in json.loads(result.stdout)}
+    assert "dirdemo" in found and "wrongsig" not in found
+
+
 DIR_PLUGIN = """
 __version__ = "2.0"
 
