@@ -6,10 +6,21 @@ NO_TORCH = "PyTorch is not installed (pip install 'fercli[train]'): costs not co
 
 
 def model_listing(pattern: str = "*") -> dict:
+    """The architectures matching `pattern` (fnmatch wildcards: *, ?, [seq]) with their
+    costs, and the bundled models. A pattern that matches none is a FercliError naming the
+    choices, rather than an empty listing."""
     entries = registry.entries("model")
+    matching = registry.names("model", pattern)
+    if not matching:
+        from fercli.errors import FercliError
+
+        raise FercliError(
+            f"no model matches {pattern!r}: choose from {', '.join(entries) or 'none'} "
+            "(wildcards: *, ?, [abc])."
+        )
     architectures = [
         {"name": n, "plugin": entries[n].plugin, "description": entries[n].description}
-        for n in registry.names("model", pattern)
+        for n in matching
     ]
     costs_note = add_costs(architectures)
     return {

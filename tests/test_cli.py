@@ -1,6 +1,8 @@
 """CLI conventions: --version, `python -m fercli`, one-line user errors with exit status 2
 and no traceback (unless -v), and option defaults from a TOML config file."""
 
+import json
+
 import click
 import pytest
 
@@ -193,3 +195,22 @@ def test_quiet_and_verbose_flags_set_the_output_settings(run_cli, tmp_path):
     cli.add_command(peek)
     assert run_cli("-q", "peek").stdout == "True False\n"
     assert run_cli("-v", "peek").stdout == "False True\n"
+
+
+def test_evaluate_a_folder_that_does_not_exist(run_cli, tmp_path):
+    missing = tmp_path / "nosuch_dir"
+    result = run_cli("evaluate", missing)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {missing} does not exist: pass a data folder ROOT")
+    assert len(result.stderr.strip().splitlines()) == 1 and "missing ROOT" not in result.stderr
+
+
+def test_models_pattern_matching_nothing_says_so(run_cli):
+    result = run_cli("models", "zzz*")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("Error: no model matches 'zzz*': choose from seed-cnn, vgg")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert run_cli("models", "--json", "zzz*").exit_code == 2
+    matched = run_cli("models", "--json", "vgg*")
+    assert matched.exit_code == 0
+    assert [a["name"] for a in json.loads(matched.stdout)["architectures"]] == ["vgg", "vgg-small"]

@@ -45,6 +45,14 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, lea
     given_root = ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE
     if model and not given_root and Path(model).is_dir() and not (Path(model) / "best.pt").exists():
         model, data_dir = None, model
+    if data_dir is None and model and not Path(model).exists():
+        from fercli.bundled import BUNDLED
+
+        if model not in BUNDLED:  # the one argument names neither a model nor a folder
+            raise FercliError(
+                f"{model} does not exist: pass a data folder ROOT (`fercli evaluate ROOT` "
+                "scores the default bundled model) or `fercli evaluate MODEL ROOT`."
+            )
     if data_dir is None:
         raise FercliError(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
