@@ -62,20 +62,24 @@ def evaluate(
     tta: bool = False,
     device: str = "auto",
     leak_free: bool = False,
+    provider: str | None = None,
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
     on ROOT/<split>, with provenance (model, data, skipped files), and how well its
     confidences are calibrated (ECE and the reliability bins, fercli.calibration; an ONNX
     model's probabilities use its temperature). With tta, the class probabilities are
     averaged with those of the mirrored images. With leak_free, the same scores again under
-    "leak_free" for the images with no near duplicate in ROOT/train (fercli.leakage)."""
+    "leak_free" for the images with no near duplicate in ROOT/train (fercli.leakage).
+
+    An .onnx model runs on `provider` (fercli.providers; default: `device`), a checkpoint on
+    the torch `device`; "provider" in the result names what ran it."""
     from fercli.calibration import reliability
     from fercli.metrics import classification_report
 
     if leak_free:
         check_leak_split(root, split)
     path = resolve_model(model)
-    scorer = scorer_for(path, device)
+    scorer = scorer_for(path, device, provider)
     kind = "onnx" if isinstance(scorer, OnnxScorer) else "checkpoint"
     check_classes(root, split, scorer.classes)
     data = load_split(root, split, classes=scorer.classes, size=scorer.image_size)
@@ -97,6 +101,8 @@ def evaluate(
         **report,
         "ece": bins["ece"],
         "temperature": scorer.temperature,
+        "provider": scorer.provider,
+        "provider_fallback": scorer.fallback or None,  # why `auto` did not take another
         "reliability": bins,
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
@@ -128,14 +134,18 @@ def check_leak_split(root, split: str) -> None:
         )
 
 
-def scorer_for(path: Path, device: str = "auto"):
-    """An .onnx file in onnxruntime, anything else as a training checkpoint in PyTorch."""
+def scorer_for(path: Path, device: str = "auto", provider: str | None = None):
+    """An .onnx file in onnxruntime (on `provider`, default `device`), anything else as a
+    training checkpoint in PyTorch (on `device`; a provider is refused)."""
     path = Path(path)
-    return (
-        OnnxScorer(path, device)
-        if path.suffix.lower() == ".onnx"
-        else CheckpointScorer(path, device)
-    )
+    if path.suffix.lower() == ".onnx":
+        return OnnxScorer(path, provider or device)
+    if provider:
+        raise FercliError(
+            f"--provider is for .onnx models; {path} is a checkpoint, scored by PyTorch: "
+            "use --device."
+        )
+    return CheckpointScorer(path, device)
 
 
 class CheckpointScorer:
@@ -151,6 +161,7 @@ class CheckpointScorer:
         self.device = resolve_device(device)
         self.model = build_model(ckpt).to(self.device)
         self.temperature = 1.0  # a checkpoint is scored as trained
+        self.provider, self.fallback = f"torch-{self.device.type}", ""
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         import torch
@@ -171,6 +182,7 @@ class OnnxScorer:
         self.classes = self.onnx.info.classes
         self.image_size = self.onnx.info.image_size
         self.temperature = self.onnx.info.temperature  # applied by predict_proba
+        self.provider, self.fallback = self.onnx.provider, self.onnx.fallback
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         return self.onnx.predict_proba(images)

@@ -220,7 +220,7 @@ class OnnxModel:
             raise FercliError(
                 f"model {self.path} not found: pass a .onnx file made by `fercli export-onnx`."
             )
-        engine, unusable = providers.choose(provider)
+        engine, unusable = providers.choose(provider, self.path)
         self.fallback = unusable.what if unusable else ""
         # nothing to fix (Intel's plugin offers no device on this CPU): said with -v only
         self.fallback_expected = bool(unusable and unusable.expected)

@@ -246,7 +246,10 @@ def predict_dir(
         if stage:  # detection is slow: smaller chunks keep every worker busy
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
         cpu_workers = (  # the workers will predict
-            workers > 1 and not stage and not ray_engine and providers.choose(provider)[0] == "cpu"
+            workers > 1
+            and not stage
+            and not ray_engine
+            and providers.choose(provider, model_path)[0] == "cpu"
         )
         if cpu_workers:
             batch_size = min(batch_size, WORKER_CHUNK)

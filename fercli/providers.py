@@ -3,7 +3,8 @@
 `cuda` comes with the onnxruntime-gpu package. `openvino` comes with Intel's plugin package
 `onnxruntime-ep-openvino` (`pip install 'fercli[openvino]'`), which onnxruntime (1.23 or newer)
 loads at run time; on x86 CPUs its int8 convolutions are faster than onnxruntime's own.
-`auto` takes the first of cuda, openvino and cpu that is installed.
+`auto` takes the first of cuda, openvino and cpu that is installed and, for a model with a
+card (the bundled ones), that the card verified to give the CPU provider's labels.
 """
 
 import json
@@ -121,10 +122,14 @@ def _find_openvino_device():
     return cpus[0]
 
 
-def choose(provider: str) -> tuple[str, Unavailable | None]:
-    """(engine, fallback): the engine to run `provider` on, and for `auto`, why the OpenVINO
-    plugin that is installed cannot be used. `cuda` and `openvino` never fall back silently:
-    where they are missing, a FercliError says so."""
+def choose(provider: str, model: str | Path | None = None) -> tuple[str, Unavailable | None]:
+    """(engine, fallback): the engine to run `provider` on, and for `auto`, why the CUDA or
+    OpenVINO provider that is installed is not used. `cuda` and `openvino` never fall back
+    silently: where they are missing, a FercliError says so.
+
+    `auto` picks CUDA or OpenVINO for `model` only where its card allows it (card_verified):
+    a bundled model runs there only where the same labels as the CPU provider's were
+    verified, so it gives the labels of its card wherever `auto` runs it."""
     if provider not in CHOICES:
         raise FercliError(f"unknown provider {provider!r}: choose {', '.join(CHOICES)}.")
     available = available_providers()
@@ -134,15 +139,51 @@ def choose(provider: str) -> tuple[str, Unavailable | None]:
             f"(available: {', '.join(available)}): install onnxruntime-gpu with a matching "
             "CUDA, or use --provider cpu."
         )
-    if provider == "cuda" or (provider == "auto" and EP["cuda"] in available):
+    if provider == "cuda":
         return "cuda", None
     if provider == "openvino":
         openvino_device()
         return "openvino", None
-    if provider == "auto" and openvino_plugin() is not None:
-        reason = openvino_unavailable()
-        return ("cpu", reason) if reason else ("openvino", None)
-    return "cpu", None
+    if provider != "auto":
+        return "cpu", None
+    verified, reasons = card_verified(model)
+    refused = None
+    for engine in ("cuda", "openvino"):
+        if engine == "cuda" and EP["cuda"] not in available:
+            continue
+        if engine == "openvino":
+            if openvino_plugin() is None:
+                continue
+            if (reason := openvino_unavailable()) is not None:
+                return "cpu", reason  # what the plugin's absence of a device says comes first
+        if verified is None or engine in verified:
+            return engine, None
+        refused = refused or Unavailable(
+            f"{engine} is not used for {Path(model).name}: {reasons.get(engine, NOT_VERIFIED)}",
+            f"pass --provider {engine} to run it there anyway",
+            expected=True,
+        )
+    return "cpu", refused
+
+
+NOT_VERIFIED = "its model card does not record the same labels as the CPU provider's there"
+
+
+def card_verified(model: str | Path | None) -> tuple[set[str] | None, dict[str, str]]:
+    """The providers that `model`'s card (model_card.json beside the file, as bundled models
+    have) verified to give the CPU provider's labels, and why the others are not: (None, {})
+    for a model with no card, which `auto` runs wherever it can."""
+    if model is None:
+        return None, {}
+    path = Path(model).parent / "model_card.json"
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, {}
+    record = card.get("providers") if isinstance(card, dict) else None
+    if not isinstance(record, dict):
+        return {"cpu"}, {}
+    return set(record.get("verified", ["cpu"])), dict(record.get("not_verified", {}))
 
 
 def configure(engine: str, options, threads: int | None):

@@ -134,7 +134,7 @@ On {m["test_split"]}, measured on {m.get("measured_on", "(CPU not recorded)")}:
 
 ## Why {s["precision"]}
 {s["reason"]}.
-{quantization_section(card)}{calibration_section(card)}{speed_section(card)}"""
+{quantization_section(card)}{providers_section(card)}{calibration_section(card)}{speed_section(card)}"""
 
 
 def speed_section(card: dict) -> str:
@@ -164,6 +164,27 @@ images/s.{large}{fer}
 """
 
 
+def providers_section(card: dict) -> str:
+    """The execution providers verified to give the CPU provider's labels, which `--provider
+    auto` may pick for this model (fercli.providers.card_verified), and why not the others."""
+    p = card.get("providers")
+    if not p:
+        return """
+## Execution providers
+No provider but onnxruntime's CPU provider was verified for this file, so `--provider auto`
+runs it there only.
+"""
+    runs = "".join(f"\n- {name}: {why}" for name, why in p["verified"].items())
+    others = "".join(f"\n- {name}: {why}" for name, why in p.get("not_verified", {}).items())
+    return f"""
+## Execution providers
+`--provider auto` runs this file only on providers verified to give the labels of
+onnxruntime's CPU provider; `--provider NAME` runs it elsewhere all the same. Verified:{runs}
+
+Not picked by `auto`:{others}
+"""
+
+
 def calibration_section(card: dict) -> str:
     """The temperature in the file (scripts/calibrate_bundled_model.py), where it has one."""
     c = card.get("calibration")
@@ -190,7 +211,8 @@ def quantization_section(card: dict) -> str:
 ## Quantization
 Weights {q["weights"]}; activations {q["activations"]}. Saturation check
 (`fercli.export.saturation`): {q["saturation_check"]}, so every CPU computes the same
-integers (AVX2 without VNNI included), and this file gives the same answers everywhere.
+integers (AVX2 without VNNI included), and this file gives the same answers on every CPU
+under onnxruntime's CPU provider (other providers: below).
 """
     r = q.get("requantized_from")
     if r:

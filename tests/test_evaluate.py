@@ -129,3 +129,28 @@ def test_default_model_is_used_when_model_is_left_out(synth_root, run_cli):
         result = run_cli("evaluate", synth_root, "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["model"] == str(bundled_path())
+
+
+def test_the_provider_that_ran_is_named_and_can_be_chosen(trained_run, synth_root, run_cli):
+    """fast's card verifies the CPU provider alone, so `auto` scores it there on every machine
+    (on Intel with OpenVINO its card's figure, not OpenVINO's); --provider names another."""
+    from fercli.bundled import bundled_path
+
+    path = bundled_path("fast")
+    result = run_cli("evaluate", path, synth_root, "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["provider"] == "cpu"
+    text = run_cli("evaluate", path, synth_root, "--provider", "cpu")
+    assert text.exit_code == 0 and "Ran on: cpu" in text.stdout
+    assert (
+        json.loads(run_cli("evaluate", path, synth_root, "--json", "--provider", "cpu").stdout)[
+            "provider_fallback"
+        ]
+        is None
+    )
+    out, _ = trained_run
+    refused = run_cli("evaluate", out / "best.pt", synth_root, "--provider", "cpu")
+    assert refused.exit_code == 2 and "--provider is for .onnx models" in refused.stderr
+    torch_run = json.loads(run_cli("evaluate", out, synth_root, "--json", "--device", "cpu").stdout)
+    assert torch_run["provider"] == "torch-cpu"

@@ -4,6 +4,8 @@ import json
 
 import click
 
+from fercli.providers import CHOICES
+
 
 @click.command("evaluate")
 @click.argument("model", metavar="[MODEL]", required=False)
@@ -21,13 +23,20 @@ import click
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 @click.option(
+    "--provider",
+    type=click.Choice(CHOICES),
+    default=None,
+    help="onnxruntime execution provider for an .onnx model (default: --device). `auto` "
+    "picks, for a bundled model, only the providers its card verified; -v says why not others.",
+)
+@click.option(
     "--leak-free",
     is_flag=True,
     help="Also score only the images with no near duplicate in ROOT/train (the hashes and "
     "threshold of `fercli clean`).",
 )
 @click.pass_context
-def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, leak_free):
+def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, provider, leak_free):
     """Score MODEL (a bundled model's name, fast or accurate; a checkpoint .pt, a run folder,
     or an .onnx file; default: the default bundled model) on ROOT/<split>.
 
@@ -57,7 +66,15 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, lea
         raise FercliError(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
         )
-    result = evaluate(model, data_dir, split=split, tta=tta, device=device, leak_free=leak_free)
+    result = evaluate(
+        model,
+        data_dir,
+        split=split,
+        tta=tta,
+        device=device,
+        leak_free=leak_free,
+        provider=provider,
+    )
     written = write_outputs(result, out) if out else []
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -70,6 +87,7 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, lea
 def _print_report(result: dict) -> None:
     from rich.console import Console
 
+    from fercli.progress import settings
     from fercli.report_tables import confusion_table, per_class_table
 
     console = Console()
@@ -78,6 +96,12 @@ def _print_report(result: dict) -> None:
         f"({result['count']} images{', TTA' if result['tta'] else ''}): "
         f"accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}, "
         f"weighted F1 {result['weighted_f1']:.4f}",
+        highlight=False,
+    )
+    fallback = result.get("provider_fallback")
+    console.print(
+        f"Ran on: {result['provider']}"
+        + (f" ({fallback})" if fallback and settings["verbose"] else ""),
         highlight=False,
     )
     console.print(
