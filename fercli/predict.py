@@ -237,6 +237,11 @@ def predict_dir(
     if faces != "none":
         from fercli.faces.predict_faces import FaceStage
 
+        if annotate and Path(annotate).resolve() == Path(root).resolve():
+            raise FercliError(
+                f"--annotate {annotate} is the input folder: its copies would replace your "
+                "photos; pass another folder."
+            )
         stage = FaceStage(faces, detector, annotate, crops)
     elif annotate or crops:
         raise FercliError("--annotate and --crops need --faces auto or detect.")

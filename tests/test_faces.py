@@ -304,6 +304,11 @@ def test_annotate_and_crops_inside_the_input_never_feed_back(oracle, tmp_path):
     assert not (tmp_path / "mine" / OUTPUT_MARKER).exists()
     assert "in/annotated/group.jpg" not in find_images(tmp_path)[0]
     assert "group.jpg" in find_images(tmp_path / "in" / "annotated")[0]
+    # the input folder itself: its annotated copies would replace the photos
+    before = {p: p.read_bytes() for p in (tmp_path / "in").rglob("*") if p.is_file()}
+    with pytest.raises(FercliError, match="is the input folder: its copies would replace"):
+        predict_dir(tmp_path / "in", tmp_path / "4.csv", **options, annotate=tmp_path / "in")
+    assert {p: p.read_bytes() for p in (tmp_path / "in").rglob("*") if p.is_file()} == before
 
 
 def test_resume_with_faces_appends_the_rest(oracle, tmp_path, monkeypatch):
