@@ -69,7 +69,7 @@ def main() -> None:
         what, overrides = VARIANTS[name]
         config = TrainConfig.from_dict({**base, **overrides, "out": str(args.out / name)})
         start = time.perf_counter()
-        metrics = train(config)
+        metrics = train(config, overwrite=True)  # a rerun redoes the variants
         results[name] = {
             "change": what,
             "overrides": overrides,

@@ -16,7 +16,7 @@ $fercli synth data/synth
 $fercli clean data/synth --apply
 # 3. Train the seed notebook's CNN for a few epochs (validation: a hold-out of train).
 $fercli train data/synth --model seed-cnn --optimizer adamw --lr 0.002 --batch-size 32 --augment flip \
-    --epochs 8 --out runs/demo
+    --epochs 8 --out runs/demo --overwrite
 # 4. Score the best checkpoint on the test split.
 $fercli evaluate runs/demo/best.pt data/synth --split test
 # 5. Export to ONNX (checked against PyTorch) and predict a folder with onnxruntime.

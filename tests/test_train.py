@@ -400,3 +400,58 @@ def test_run_records_the_autocast_it_used(trained_run):
     config = fercli.training.TrainConfig.from_dict(metrics["config"])
     dtype = fercli.training.amp_dtype(config, torch.device("cpu"))
     assert metrics["autocast"] == (str(dtype).split(".")[-1] if dtype else "off")
+
+
+QUICK_CLI = ("--model", "seed-cnn", "--optimizer", "adamw", "--batch-size", "32")
+QUICK_CLI += ("--augment", "none")
+
+
+@pytest.mark.parametrize("name", ["best.pt", "last.pt", "history.csv", "metrics.json"])
+def test_train_refuses_an_out_folder_that_holds_a_run(synth_root, tmp_path, run_cli, name):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).write_text("an earlier run's")
+    result = run_cli("train", synth_root, *QUICK_CLI, "--epochs", "1", "--out", out)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()  # one line
+    assert line.startswith(f"Error: {out} already holds a run ({name})")
+    assert f"fercli train --resume {out}" in line and "--overwrite" in line
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing written
+    assert (out / name).read_text() == "an earlier run's"
+
+
+def test_the_python_side_refuses_too_unless_overwrite(synth_root, tmp_path):
+    from fercli.errors import FercliError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    with pytest.raises(FercliError, match="already holds a run"):
+        train(quick_config(synth_root, out, num_epochs=1))
+    metrics = train(quick_config(synth_root, out, num_epochs=1), overwrite=True)
+    assert metrics["epochs_run"] == 1 and (out / "best.pt").is_file()
+
+
+def test_overwrite_replaces_a_run_and_resume_continues_one(synth_root, tmp_path, run_cli):
+    out = tmp_path / "run"
+    out.mkdir()  # an empty folder is fine
+    first = ("train", synth_root, *QUICK_CLI, "--epochs", "2", "--out", out)
+    result = run_cli(*first, "--max-minutes", "1e-6")  # stops after epoch 1
+    assert result.exit_code == 0, result.output
+    assert [row["epoch"] for row in history(out)] == [1]
+    saved = (out / "last.pt").read_bytes()
+
+    refused = run_cli(*first)
+    assert refused.exit_code == 2 and "already holds a run" in refused.stderr
+    assert (out / "last.pt").read_bytes() == saved
+
+    resumed = run_cli("train", "--resume", out)  # --resume is not refused
+    assert resumed.exit_code == 0, resumed.output
+    assert [row["epoch"] for row in history(out)] == [1, 2]
+
+    again = run_cli("train", synth_root, *QUICK_CLI, "--epochs", "1", "--out", out, "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert [row["epoch"] for row in history(out)] == [1]
+    with open(out / "history.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 1

@@ -129,7 +129,12 @@ import click
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/<time>-<model>)."
 )
 @click.option("--resume", type=click.Path(), help="Continue a run folder (or its last.pt).")
-def train_command(resume, **options):
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Train into an --out folder that already holds a run, replacing its files.",
+)
+def train_command(resume, overwrite, **options):
     """Train a model on DATA_DIR/train and write checkpoints, metrics and plots."""
     from pathlib import Path
 
@@ -144,7 +149,7 @@ def train_command(resume, **options):
         config = TrainConfig.from_dict(options)
         config.out = str(run_folder(config))
     try:
-        metrics = train(config, resume=resume)
+        metrics = train(config, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt:
         out = Path(resume or config.out)
         if (out / "last.pt").is_file() or out.name == "last.pt":

@@ -16,7 +16,7 @@ from fercli.progress import say, settings
 
 from . import distributed
 from . import epoch as epoch_module
-from .config import NORMALIZATION, TrainConfig, run_folder
+from .config import NORMALIZATION, RUN_FILES, TrainConfig, run_folder
 from .data import class_weights, epoch_indices, load_data, predict_logits
 from .device import amp_dtype, default_threads, flush_denormals, hardware, resolve_device
 from .ema import WeightAverage
@@ -34,18 +34,21 @@ from .run_files import (
 from .teacher import BatchTeacher, check_options, same_teacher, teacher_targets
 
 
-def train(config: TrainConfig | None, resume: str | None = None) -> dict | None:
-    """Train (or resume) a run; returns the final metrics dict. Writes the run folder.
-    Under torchrun (WORLD_SIZE > 1) every process trains its share; rank 0 writes the run
-    folder and returns the metrics, the other processes return None."""
+def train(
+    config: TrainConfig | None, resume: str | None = None, overwrite: bool = False
+) -> dict | None:
+    """Train (or resume) a run; returns the final metrics dict. Writes the run folder, which
+    must not hold a run already unless `overwrite` (FercliError otherwise). Under torchrun
+    (WORLD_SIZE > 1) every process trains its share; rank 0 writes the run folder and returns
+    the metrics, the other processes return None."""
     world = distributed.world_from_env()
     try:
-        return _train(config, resume, world)
+        return _train(config, resume, world, overwrite)
     finally:
         distributed.stop(world)
 
 
-def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None:
+def _train(config: TrainConfig | None, resume: str | None, world, overwrite=False) -> dict | None:
     flush_denormals()
     state = None
     if resume:
@@ -53,6 +56,8 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         config = TrainConfig.from_dict(state["config"])
     else:
         out = run_folder(config)
+        if not overwrite:
+            refuse_a_used_folder(out)
     device = resolve_device(config.device)
     if os.environ.get("FERCLI_THREADS"):
         torch.set_num_threads(default_threads())
@@ -266,6 +271,16 @@ def _train(config: TrainConfig | None, resume: str | None, world) -> dict | None
         metrics = finish_run(out, data, device, dtype, best, history, time.monotonic() - t_start)
     distributed.barrier(world)  # the processes leave together, after rank 0's report
     return metrics
+
+
+def refuse_a_used_folder(out: Path) -> None:
+    """A new run never writes over another's files unless asked to (--overwrite)."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise FercliError(
+            f"{out} already holds a run ({', '.join(found)}): `fercli train --resume {out}` "
+            "continues it, --overwrite replaces it, or choose another --out."
+        )
 
 
 def start_from(model, ckpt: dict, config: TrainConfig, classes) -> None:
