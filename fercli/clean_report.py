@@ -12,8 +12,10 @@ CSV_COLUMNS = ("path", "filter", "reason", "group", "kept")
 
 
 def write_report(path, report: dict) -> str:
-    """Write the report: CSV (one row per flag: path, filter, reason, group, kept) when the
-    file name ends in .csv, else JSON ({"summary", "flags", "groups"}). Returns the format."""
+    """Write the report: CSV (one row per flag: path, filter, reason, group, kept, then one
+    per unreadable file with filter "unreadable") when the file name ends in .csv, else JSON
+    ({"summary", "flags", "groups"}, and "unreadable" where there are such files). Returns
+    the format."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         out = io.StringIO()
@@ -21,6 +23,9 @@ def write_report(path, report: dict) -> str:
         writer.writeheader()
         for flag in report["flags"]:
             writer.writerow({k: "" if flag[k] is None else flag[k] for k in CSV_COLUMNS})
+        for item in report.get("unreadable", []):  # never flagged: left in place
+            row = {"path": item["path"], "filter": "unreadable", "reason": item["reason"]}
+            writer.writerow(row)
         atomic_write_text(path, out.getvalue())
         return "csv"
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
@@ -62,6 +67,15 @@ def render_summary(summary: dict, console) -> None:
         text = f"{example[0]['path']}: {example[0]['reason']}" if example else "-"
         table.add_row(name, f"{count:,}", text)
     console.print(table)
+    if "unreadable" in summary:
+        unreadable = summary["unreadable"]
+        console.print(
+            f"[bold]{unreadable['files']:,}[/bold] file(s) could not be read (not corrupt: "
+            "never quarantined, left in place): "
+            + ", ".join(f"{u['path']}: {u['reason']}" for u in unreadable["examples"])
+            + (" ..." if unreadable["files"] > len(unreadable["examples"]) else ""),
+            highlight=False,
+        )
 
     if "dedup" in summary["filters"]:
         console.print(

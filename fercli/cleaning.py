@@ -11,6 +11,7 @@ file: quarantine and cleaned copies are fercli.quarantine's job.
 import hashlib
 import inspect
 import os
+import stat
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ import numpy as np
 from fercli import registry
 from fercli.dataset import QUARANTINE_DIR, class_names, find_splits, map_chunks, scan_split
 from fercli.errors import FercliError, PluginError
-from fercli.filters import Flag, ImageBatch
+from fercli.filters import UNREADABLE, Flag, ImageBatch, is_unreadable
 from fercli.hashing import preload
 from fercli.images import IMAGE_SIZE, ImageError, load_with_pixels
 
@@ -65,6 +66,8 @@ class CleanResult:
     groups: list = field(default_factory=list)  # fercli.duplicates.DuplicateGroup
     settings: dict = field(default_factory=dict)
     seconds: float = 0.0
+    # path -> reason, for files that could not be opened or read: never flagged, never moved
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def flagged(self) -> dict[str, list[Flag]]:
         """Flags by path, in scan order."""
@@ -75,18 +78,26 @@ class CleanResult:
         return dict(sorted(by_path.items(), key=lambda item: order.get(item[0], -1)))
 
     def kept_paths(self) -> list[str]:
+        """What a cleaned copy holds: neither flagged nor unreadable files."""
         flagged = {f.path for f in self.flags}
-        return [p for p in self.paths if p not in flagged]
+        return [p for p in self.paths if p not in flagged and p not in self.unreadable]
 
     def summary(self) -> dict:
         return build_summary(self)
 
     def report(self) -> dict:
-        return {
+        report = {
             "summary": self.summary(),
             "flags": [flag_dict(f) for f in self.flags],
             "groups": [g.as_dict() for g in self.groups],
         }
+        if self.unreadable:  # only then: reports of readable datasets stay as they were
+            report["unreadable"] = unreadable_list(self.unreadable)
+        return report
+
+
+def unreadable_list(unreadable: dict[str, str]) -> list[dict]:
+    return [{"path": path, "reason": reason} for path, reason in unreadable.items()]
 
 
 def flag_dict(flag: Flag) -> dict:
@@ -153,11 +164,14 @@ def decode_chunk(paths: list, hash_specs: list[tuple[str, int]]):
     for i, path in enumerate(paths):
         try:
             images[i], pixels = load_with_pixels(path)  # pixels: what imagehash hashes
-        except ImageError as exc:
-            errors[i] = str(exc)
-            continue
-        except (OSError, ValueError) as exc:
-            errors[i] = str(exc) or type(exc).__name__
+        except (ImageError, OSError, ValueError) as exc:
+            failure = read_failure(path)  # None: read, and failed to decode (corrupt)
+            if failure is not None:
+                errors[i] = UNREADABLE + failure
+            elif isinstance(exc, ImageError):
+                errors[i] = str(exc)
+            else:
+                errors[i] = str(exc) or type(exc).__name__
             continue
         height, width = pixels.shape
         digest = hashlib.blake2b(f"{width}x{height}:".encode(), digest_size=16)
@@ -172,6 +186,34 @@ def decode_chunk(paths: list, hash_specs: list[tuple[str, int]]):
             bits[readable] = hash_arrays(kind, grays, hash_size)
         hashes[(kind, hash_size)] = bits
     return images, errors, digests, hashes
+
+
+def read_failure(path) -> str | None:
+    """Why the file at path cannot be opened or read to its end (an OSError: permission
+    denied, an I/O error, a file gone), or None where it can be: then a failed decoding is
+    the file's own fault. Asked only of files that failed to decode; a pipe or a device is
+    not read (that could block) and counts as read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return _os_reason(exc)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            while os.read(fd, 1 << 20):
+                pass
+    except OSError as exc:
+        return _os_reason(exc)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
 def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
@@ -201,12 +243,18 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
             chunks = map_chunks(
                 decode_chunk, full, specs, workers=settings.workers, label="Scanning"
             )
+        unreadable: dict[str, str] = {}
         for first, decoded in chunks:
+            for i, error in enumerate(decoded[1]):
+                if error is not None and is_unreadable(error):
+                    unreadable[paths[first + i]] = error[len(UNREADABLE) :]
             flags += _check_chunk(filters, first, decoded, paths, file_splits, labels)
     groups = []
     for name, flt in filters:
         flags += [replace(f, filter=name) for f in _call(name, flt.finish)]
         groups += getattr(flt, "groups", [])
+    if unreadable:  # no filter's flag moves a file that could not be read (a plugin's neither)
+        flags = [f for f in flags if f.path not in unreadable]
     used = {name: _describe(flt) for name, flt in filters}
     return CleanResult(
         root=root,
@@ -220,6 +268,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
         groups=groups,
         settings=used,
         seconds=time.perf_counter() - start,
+        unreadable=unreadable,
     )
 
 
@@ -292,7 +341,7 @@ def build_summary(result: CleanResult) -> dict:
     conflicts = [g for g in groups if g.label_conflict]
     examples["cross_split"] = [_group_example(g) for g in cross[:EXAMPLES]]
     examples["label_conflict"] = [_group_example(g) for g in conflicts[:EXAMPLES]]
-    return {
+    summary = {
         "root": str(result.root),
         "filters": result.filters,
         "settings": result.settings,
@@ -314,6 +363,13 @@ def build_summary(result: CleanResult) -> dict:
         "examples": examples,
         "seconds": round(result.seconds, 3),
     }
+    if result.unreadable:  # only then: summaries of readable datasets stay as they were
+        first = dict(list(result.unreadable.items())[:EXAMPLES])
+        summary["unreadable"] = {
+            "files": len(result.unreadable),
+            "examples": unreadable_list(first),
+        }
+    return summary
 
 
 def _exact_sets(result: CleanResult) -> int:

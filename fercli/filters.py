@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+UNREADABLE = "unreadable: "  # an error's prefix where the file could not be opened or read
+
+
+def is_unreadable(error: str) -> bool:
+    return error.startswith(UNREADABLE)
+
 
 @dataclass
 class ImageBatch:
@@ -24,7 +30,10 @@ class ImageBatch:
     splits: list[str]
     labels: list[str]  # class names
     images: np.ndarray  # (n, 48, 48) uint8 by fercli.images; all zeros where unreadable
-    errors: list[str | None]  # the decoder's message for unreadable files, else None
+    # the decoder's message for files that failed to decode, else None; a file that could not
+    # even be opened or read (an OSError: permission denied, an I/O error) has UNREADABLE
+    # before its reason: it is no corrupt file, and no filter may flag it (fercli.cleaning)
+    errors: list[str | None]
     # (kind, hash_size) -> bool (n, hash_size**2) for each filter's hash_spec; zero rows
     # where unreadable. Hashes are of the file's own pixels (imagehash's convert("L")).
     hashes: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
@@ -38,6 +47,10 @@ class ImageBatch:
 
     def readable(self) -> list[int]:
         return [i for i, e in enumerate(self.errors) if e is None]
+
+    def unreadable(self) -> list[int]:
+        """The files that could not be opened or read (their error starts with UNREADABLE)."""
+        return [i for i, e in enumerate(self.errors) if e is not None and is_unreadable(e)]
 
     def pixel_std(self) -> np.ndarray:
         """Standard deviation of each image's pixels (0-255), computed once per batch."""

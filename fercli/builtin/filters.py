@@ -5,7 +5,7 @@ import hashlib
 
 import numpy as np
 
-from fercli.filters import Filter, ImageBatch
+from fercli.filters import Filter, ImageBatch, is_unreadable
 from fercli.hookspecs import hookimpl
 
 # Pixel standard deviation (0-255 scale, on the 48x48 image) under which an image counts as
@@ -15,12 +15,18 @@ DEFAULT_BLANK_STD = 5.0
 
 
 class CorruptFilter(Filter):
-    """Unreadable, truncated, zero-byte and non-image files, and decompression bombs."""
+    """Files that were read and failed to decode: truncated, zero-byte and non-image files,
+    and decompression bombs. Files that could not be read at all are not corrupt: `fercli
+    clean` reports them as unreadable and leaves them in place."""
 
     name = "corrupt"
 
     def check(self, batch: ImageBatch):
-        return [(i, error) for i, error in enumerate(batch.errors) if error is not None]
+        return [
+            (i, error)
+            for i, error in enumerate(batch.errors)
+            if error is not None and not is_unreadable(error)
+        ]
 
 
 class BlankFilter(Filter):
@@ -115,7 +121,7 @@ class DedupFilter(Filter):
 
 @hookimpl
 def register_filters(register):
-    register("corrupt", CorruptFilter, "Unreadable, truncated, empty or non-image files.")
+    register("corrupt", CorruptFilter, "Undecodable files: truncated, empty or not an image.")
     register(
         "blank",
         BlankFilter,
