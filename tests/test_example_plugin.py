@@ -126,10 +126,6 @@ def test_augmenter_drives_fercli_train(blur_installed, run_cli, synth_root, tmp_
 
 
 def test_filter_drives_fercli_clean(blur_installed, run_cli, synth_copy, tmp_path):
-    from fercli.commands import ALL
-
-    if "clean" not in {command.name for command in ALL}:
-        pytest.skip("fercli clean is not there yet")
     report = tmp_path / "report.json"
     result = run_cli("clean", synth_copy, "--filters", "blur", "--report", report, "--json")
     assert result.exit_code == 0, result.output

@@ -21,8 +21,10 @@ def test_there_are_recipes():
 def test_recipe_loads(path):
     config, _ = read_config(path)
     train = default_map(config, {c.name: c for c in ALL})["train"]  # raises on an unknown key
-    assert registry.get("model", train["model"])
-    for name in train.get("augment", "none").split(","):
-        assert name == "none" or registry.get("augmenter", name)
+    assert train["model"] in registry.names("model"), f"unknown model {train['model']!r}"
+    augment = train.get("augment", "none")
+    if augment != "none":
+        unknown = set(augment.split(",")) - set(registry.names("augmenter"))
+        assert not unknown, f"unknown augmenter(s) {sorted(unknown)}"
     if "teacher" in train:
         assert (REPO / train["teacher"]).is_file()

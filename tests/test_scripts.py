@@ -3,6 +3,7 @@ the session's short synthetic run stands in for the FER-2013 runs (used twice wh
 wants an ensemble). Their figures are checked for shape, not for value."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_check_reproduction(trained_run, tmp_path, run_script):
         "scripts/check_reproduction.py", trained_run[0], "--epochs", 1, cwd=tmp_path,
         env={"FERCLI_THREADS": "1"},
     )  # fmt: skip
-    assert "reproduced" in out
+    assert re.fullmatch(
+        r"largest difference \S+ over \d+ epoch\(s\): reproduced", out.strip().splitlines()[-1]
+    ), out
 
 
 def test_ablate(synth_root, recipe, tmp_path, run_script):
