@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fercli import bundled, providers
+from fercli import bundled, predict_record, providers
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_name
@@ -246,6 +246,19 @@ def predict_dir(
     elif annotate or crops:
         raise FercliError("--annotate and --crops need --faces auto or detect.")
 
+    record = None
+    if write_summary or resume:
+        if not model_path.is_file():
+            OnnxModel(model_path, "cpu", metadata_only=True)  # its one line
+        record = predict_record.made_with(
+            root, model_path, tta=tta, faces=faces, detector=detector if stage else None,
+            recursive=recursive,
+        )  # fmt: skip; --topk changes the columns, which read_existing checks
+    if resume:
+        predict_record.check_resume(output, record)
+        if write_summary:
+            predict_record.write_started(output, record)
+
     with ExitStack() as stack:
         # One chunk is done in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker busy
@@ -358,15 +371,18 @@ def predict_dir(
     if evaluate:
         result.eval = tally.report()
     if write_summary:
-        result.summary_path = write_summary_file(result, onnx)
+        result.summary_path = write_summary_file(result, onnx, record)
     return result
 
 
-def write_summary_file(result: PredictResult, onnx: OnnxModel) -> Path:
-    """`OUTPUT.summary.json`: which model and provider made the output, counts, errors, speed."""
-    path = result.output.with_name(result.output.name + ".summary.json")
+def write_summary_file(result: PredictResult, onnx: OnnxModel, record: dict | None) -> Path:
+    """`OUTPUT.summary.json`: which model and provider made the output, counts, errors, speed,
+    and how it was made (fercli.predict_record, which `--resume` checks)."""
+    path = predict_record.summary_path(result.output)
     summary = {
         "output": str(result.output),
+        "complete": True,
+        "made_with": record,
         "model": str(result.model),
         "model_name": onnx.info.model,
         "precision": onnx.info.precision,

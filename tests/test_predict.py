@@ -21,7 +21,7 @@ import fercli.providers
 from fercli.bundled import BUNDLED, bundled_path
 from fercli.errors import FercliError
 from fercli.images import load_image
-from fercli.onnx_model import OnnxModel
+from fercli.onnx_model import OnnxModel, read_metadata_props
 from fercli.predict import predict_dir
 from fercli.providers import EP, Unavailable, available_providers, cuda_failure
 from fercli.util import native_stderr_captured
@@ -272,8 +272,6 @@ def test_this_process_opens_the_model_for_its_metadata_only_when_workers_predict
 def test_metadata_is_read_from_the_file_as_onnxruntime_reads_it(name, model_path, tmp_path):
     import onnxruntime as ort
 
-    from fercli.onnx_model import read_metadata_props
-
     path = model_path if name == "exported" else bundled_path(name)
     expected = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
     assert read_metadata_props(path) == expected and "classes" in expected
@@ -418,6 +416,60 @@ def test_interrupted_run_without_resume_leaves_nothing(model_path, tmp_path, mon
         predict_dir(folder, out, model_path, batch_size=4, workers=2)
     assert out.read_text() == "old results\n"  # not overwritten, no temporary file left
     assert sorted(p.name for p in out.parent.iterdir()) == ["p.csv"]
+
+
+def test_resume_refuses_an_output_made_with_another_model_folder_or_options(
+    model_path, tmp_path, monkeypatch, run_cli
+):
+    """The summary records what made the output (fercli.predict_record); a `--resume` run
+    writes it before its first row, so an output cut short is checked too."""
+    folder = flat_folder(tmp_path / "in")
+    out = tmp_path / "p.csv"
+    interrupt_after(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        predict_dir(folder, out, model_path, batch_size=4, workers=0, resume=True)
+    monkeypatch.undo()
+    started = json.loads((tmp_path / "p.csv.summary.json").read_text())
+    assert started["complete"] is False and started["made_with"]["tta"] is False
+    cut = out.read_bytes()
+    other_model = tmp_path / "other.onnx"
+    model = onnx.load(str(model_path))
+    onnx.helper.set_model_props(model, {**read_metadata_props(model_path), "note": "retrained"})
+    onnx.save(model, str(other_model))
+    shutil.copytree(folder, tmp_path / "elsewhere")
+    refusals = [
+        (["--model", other_model], "another model file (" + Path(model_path).name),
+        (["--model", model_path, "--tta"], "--tta False (this run: True)"),
+        (["--model", model_path, "--faces", "auto"], "--faces 'none' (this run: 'auto')"),
+    ]
+    for args, message in refusals:
+        result = run_cli("predict-dir", folder, "-o", out, "--resume", "--workers", 0, *args)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert out.read_bytes() == cut
+    moved = run_cli(
+        "predict-dir", tmp_path / "elsewhere", "-o", out, "--resume", "--model", model_path
+    )
+    assert moved.exit_code == 2 and "another input folder" in moved.stderr
+    # the same bytes under another name, the same folder and options: it goes on
+    shutil.copy(model_path, tmp_path / "renamed.onnx")
+    result = predict_dir(folder, out, tmp_path / "renamed.onnx", batch_size=4, resume=True)
+    predict_dir(folder, tmp_path / "whole.csv", model_path, batch_size=4, workers=0)
+    assert result.resumed == 4 and read_rows(out) == read_rows(tmp_path / "whole.csv")
+    done = json.loads((tmp_path / "p.csv.summary.json").read_text())
+    assert done["complete"] is True and done["made_with"] == started["made_with"] | {
+        "model_file": "renamed.onnx"
+    }
+
+
+def test_resume_of_an_output_with_no_record_says_it_cannot_check(model_path, tmp_path, capfd):
+    folder = flat_folder(tmp_path / "in")
+    out = tmp_path / "p.csv"
+    predict_dir(folder, out, model_path, workers=0)
+    (tmp_path / "p.csv.summary.json").unlink()
+    assert predict_dir(folder, out, model_path, workers=0, resume=True).new == 0
+    assert "--resume cannot check that its rows came from this model" in capfd.readouterr().err
 
 
 def test_resume_refuses_an_output_with_other_columns(model_path, tmp_path):
