@@ -250,10 +250,11 @@ def predict_dir(
     if write_summary or resume:
         if not model_path.is_file():
             OnnxModel(model_path, "cpu", metadata_only=True)  # its one line
+        # --topk changes the columns, which read_existing checks
+        detector_used = detector if stage else None
         record = predict_record.made_with(
-            root, model_path, tta=tta, faces=faces, detector=detector if stage else None,
-            recursive=recursive,
-        )  # fmt: skip; --topk changes the columns, which read_existing checks
+            root, model_path, tta=tta, faces=faces, detector=detector_used, recursive=recursive
+        )
     if resume:
         predict_record.check_resume(output, record)
         if write_summary:
