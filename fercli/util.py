@@ -1,8 +1,10 @@
 """Small helpers shared across fercli."""
 
 import os
+import signal
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,18 +17,97 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(target: str | os.PathLike):
-    """Yield a temporary path beside `target`; rename it over `target` only on success."""
+    """Yield a temporary path beside `target`; rename it over `target` only on success. A
+    kill by SIGTERM or SIGHUP removes the temporary file too (signals_raise)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+    with signals_raise():
+        tmp = None
+        try:
+            with signals_held():  # a kill inside mkstemp would leave its file unnamed here
+                where = {"prefix": f".{target.name}.", "suffix": ".tmp", "dir": target.parent}
+                fd, name = tempfile.mkstemp(**where)
+                tmp = Path(name)
+                os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+            yield tmp
+            os.replace(tmp, target)
+        except BaseException:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            raise
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP, raised in the main thread (as Ctrl-C raises KeyboardInterrupt) so
+    that `finally` blocks and context managers run: temporary files are removed, worker
+    pools shut down, an appended output is closed after its last whole batch. The process
+    then exits with status 128 + the signal's number (143 for SIGTERM, 129 for SIGHUP)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    if _raising["held"]:
+        _raising["pending"] = signum
+        return
+    raise Terminated(128 + signum)
+
+
+TERMINATING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+_raising = {"depth": 0, "saved": {}, "held": 0, "pending": None}  # for nested uses
+
+
+def raise_on_signals() -> bool:
+    """Make SIGTERM and SIGHUP raise Terminated, where they would kill this process at once
+    (their default action; an ignored SIGHUP, under nohup, stays ignored, and a handler of
+    someone else's stays). Nests: the last matching restore_signals() puts back what was
+    there. Only the main thread can: elsewhere nothing changes and this returns False."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    _raising["depth"] += 1
+    if _raising["depth"] == 1:
+        for sig in TERMINATING:
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                _raising["saved"][sig] = signal.signal(sig, _raise_terminated)
+    return True
+
+
+def restore_signals() -> None:
+    """The end of a raise_on_signals() (one that returned True)."""
+    _raising["depth"] -= 1
+    if _raising["depth"] == 0:
+        saved, _raising["saved"] = _raising["saved"], {}
+        for sig, previous in saved.items():
+            if signal.getsignal(sig) is _raise_terminated:
+                signal.signal(sig, previous)
+
+
+@contextmanager
+def signals_raise():
+    """raise_on_signals() for the block."""
+    entered = raise_on_signals()
     try:
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    finally:
+        if entered:
+            restore_signals()
+
+
+@contextmanager
+def signals_held():
+    """A SIGTERM or SIGHUP that signals_raise would raise in the block is raised at its end,
+    where the block's work (a temporary file made and named) can be undone. Signals are
+    handled in the main thread: in another, this holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _raising["held"] += 1
+    try:
+        yield
+    finally:
+        _raising["held"] -= 1
+    if not _raising["held"] and _raising["pending"] is not None:
+        signum, _raising["pending"] = _raising["pending"], None
+        raise Terminated(128 + signum)
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
