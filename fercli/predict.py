@@ -185,6 +185,8 @@ def predict_dir(
     write_summary: bool = True,
     faces: str = "none",
     detector: str = "mtcnn",
+    min_face_score: float = 0.0,
+    min_face_size: int = 0,
     annotate: str | os.PathLike | None = None,
     crops: str | os.PathLike | None = None,
     engine: str = "local",
@@ -197,7 +199,8 @@ def predict_dir(
 
     faces="auto" or "detect": one row per face found by `detector` instead (see
     fercli.faces.predict_faces), with copies of the pictures with the faces drawn in
-    `annotate` and the aligned faces in `crops` where given. engine "ray" decodes and
+    `annotate` and the aligned faces in `crops` where given, leaving out faces scoring below
+    min_face_score or smaller than min_face_size pixels. engine "ray" decodes and
     predicts on a Ray cluster (fercli.ray_engine) instead of here, whole images only; the
     output is the same, row for row."""
     start_time = time.perf_counter()
@@ -235,14 +238,15 @@ def predict_dir(
             "local engine only)."
         )
     if faces != "none":
-        from fercli.faces.predict_faces import FaceStage
+        from fercli.faces.predict_faces import FaceStage, keep_faces
 
         if annotate and Path(annotate).resolve() == Path(root).resolve():
             raise FercliError(
                 f"--annotate {annotate} is the input folder: its copies would replace your "
                 "photos; pass another folder."
             )
-        stage = FaceStage(faces, detector, annotate, crops)
+        keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
+        stage = FaceStage(faces, detector, annotate, crops, keep=keep)
     elif annotate or crops:
         raise FercliError("--annotate and --crops need --faces auto or detect.")
 
@@ -251,10 +255,11 @@ def predict_dir(
         if not model_path.is_file():
             OnnxModel(model_path, "cpu", metadata_only=True)  # its one line
         # --topk changes the columns, which read_existing checks
-        detector_used = detector if stage else None
+        found_by = (detector, min_face_score, min_face_size) if stage else (None, None, None)
         record = predict_record.made_with(
-            root, model_path, tta=tta, faces=faces, detector=detector_used, recursive=recursive
-        )
+            root, model_path, tta=tta, faces=faces, recursive=recursive,
+            **dict(zip(("detector", "min_face_score", "min_face_size"), found_by)),
+        )  # fmt: skip
     if resume:
         predict_record.check_resume(output, record)
         if write_summary:

@@ -21,6 +21,8 @@ ROW_OPTIONS = {
     "tta": "--tta",
     "faces": "--faces",
     "detector": "--detector",
+    "min_face_score": "--min-face-score",
+    "min_face_size": "--min-face-size",
     "recursive": "--recursive",
 }
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +251,7 @@ def test_predict_dir_detect_writes_a_row_per_face(oracle, tmp_path, suffix):
             want = p.truth().xywh()  # in the photo's own (upright) pixels, even when huge
             assert np.abs(np.subtract(box, want)).max() <= max(3, 0.01 * p.size), (rel, box, want)
             assert row["status"] == "ok" and float(row["face_score"]) == pytest.approx(0.99)
+            assert int(row["face_size"]) == min(box[2:])  # the box's shorter side
             assert row["label"] in EXPRESSIONS
     summary = json.loads(Path(f"{out}.summary.json").read_text())
     assert summary["faces"] == "detect" and summary["no_face"] == 1
@@ -284,6 +286,45 @@ def test_predict_dir_detect_writes_a_row_per_face(oracle, tmp_path, suffix):
     )
     r, g, b = copy.getpixel((x + w // 2, y + h))  # the box's lower edge
     assert r > 180 and g < 120 and b < 120
+
+
+def test_min_face_score_and_size_leave_faces_out(oracle, tmp_path, run_cli):
+    """Faces below --min-face-score or --min-face-size are left out and the others numbered
+    left to right again; a picture left with none is no_face."""
+    truth, expected = oracle_folder(tmp_path / "in")
+    truth = {  # the leftmost face of each picture scores 0.5
+        k: [replace(f, score=0.5) if f is min(v, key=lambda g: g.box[0]) else f for f in v]
+        for k, v in truth.items()
+    }
+    options = dict(faces="detect", detector=oracle(truth), workers=0)
+    predict_dir(tmp_path / "in", tmp_path / "all.csv", **options)
+    every = [r for r in read_rows(tmp_path / "all.csv") if r["status"] == "ok"]
+    assert {r["face_score"] for r in every} == {"0.5", "0.99"}
+    sizes = sorted(int(r["face_size"]) for r in every)
+    cut = sizes[len(sizes) // 2]
+    for name, kwargs, kept in (
+        ("score", dict(min_face_score=0.6), lambda r: float(r["face_score"]) >= 0.6),
+        ("size", dict(min_face_size=cut), lambda r: int(r["face_size"]) >= cut),
+    ):
+        out = tmp_path / f"{name}.csv"
+        predict_dir(tmp_path / "in", out, **options, **kwargs)
+        rows = read_rows(out)
+        ok = [r for r in rows if r["status"] == "ok"]
+        want = [r for r in every if kept(r)]
+        assert 0 < len(ok) < len(every)
+        assert [(r["path"], r["box"], r["face_size"]) for r in ok] == [
+            (r["path"], r["box"], r["face_size"]) for r in want
+        ]
+        for path in {r["path"] for r in ok}:  # numbered 0, 1, ... again
+            assert [r["face"] for r in ok if r["path"] == path] == [
+                str(i) for i in range(sum(r["path"] == path for r in ok))
+            ]
+        emptied = {r["path"] for r in every} - {r["path"] for r in ok}
+        assert emptied <= {r["path"] for r in rows if r["status"] == "no_face"}
+        summary = json.loads((tmp_path / f"{name}.csv.summary.json").read_text())
+        assert summary["made_with"] | kwargs == summary["made_with"]  # recorded for --resume
+    bad = run_cli("predict-dir", tmp_path / "in", "--min-face-score", "1.5")
+    assert bad.exit_code == 2 and "--min-face-score" in bad.output
 
 
 def test_annotate_and_crops_inside_the_input_never_feed_back(oracle, tmp_path):

@@ -99,6 +99,26 @@ def test_predict_video_rows_per_face_and_timeline(oracle_plugin, tmp_path, run_c
         assert im.format == "PNG" and im.width == 1000
 
 
+def test_predict_video_min_face_size_and_score(oracle_plugin, tmp_path, run_cli):
+    pytest.importorskip("av")
+    names = list(EXPRESSIONS)
+    faces = [draw_face(names[i], np.random.default_rng(i)) for i in range(2)]
+    placed = [Placed(faces[0], 90, 120, 100), Placed(faces[1], 240, 110, 80)]
+    two = make_video(tmp_path / "two.mp4", [scene(320, 240, placed)] * 10)
+    oracle_plugin({(320, 240): [p.truth() for p in placed]})
+    sizes = [min(p.truth().xywh()[2:]) for p in placed]
+    base = ("predict-video", two, "--fps", 2, "--detector", "oracle", "--provider", "cpu")
+    every = run_cli(*base, "-o", tmp_path / "all.csv")
+    assert every.exit_code == 0, every.output
+    assert [int(r["face_size"]) for r in read_csv(tmp_path / "all.csv")[:2]] == sizes
+    big = run_cli(*base, "-o", tmp_path / "big.csv", "--min-face-size", max(sizes))
+    assert big.exit_code == 0, big.output
+    rows = read_csv(tmp_path / "big.csv")
+    assert {(r["face"], int(r["face_size"])) for r in rows} == {("0", max(sizes))}
+    run_cli(*base, "-o", tmp_path / "none.csv", "--min-face-score", 1.0)
+    assert {r["status"] for r in read_csv(tmp_path / "none.csv")} == {"no_face"}  # 0.99 < 1
+
+
 def test_unreadable_videos_get_predict_dirs_reasons(oracle_plugin, tmp_path, run_cli):
     pytest.importorskip("av")
     (tmp_path / "empty.mp4").write_bytes(b"")

@@ -3,6 +3,7 @@
 import click
 
 from fercli.bundled import model_help
+from fercli.commands.face_options import face_filter_options
 from fercli.commands.ray_options import ray_options
 
 
@@ -67,10 +68,10 @@ from fercli.commands.ray_options import ray_options
 @click.option(
     "--faces",
     type=click.Choice(["auto", "detect", "none"]),
-    help="detect: find the faces in each picture, one row per face (face, box, face_score), "
-    "status=no_face where none; none: each image is one face (centre square); auto: detect "
-    "in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are read as with none "
-    "[default: auto; none with --engine ray, which predicts whole images].",
+    help="detect: find the faces in each picture, one row per face (face, box, face_score, "
+    "face_size), status=no_face where none; none: each image is one face (centre square); "
+    "auto: detect in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are "
+    "read as with none [default: auto; none with --engine ray, which predicts whole images].",
 )
 @click.option(
     "--detector",
@@ -78,6 +79,7 @@ from fercli.commands.ray_options import ray_options
     show_default=True,
     help="Face detector for --faces, built in or from a plugin (see `fercli plugins`).",
 )
+@face_filter_options
 @click.option(
     "--annotate",
     type=click.Path(file_okay=False),
@@ -116,6 +118,8 @@ def predict_dir_command(
     threads,
     faces,
     detector,
+    min_face_size,
+    min_face_score,
     annotate,
     crops,
     engine,
@@ -147,6 +151,8 @@ def predict_dir_command(
         tta=tta,
         faces=faces,
         detector=detector,
+        min_face_score=min_face_score,
+        min_face_size=min_face_size,
         annotate=annotate,
         crops=crops,
         engine=engine,

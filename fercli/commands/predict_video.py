@@ -3,6 +3,7 @@
 import click
 
 from fercli.bundled import model_help
+from fercli.commands.face_options import face_filter_options
 
 
 @click.command("predict-video")
@@ -37,14 +38,15 @@ from fercli.bundled import model_help
 @click.option(
     "--detector", default="mtcnn", show_default=True, help="Face detector (see `fercli plugins`)."
 )
+@face_filter_options
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
 def predict_video_command(
-    files, fps, output, timeline, model, provider, detector, topk, strict, threads
+    files, fps, output, timeline, model, provider, detector, topk, strict, threads, **faces
 ):
     """Find the faces in frames of each video FILE (sampled at --fps) and predict their
-    emotion: one row per face with time, frame, face, box, face_score, label and
+    emotion: one row per face with time, frame, face, box, face_score, face_size, label and
     probabilities; status=no_face for a frame without a face. Needs the `video` extra (PyAV).
 
     An unreadable video gets status=error with the reason, and the run goes on; it exits
@@ -63,6 +65,7 @@ def predict_video_command(
         threads=threads,
         timeline=timeline,
         topk=topk,
+        **faces,
     )
     for path, reason in result.errors:
         say(f"  unreadable: {path!r}: {reason}")

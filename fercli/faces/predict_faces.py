@@ -5,7 +5,9 @@ long) and cut them from the full-size picture with fercli.faces.align; the main 
 predicts the 48x48 faces in batches and writes the rows:
 
 - a face: status ok, `face` (0, 1, ... left to right), `box` (x, y, width, height in the
-  picture's own pixels, EXIF orientation applied), `face_score`, label and probabilities;
+  picture's own pixels, EXIF orientation applied), `face_score`, `face_size` (the box's
+  shorter side, in those pixels), label and probabilities; faces scoring below
+  `min_score` or smaller than `min_size` pixels (keep_faces) are left out;
 - a photo with no face: one row, status no_face;
 - `auto` looks for faces only in pictures whose shorter side exceeds AUTO_MIN_SIDE pixels;
   a smaller one (a FER-2013 image) is the face, read exactly as `--faces none` reads it,
@@ -28,7 +30,7 @@ from fercli.util import atomic_path
 
 MODES = ("auto", "detect", "none")
 AUTO_MIN_SIDE = 96  # auto detects faces in pictures whose shorter side exceeds this
-COLUMNS = ("face", "box", "face_score")
+COLUMNS = ("face", "box", "face_score", "face_size")
 NO_FACE = "no_face"
 MIN_CHUNK = 2  # pictures per worker task, at least
 # Pillow's formats by suffix, to save --annotate copies in the photo's own format.
@@ -73,6 +75,29 @@ def colour(im: Image.Image, gray: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode in ("RGB", "CMYK", "YCbCr") else gray.convert("RGB")
 
 
+def keep_faces(faces: list[Face], min_score: float = 0.0, min_size: int = 0) -> list[Face]:
+    """The faces that --min-face-score and --min-face-size keep, left to right (face 0, 1,
+    ...): photos and video frames alike, whatever the detector."""
+    kept = [f for f in faces if f.score >= min_score and face_size(f) >= min_size]
+    return sorted(kept, key=lambda f: (f.box[0], f.box[1]))
+
+
+def face_size(face: Face) -> int:
+    """The `face_size` column: the box's shorter side, in the picture's own pixels."""
+    _, _, w, h = face.xywh()
+    return min(w, h)
+
+
+def face_columns(number: int, face: Face) -> dict:
+    """A face row's own columns (COLUMNS), for photos and video frames alike."""
+    return {
+        "face": number,
+        "box": face.xywh(),
+        "face_score": round(face.score, 4),
+        "face_size": face_size(face),
+    }
+
+
 @dataclass
 class Found:
     """One picture's outcome in a worker: an error, the whole image, or its faces."""
@@ -82,7 +107,7 @@ class Found:
     faces: list[Face] = field(default_factory=list)
 
 
-def find_faces(path, mode: str, detector_name: str, size: int, max_side: int):
+def find_faces(path, mode: str, detector_name: str, size: int, max_side: int, keep=keep_faces):
     """(Found, crops (n, size, size) uint8) for one file; raises ImageError."""
     quick = load_shortcut(path, size, AUTO_MIN_SIDE) if mode == "auto" else None
     if quick is not None:  # a small plain gray JPEG, by the shared loader's shortcut
@@ -95,19 +120,18 @@ def find_faces(path, mode: str, detector_name: str, size: int, max_side: int):
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(str(exc) or type(exc).__name__) from None
     gray = to_gray(im)
-    faces = detect_scaled(detector(detector_name), colour(im, gray), max_side)
-    faces.sort(key=lambda f: (f.box[0], f.box[1]))  # left to right: face 0, 1, ...
+    faces = keep(detect_scaled(detector(detector_name), colour(im, gray), max_side))
     crops = np.stack([align(gray, f, size) for f in faces]) if faces else None
     return Found(faces=faces), crops
 
 
-def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int):
+def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int, keep=keep_faces):
     """A worker's chunk: (crops (m, size, size) uint8, [Found per path]). Never raises for
     one bad file: an unexpected exception becomes that file's error."""
     found, crops = [], []
     for path in paths:
         try:
-            item, arrays = find_faces(path, mode, detector_name, size, max_side)
+            item, arrays = find_faces(path, mode, detector_name, size, max_side, keep)
         except ImageError as exc:
             item, arrays = Found(error=str(exc)), None
         except Exception as exc:
@@ -143,7 +167,13 @@ class FaceStage:
     """What predict_dir does differently with --faces auto or detect."""
 
     def __init__(
-        self, mode, detector_name="mtcnn", annotate=None, crops=None, max_side=DETECT_MAX_SIDE
+        self,
+        mode,
+        detector_name="mtcnn",
+        annotate=None,
+        crops=None,
+        max_side=DETECT_MAX_SIDE,
+        keep=keep_faces,
     ):
         from fercli import registry
         from fercli.errors import FercliError
@@ -161,6 +191,7 @@ class FaceStage:
                         f"cannot make the {option} folder {folder}: {exc.strerror or exc}."
                     ) from None
         self.mode, self.detector_name, self.max_side = mode, detector_name, max_side
+        self.keep = keep  # picklable: keep_faces, or a partial of it
         self.annotate = Path(annotate) if annotate else None
         self.crops = Path(crops) if crops else None
         self.columns = COLUMNS
@@ -179,6 +210,7 @@ class FaceStage:
             mode=self.mode,
             detector_name=self.detector_name,
             max_side=self.max_side,
+            keep=self.keep,
         )
 
     def rows(self, chunk, decoded, predict_proba, classes, topk) -> list[dict]:
@@ -202,7 +234,7 @@ class FaceStage:
                 for i, (face, row) in enumerate(
                     zip(item.faces, make_rows([rel] * n, probs[k : k + n], {}, classes, topk))
                 ):
-                    row.update(face=i, box=face.xywh(), face_score=round(face.score, 4))
+                    row.update(face_columns(i, face))
                     rows.append(row)
                 k += n
         return rows

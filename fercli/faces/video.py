@@ -21,14 +21,15 @@ from PIL import Image
 from fercli.errors import FercliError
 from fercli.faces.align import align
 from fercli.faces.detect import detect_scaled
+from fercli.faces.predict_faces import COLUMNS as FACE_COLUMNS
 from fercli.faces.predict_faces import detector as make_detector
-from fercli.faces.predict_faces import reset_detectors
+from fercli.faces.predict_faces import face_columns, keep_faces, reset_detectors
 from fercli.images import ImageError, _is_empty, _reason, open_regular
 from fercli.predict_output import ENCODING, make_rows, output_format
 from fercli.progress import say
 from fercli.util import atomic_path
 
-COLUMNS = ("time", "frame", "face", "box", "face_score")
+COLUMNS = ("time", "frame", *FACE_COLUMNS)
 
 
 def import_av():
@@ -101,8 +102,11 @@ def predict_video(
     threads: int | None = None,
     timeline=None,
     topk: int = 0,
+    min_face_score: float = 0.0,
+    min_face_size: int = 0,
 ) -> VideoResult:
-    """Predict the emotion of every face in frames sampled at fps from each video."""
+    """Predict the emotion of every face in frames sampled at fps from each video (faces
+    scoring below min_face_score or smaller than min_face_size pixels left out)."""
     from fercli import registry
     from fercli.bundled import model_path
     from fercli.onnx_model import OnnxModel
@@ -119,7 +123,11 @@ def predict_video(
     classes, size = onnx.info.classes, onnx.info.image_size
     fmt = output_format(output, classes, topk, COLUMNS)
     reset_detectors()
-    find = make_detector(detector)
+    found = make_detector(detector)
+
+    def find(image):
+        return keep_faces(detect_scaled(found, image), min_face_score, min_face_size)
+
     result = VideoResult(output, len(paths), 0, 0, 0)
     curves: dict[str, list[tuple[float, np.ndarray | None]]] = {}
     with atomic_path(output) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
@@ -171,9 +179,9 @@ def video_reason(exc: Exception, path, started: bool = False) -> str:
 
 
 def frame_rows(path, t, number, image, find, onnx, size, topk) -> list[dict]:
+    """A frame's rows; find(image) gives its faces, left to right."""
     gray = image.convert("L")
-    faces = detect_scaled(find, image)
-    faces.sort(key=lambda f: (f.box[0], f.box[1]))
+    faces = find(image)
     where = {"time": round(float(t), 3), "frame": number}
     if not faces:
         return [
@@ -182,7 +190,7 @@ def frame_rows(path, t, number, image, find, onnx, size, topk) -> list[dict]:
     probs = onnx.predict_proba(np.stack([align(gray, face, size) for face in faces]))
     rows = make_rows([path] * len(faces), probs, {}, onnx.info.classes, topk)
     for i, (row, face) in enumerate(zip(rows, faces)):
-        row.update(where, face=i, box=face.xywh(), face_score=round(face.score, 4))
+        row.update(where, **face_columns(i, face))
     return rows
 
 
