@@ -7,15 +7,24 @@ log-likelihood; the arg max, so accuracy, does not change. A fercli ONNX file ca
 its `temperature` metadata (fercli.onnx_model.ModelInfo, default 1.0), and OnnxModel applies
 it in predict_proba, for predict-dir and evaluate alike.
 
+A fitted T is used only where it can be trusted: `choose_temperature` refuses to fit on a
+hold-out of fewer than MIN_IMAGES images, searches T only in TEMPERATURE_RANGE, and keeps
+T = 1 (with the reason) where the fitted T does not lower the hold-out's ECE: the NLL optimum
+of a small or unusual hold-out can make the confidences worse, and T = 1 is what the network
+was trained to give.
+
 ECE: the predictions sorted into BINS equal-width bins of confidence (the top class
 probability; bin b holds (b/BINS, (b+1)/BINS]); the mean over bins, weighted by their share of
 the predictions, of |accuracy - mean confidence| in the bin.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 BINS = 15
-TEMPERATURE_RANGE = (0.05, 20.0)  # the search interval for T
+TEMPERATURE_RANGE = (0.5, 5.0)  # the search interval for T
+MIN_IMAGES = 200  # the smallest hold-out a temperature is fitted on
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -31,8 +40,9 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T in TEMPERATURE_RANGE minimising `nll(logits, labels, T)` on a
-    hold-out (not the data the network was trained on). The NLL is smooth in log T, so a
-    bounded scalar search on log T finds its minimum."""
+    hold-out (not the data the network was trained on), from the logits themselves. The NLL
+    is smooth in log T, so a bounded scalar search on log T finds its minimum (at a bound
+    where the minimum lies outside the range). Where it is used: `choose_temperature`."""
     from scipy.optimize import minimize_scalar
 
     logits = np.asarray(logits, np.float64)
@@ -46,7 +56,45 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         method="bounded",
         options={"xatol": 1e-5},
     )
-    return float(np.exp(found.x))
+    return float(np.clip(np.exp(found.x), *TEMPERATURE_RANGE))
+
+
+@dataclass
+class TemperatureChoice:
+    temperature: float  # the one to use: the fitted T, or 1.0 where it was kept
+    fitted: float | None  # what the NLL search found (None: the hold-out was too small)
+    images: int
+    ece_before: float  # at temperature 1
+    ece_after: float  # at `temperature`
+    reason: str = ""  # why T = 1 was kept; empty where the fitted T is used
+
+
+def choose_temperature(
+    logits: np.ndarray, labels: np.ndarray, min_images: int | None = None
+) -> TemperatureChoice:
+    """The temperature to write for a hold-out's logits and labels: `fit_temperature`'s, or
+    1.0 with the reason where the hold-out has fewer than `min_images` (MIN_IMAGES) images or
+    the fitted T does not lower its expected calibration error."""
+    logits, labels = np.asarray(logits, np.float64), np.asarray(labels)
+    min_images = MIN_IMAGES if min_images is None else min_images
+    n = len(labels)
+    before = expected_calibration_error(_softmax(logits), labels) if n else 0.0
+    if n < min_images:
+        reason = f"the hold-out has {n} images, under the {min_images} needed to fit one"
+        return TemperatureChoice(1.0, None, n, before, before, reason)
+    t = fit_temperature(logits, labels)
+    after = expected_calibration_error(_softmax(logits / t), labels)
+    if not after < before:
+        reason = (
+            f"the fitted T = {t:.3f} would not lower the hold-out's expected calibration "
+            f"error ({before:.3f} -> {after:.3f})"
+        )
+        return TemperatureChoice(1.0, t, n, before, before, reason)
+    return TemperatureChoice(t, t, n, before, after)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(logits))
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict:

@@ -27,7 +27,7 @@ def sampled(rng, n=20000, classes=7, temperature=2.5):
 
 def test_fit_temperature_recovers_the_temperature_of_the_labels():
     rng = np.random.default_rng(0)
-    for truth in (0.5, 1.0, 2.5):
+    for truth in (0.7, 1.0, 2.5):
         logits, labels = sampled(rng, temperature=truth)
         fitted = calibration.fit_temperature(logits, labels)
         assert fitted == pytest.approx(truth, rel=0.06)
@@ -42,6 +42,66 @@ def test_fit_temperature_minimises_the_nll_and_keeps_the_predictions():
     assert (softmax(logits / t).argmax(1) == logits.argmax(1)).all()
     with pytest.raises(ValueError):
         calibration.fit_temperature(logits[:0], labels[:0])
+
+
+def confident_mistakes():
+    """A hold-out calibrated bin by bin at T = 1 (ECE 0.01), where a few confidently wrong
+    predictions pull the NLL optimum to T of about 2.8: fitting would raise the ECE."""
+    m = np.log(0.8 / 0.2)
+    logits = np.array([[m, 0.0]] * 800 + [[20.0, 0.0]] * 210)
+    labels = np.array([0] * 640 + [1] * 160 + [0] * 200 + [1] * 10)
+    return logits, labels
+
+
+def ece_at(logits, labels, t):
+    return calibration.expected_calibration_error(softmax(logits / t), labels)
+
+
+def test_choose_temperature_keeps_one_where_the_fit_would_raise_the_ece():
+    logits, labels = confident_mistakes()
+    fitted = calibration.fit_temperature(logits, labels)
+    assert fitted > 2 and ece_at(logits, labels, fitted) > ece_at(logits, labels, 1.0) + 0.1
+    choice = calibration.choose_temperature(logits, labels)
+    assert choice.temperature == 1.0 and choice.fitted == pytest.approx(fitted)
+    assert choice.images == 1010
+    assert choice.ece_after == choice.ece_before == pytest.approx(ece_at(logits, labels, 1.0))
+    assert "\n" not in choice.reason and choice.reason.startswith(
+        f"the fitted T = {fitted:.3f} would not lower the hold-out's expected calibration error"
+    )
+
+
+def test_choose_temperature_fits_overconfident_logits():
+    logits, labels = sampled(np.random.default_rng(2), n=3000, temperature=2.5)
+    choice = calibration.choose_temperature(logits, labels)
+    assert choice.reason == "" and choice.temperature == choice.fitted
+    assert choice.temperature == pytest.approx(2.5, rel=0.1)
+    assert choice.ece_after < choice.ece_before / 2
+    assert choice.ece_after == pytest.approx(ece_at(logits, labels, choice.temperature))
+
+
+def test_choose_temperature_refuses_a_small_holdout():
+    logits, labels = sampled(np.random.default_rng(3), n=calibration.MIN_IMAGES - 1)
+    choice = calibration.choose_temperature(logits, labels)
+    assert (choice.temperature, choice.fitted) == (1.0, None)
+    assert choice.ece_after == choice.ece_before
+    assert choice.reason == (
+        f"the hold-out has {calibration.MIN_IMAGES - 1} images, under the "
+        f"{calibration.MIN_IMAGES} needed to fit one"
+    )
+    assert calibration.choose_temperature(logits[:0], labels[:0]).temperature == 1.0
+    # at the minimum it fits
+    logits, labels = sampled(np.random.default_rng(3), n=calibration.MIN_IMAGES)
+    assert calibration.choose_temperature(logits, labels).fitted is not None
+
+
+def test_fitted_temperature_stays_in_its_range():
+    assert calibration.TEMPERATURE_RANGE == (0.5, 5.0)
+    rng = np.random.default_rng(4)
+    for truth, bound in ((12.0, 5.0), (0.15, 0.5)):
+        logits, labels = sampled(rng, n=3000, temperature=truth)
+        fitted = calibration.fit_temperature(logits, labels)
+        assert 0.5 <= fitted <= 5.0 and fitted == pytest.approx(bound, rel=1e-3)
+        assert calibration.choose_temperature(logits, labels).temperature in (1.0, fitted)
 
 
 def test_ece_by_hand():

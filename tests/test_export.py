@@ -340,21 +340,50 @@ def test_input_on_pixel_grid_leaves_what_it_cannot_shift_alone(mean, other_reade
     assert model.SerializeToString() == before
 
 
-def test_export_writes_the_temperature_fitted_on_the_validation_holdout(trained_run, tmp_path):
-    from fercli.calibration import fit_temperature
-    from fercli.export.temperature import holdout
-    from fercli.onnx_model import preprocess
+def test_export_keeps_temperature_one_on_a_small_holdout(trained_run, tmp_path, monkeypatch):
+    import fercli.export.exporter as export
+    from fercli import calibration
 
+    lines = []
+    monkeypatch.setattr(export, "say", lines.append)
     run, _ = trained_run
     report = export_onnx(run / "best.pt", tmp_path / "m.onnx")
     c = report.calibration
-    assert c is not None and c.images > 0 and "hold-out" in c.source
+    assert c is not None and 0 < c.images < calibration.MIN_IMAGES and "hold-out" in c.source
+    assert (c.temperature, c.fitted) == (1.0, None) and c.ece_after == c.ece_before
+    assert c.reason.startswith(f"the hold-out has {c.images} images, under the 200")
+    kept = [line for line in lines if line.startswith("Temperature")]
+    assert kept == [
+        f"Temperature kept at 1 (validation hold-out, {c.images} images, {c.source}): {c.reason}"
+    ]
+    info = OnnxModel(report.output, "cpu").info
+    assert info.temperature == 1.0 and info.extra["temperature_note"] == f"kept T = 1: {c.reason}"
+
+
+def test_export_writes_the_temperature_chosen_on_the_validation_holdout(
+    trained_run, tmp_path, monkeypatch
+):
+    from fercli import calibration
+    from fercli.export.temperature import holdout
+    from fercli.onnx_model import preprocess
+
+    monkeypatch.setattr(calibration, "MIN_IMAGES", 1)  # the session's run has a small hold-out
+    run, _ = trained_run
+    report = export_onnx(run / "best.pt", tmp_path / "m.onnx")
+    c = report.calibration
+    assert c is not None and c.images > 0 and "hold-out" in c.source and c.fitted is not None
     model = OnnxModel(report.output, "cpu")
     assert model.info.temperature == pytest.approx(c.temperature, rel=1e-6)
-    assert c.temperature != 1.0 and c.ece_after <= c.ece_before + 1e-9
+    assert 0.5 <= c.fitted <= 5.0
+    if c.reason:  # kept: the fitted T did not lower the ECE
+        assert c.temperature == 1.0 and c.ece_after == c.ece_before
+        assert model.info.extra["temperature_note"] == f"kept T = 1: {c.reason}"
+    else:
+        assert c.temperature == c.fitted and c.ece_after < c.ece_before
+        assert "temperature_note" not in model.info.extra
     images, labels, _ = holdout(load_checkpoint(run / "best.pt"), synth_root_of(run))
     logits = model.logits(preprocess(images, model.info))
-    assert fit_temperature(logits, labels) == pytest.approx(c.temperature, rel=1e-3)
+    assert calibration.fit_temperature(logits, labels) == pytest.approx(c.fitted, rel=1e-3)
     # confidences change, classes do not
     probs = model.predict_proba(images)
     assert (probs.argmax(1) == logits.argmax(1)).all()

@@ -111,16 +111,32 @@ def export_onnx(
             )
         calibration = calibrate(fp32, ckpt, root)
         temperature = calibration.temperature if calibration else 1.0
+        note = (
+            {"temperature_note": f"kept T = 1: {calibration.reason}"}
+            if calibration and calibration.reason
+            else {}
+        )
+
+        def baked(meta):
+            """meta with the temperature, and why it is 1 where it was kept."""
+            return replace(meta, temperature=temperature, extra={**meta.extra, **note})
+
         if calibration:
             c = calibration
-            say(
-                f"Temperature {c.temperature:.3f}, fitted on the validation hold-out "
-                f"({c.images} images, {c.source}): expected calibration error "
-                f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
-            )
-            set_metadata(proto, replace(info, temperature=temperature))
+            if c.reason:
+                say(
+                    f"Temperature kept at 1 (validation hold-out, {c.images} images, "
+                    f"{c.source}): {c.reason}"
+                )
+            else:
+                say(
+                    f"Temperature {c.temperature:.3f}, fitted on the validation hold-out "
+                    f"({c.images} images, {c.source}): expected calibration error "
+                    f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
+                )
+            set_metadata(proto, baked(info))
             fp32_path.write_bytes(proto.SerializeToString())  # only its metadata changed
-            fp32.info = replace(fp32.info, temperature=temperature)
+            fp32.info = baked(fp32.info)
         report = ExportReport(output, precision, opset, fp32_path.stat().st_size, parity)
         report.calibration = calibration
 
@@ -131,7 +147,7 @@ def export_onnx(
             elif precision == "fp16":
                 half = to_fp16(proto)
                 half_info = model_info(ckpts, checkpoints, "fp16", opset)
-                set_metadata(half, replace(half_info, temperature=temperature))
+                set_metadata(half, baked(half_info))
                 tmp.write_bytes(half.SerializeToString())
                 report.fp16 = check_fp16(model, check_file(tmp), images, source, min_agreement)
             else:
@@ -140,7 +156,7 @@ def export_onnx(
                     fp32_path,
                     fp32,
                     tmp,
-                    replace(int8_info, temperature=temperature),
+                    baked(int8_info),
                     root,
                     calibration_images,
                     min_agreement,

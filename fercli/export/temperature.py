@@ -1,6 +1,7 @@
 """The temperature an export writes into its file, so that confidences mean what they say:
-fitted (fercli.calibration.fit_temperature) on the run's own validation hold-out, rebuilt
-from the checkpoint's configuration, never on the test split."""
+fitted on the logits of the run's own validation hold-out, rebuilt from the checkpoint's
+configuration, never on the test split; 1.0, with the reason, where the hold-out is too
+small or the fitted T would not lower its ECE (fercli.calibration.choose_temperature)."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,9 @@ class Calibration:
     images: int  # of the hold-out
     source: str  # which hold-out
     ece_before: float  # at temperature 1
-    ece_after: float
+    ece_after: float  # at `temperature`
+    fitted: float | None = None  # the NLL fit (None: not fitted, the hold-out too small)
+    reason: str = ""  # why T = 1 was kept; empty where the fitted T is written
 
 
 def holdout(ckpt: dict, root: Path | None):
@@ -37,10 +40,10 @@ def holdout(ckpt: dict, root: Path | None):
 
 
 def calibrate(fp32: OnnxModel, ckpt: dict, root: Path | None) -> Calibration | None:
-    """The temperature that minimises the hold-out's negative log-likelihood, with the
-    expected calibration error before and after; None where there is no hold-out."""
-    from fercli.calibration import fit_temperature, reliability
-    from fercli.onnx_model import softmax
+    """The temperature that minimises the hold-out's negative log-likelihood, or 1.0 and the
+    reason (fercli.calibration.choose_temperature), with the expected calibration error
+    before and after; None where there is no hold-out."""
+    from fercli.calibration import choose_temperature
 
     found = holdout(ckpt, root)
     if found is None:
@@ -50,11 +53,13 @@ def calibrate(fp32: OnnxModel, ckpt: dict, root: Path | None) -> Calibration | N
     logits = np.concatenate(
         [fp32.logits(preprocess(images[i : i + 256], fp32.info)) for i in batches]
     )
-    t = fit_temperature(logits, labels)
+    choice = choose_temperature(logits, labels)
     return Calibration(
-        temperature=t,
-        images=len(labels),
+        temperature=choice.temperature,
+        images=choice.images,
         source=source,
-        ece_before=reliability(softmax(logits), labels)["ece"],
-        ece_after=reliability(softmax(logits / t), labels)["ece"],
+        ece_before=choice.ece_before,
+        ece_after=choice.ece_after,
+        fitted=choice.fitted,
+        reason=choice.reason,
     )
