@@ -176,10 +176,20 @@ def test_a_killed_clean_leaves_no_workers(tmp_path, sig):
     assert not report.exists() and tmp_files(tmp_path) == []
 
 
-def test_signals_raise_in_this_process_and_are_restored(tmp_path):
+@pytest.fixture
+def default_sigterm():
+    """SIGTERM at its default action in this process, as in a fresh fercli process: an
+    earlier test may have left another handler (Ray's driver installs one that exits)."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_signals_raise_in_this_process_and_are_restored(tmp_path, default_sigterm):
     from fercli.util import Terminated, atomic_path, signals_raise
 
     before = signal.getsignal(signal.SIGTERM)
+    assert before == signal.SIG_DFL
     with pytest.raises(Terminated) as caught:
         with atomic_path(tmp_path / "out.csv") as tmp:
             tmp.write_text("half")
