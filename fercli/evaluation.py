@@ -209,3 +209,89 @@ def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
         f"temperature {result['temperature']:g}",
     )
     return [out_dir / METRICS, png, diagram]
+
+
+def evaluate_part(
+    model: str | Path | None,
+    root: str | Path,
+    split_file: str | Path,
+    part: str = "val",
+    faces: str = "auto",
+    provider: str | None = None,
+    detector: str = "mtcnn",
+) -> dict:
+    """Score an ONNX model on one part of a person-level split (fercli.splits) of the photo
+    folder ROOT/<class>/<image>, through predict-dir's own pipeline (fercli.predict.
+    predict_dir with `faces`: detection and alignment, as a user runs it) on a temporary
+    folder of links to the part's files. A photo with several faces is scored by its largest
+    face; a photo with no face found, or unreadable, counts as wrong. Returns accuracy,
+    macro recall (over the classes with photos) and per-class recall with counts."""
+    import csv
+    import re
+    import tempfile
+
+    from fercli.predict import predict_dir
+    from fercli.splits import load_split as load_person_split
+    from fercli.splits import part_files
+
+    split = load_person_split(split_file)
+    chosen = part_files(split, root, part)
+    if chosen.unknown:
+        say(chosen.unknown_line())
+    if not chosen.files:
+        raise FercliError(f"no photos of part {part} of {split_file} in {root}/<class>/.")
+    with tempfile.TemporaryDirectory(prefix="fercli-part-") as tmp:
+        links = Path(tmp) / "photos"
+        for cls, path in chosen.files:
+            (links / cls).mkdir(parents=True, exist_ok=True)
+            (links / cls / path.name).symlink_to(path.resolve())
+        out = Path(tmp) / "predictions.csv"
+        run = predict_dir(
+            links, out, model, provider=provider or "auto", faces=faces, detector=detector,
+            write_summary=False,
+        )  # fmt: skip
+        best: dict[str, tuple[float, str]] = {}  # path -> (face area, label)
+        with out.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row["status"] != "ok":
+                    continue
+                numbers = [float(v) for v in re.findall(r"[\d.]+", row.get("box") or "")]
+                area = numbers[2] * numbers[3] if len(numbers) >= 4 else float("inf")
+                if row["path"] not in best or area > best[row["path"]][0]:
+                    best[row["path"]] = (area, row["label"])
+    classes = list(run.classes)
+    support = {c: 0 for c in classes}
+    correct = {c: 0 for c in classes}
+    for cls, path in chosen.files:
+        if cls not in support:
+            continue
+        support[cls] += 1
+        found = best.get(f"{cls}/{path.name}")
+        correct[cls] += bool(found and found[1] == cls)
+    count = sum(support.values())
+    scored = [c for c in classes if support[c]]
+    return {
+        "model": str(run.model),
+        "root": str(Path(root)),
+        "split_file": str(split_file),
+        "part": part,
+        "faces": faces,
+        "provider": run.provider,
+        "count": count,
+        "accuracy": sum(correct.values()) / count if count else 0.0,
+        "macro_recall": sum(correct[c] / support[c] for c in scored) / len(scored)
+        if scored
+        else 0.0,
+        "per_class": {
+            c: {
+                "recall": correct[c] / support[c] if support[c] else 0.0,
+                "correct": correct[c],
+                "support": support[c],
+            }
+            for c in classes
+        },
+        "no_face": run.no_face,
+        "errors": len(run.errors),
+        "unknown_persons": chosen.unknown,
+        "seconds": run.seconds,
+    }

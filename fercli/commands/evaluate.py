@@ -35,8 +35,25 @@ from fercli.providers import CHOICES
     help="Also score only the images with no near duplicate in ROOT/train (the hashes and "
     "threshold of `fercli clean`).",
 )
+@click.option(
+    "--split-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A person-level split file (data/splits/wild-faces.json): score the photos of "
+    "ROOT/<class>/ in --part through predict-dir's pipeline (--faces) instead of ROOT/<split>.",
+)
+@click.option("--part", default="val", show_default=True, help="With --split-file: the part.")
+@click.option(
+    "--faces",
+    type=click.Choice(["none", "auto", "detect"]),
+    default="none",
+    show_default=True,
+    help="With --split-file: predict-dir's --faces (auto: detect faces in photos over 96 px).",
+)
 @click.pass_context
-def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, provider, leak_free):
+def evaluate_command(
+    ctx, model, data_dir, split, tta, as_json, out, device, provider, leak_free, split_file,
+    part, faces,
+):  # fmt: skip
     """Score MODEL (a bundled model's name, fast or accurate; a checkpoint .pt, a run folder,
     or an .onnx file; default: the default bundled model) on ROOT/<split>.
 
@@ -66,6 +83,11 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, pro
         raise FercliError(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
         )
+    if split_file:
+        return _evaluate_part(model, data_dir, split_file, part, faces, provider, as_json)
+    for name in ("part", "faces"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise FercliError(f"--{name} goes with --split-file.")
     result = evaluate(
         model,
         data_dir,
@@ -82,6 +104,24 @@ def evaluate_command(ctx, model, data_dir, split, tta, as_json, out, device, pro
         _print_report(result)
     for path in written:
         click.echo(f"Wrote {path}", err=True)
+
+
+def _evaluate_part(model, root, split_file, part, faces, provider, as_json) -> None:
+    """--split-file: accuracy, macro recall and per-class recall on one part of the split."""
+    from fercli.evaluation import evaluate_part
+
+    result = evaluate_part(model, root, split_file, part=part, faces=faces, provider=provider)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(
+        f"{result['model']} on {result['root']}, part {part} of {split_file} "
+        f"({result['count']} photos, --faces {faces}): accuracy {result['accuracy']:.4f}, "
+        f"macro recall {result['macro_recall']:.4f}; {result['no_face']} without a face found "
+        f"and {result['errors']} unreadable, counted as wrong"
+    )
+    for cls, row in result["per_class"].items():
+        click.echo(f"  {cls:<10} recall {row['recall']:.4f} ({row['correct']}/{row['support']})")
 
 
 def _print_report(result: dict) -> None:
