@@ -15,13 +15,20 @@
     alternately with (a) in the same session, so a change is measured as a ratio under the
     same load.
 
+(d) with --million or --search-only: the near-duplicate search alone, the previous one
+    (fercli.hashing.near_graph) against fercli.near_search.near_graph, on 250,000 to
+    4,000,000 hashes shaped like FER-2013's (`--sizes`), each search in a fresh process
+    (seconds, peak RSS), the old one only while it takes under `--old-limit` seconds; the
+    pairs must be identical wherever both ran.
+
 Every file is read once before timing, so both sides find the files in the OS page cache
 (warm); the script says whether the cache was in fact warm (`fincore`, where present).
 Each side is repeated `--repeats` times; the medians and their ratio are printed.
 
     .venv/bin/python benchmarks/bench_clean.py                    # ../shared/fer2013
     .venv/bin/python benchmarks/bench_clean.py --data DIR --repeats 1
-    .venv/bin/python benchmarks/bench_clean.py --million          # + 1,000,000-hash search
+    .venv/bin/python benchmarks/bench_clean.py --million          # + near-duplicate search
+    .venv/bin/python benchmarks/bench_clean.py --search-only      # only that: 250k to 4M
     .venv/bin/python benchmarks/bench_clean.py --compare ../main    # before/after a change
     .venv/bin/python benchmarks/bench_clean.py --check              # loader vs Pillow, all files
 
@@ -40,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -175,9 +181,14 @@ def check(paths: list[Path]) -> int:
 
 def planted_hashes(bits, n: int, planted: int):
     """n hashes shaped like real ones: each a row of `bits` with 15% of its bits flipped at
-    random, the last `planted` of them near copies (1-3 bits off) of earlier ones."""
+    random, the last `planted` of them near copies (1-3 bits off) of earlier ones. The flips
+    are drawn in chunks (the same random stream as one (n, 64) draw, without its 8 bytes per
+    bit)."""
     rng = np.random.default_rng(0)
-    hashes = bits[rng.integers(0, len(bits), n)] ^ (rng.random((n, 64)) < 0.15)
+    hashes = bits[rng.integers(0, len(bits), n)]
+    for start in range(0, n, 1 << 16):
+        rows = hashes[start : start + (1 << 16)]
+        rows ^= rng.random(rows.shape) < 0.15
     src = rng.integers(0, n - planted, planted)
     copies = hashes[src].copy()
     for row in copies:
@@ -186,40 +197,114 @@ def planted_hashes(bits, n: int, planted: int):
     return hashes
 
 
-def million(root: Path) -> None:
-    """Near-duplicate search over 1,000,000 64-bit hashes shaped like FER-2013's phashes:
-    each a real image's phash with bits flipped at random (15%), plus 20,000 planted near
-    copies (1-3 bits)."""
+def fer_like_bits(root: Path) -> np.ndarray:
+    """The phashes of every fourth image of the dataset: the rows planted_hashes varies."""
     from PIL import Image
 
-    from fercli.hashing import hash_images, near_graph
+    from fercli.hashing import hash_images
 
     paths = image_files(root)[::4]
-    bits = hash_images("phash", [Image.open(p) for p in paths], 8)
-    n = 1_000_000
-    hashes = planted_hashes(bits, n, 20_000)
-    tracemalloc.start()  # numpy reports its allocations to tracemalloc
+    return hash_images("phash", [Image.open(p) for p in paths], 8)
+
+
+def search_once(base: str, n: int, impl: str, out: str) -> None:
+    """In a fresh process (--search-once): one search over n planted hashes, the pairs saved
+    to `out` (.npz) with the seconds and the process's peak memory."""
+    if impl == "old":
+        from fercli.hashing import near_graph
+    else:
+        from fercli.near_search import near_graph
+    hashes = planted_hashes(np.load(base), n, n // 50)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
     uid, i, j, d = near_graph(hashes, THRESHOLD)
     seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    print(
-        f"1,000,000 hashes: {len(i):,} pairs within {THRESHOLD} in {seconds:.1f} s; the "
-        f"search allocated at most {peak / 2**20:.0f} MiB (an N x N distance matrix would "
-        f"need {n * n / 2**30:,.0f} GiB at one byte per pair); load average "
-        f"{os.getloadavg()[0]:.2f}"
-    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    np.savez(out, uid=uid, i=i, j=j, d=d, seconds=seconds, peak=peak, before=before)
+
+
+def million(root: Path, sizes: list[int], old_limit: float) -> None:
+    """Near-duplicate search, the previous one (fercli.hashing.near_graph) against
+    fercli.near_search.near_graph, over n 64-bit hashes shaped like FER-2013's phashes: each
+    a real image's phash with bits flipped at random (15%), plus n/50 planted near copies
+    (1-3 bits). Each search runs in its own process (its peak RSS is its own); the old one
+    stops at the first size where it took over `old_limit` seconds. Where both ran, their
+    pairs (and hash ids) must be identical."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = f"{tmp}/base.npy"
+        np.save(base, fer_like_bits(root))
+        rows, old_on, same = [], True, True
+        load = os.getloadavg()[0]
+        print(f"\nnear-duplicate search, threshold {THRESHOLD}, FER-like hashes "
+              f"({os.cpu_count()} CPU cores; load average {load:.2f} at start):")  # fmt: skip
+        print(
+            "| hashes | pairs | old s | old peak MiB | new s | new peak MiB | new x per "
+            "doubling | speed-up |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for n in sizes:
+            result = {}
+            for impl in ("old", "new") if old_on else ("new",):
+                out = f"{tmp}/{impl}-{n}.npz"
+                subprocess.run([sys.executable, __file__, "--search-once", base, str(n), impl,
+                                out], check=True, cwd=REPO)  # fmt: skip
+                result[impl] = dict(np.load(out))
+            new = result["new"]
+            old = result.get("old")
+            if old is not None:
+                identical = all(np.array_equal(old[k], new[k]) for k in ("uid", "i", "j", "d"))
+                same &= identical
+                if not identical:
+                    print(f"  MISMATCH at {n:,}: the two searches found different pairs")
+                old_on = float(old["seconds"]) < old_limit
+            growth = ""
+            if rows and rows[-1][0] * 2 == n:
+                growth = f"{float(new['seconds']) / rows[-1][1]:.2f}x"
+            rows.append((n, float(new["seconds"])))
+            mib = 2**20
+            print(
+                f"| {n:,} | {len(new['i']):,} | "
+                + (f"{float(old['seconds']):.1f} | {int(old['peak']) / mib:,.0f} | "
+                   if old is not None else "- | - | ")
+                + f"{float(new['seconds']):.1f} | {int(new['peak']) / mib:,.0f} | {growth} | "
+                + (f"{float(old['seconds']) / float(new['seconds']):.1f}x |"
+                   if old is not None else "- |"),
+                flush=True,
+            )  # fmt: skip
+        print(f"pairs identical wherever both ran: {'yes' if same else 'NO'}; load average "
+              f"{os.getloadavg()[0]:.2f} at the end")  # fmt: skip
+        if not same:
+            sys.exit(1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="dataset root [default: ../shared/fer2013]")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--million", action="store_true", help="also search 1,000,000 hashes")
+    parser.add_argument(
+        "--million", action="store_true", help="also time the near-duplicate search, old vs new"
+    )
+    parser.add_argument(
+        "--search-only", action="store_true", help="only the near-duplicate search (--million)"
+    )
+    parser.add_argument(
+        "--sizes",
+        default="250000,500000,1000000,2000000,4000000",
+        help="hash counts for --million [default: 250k to 4M, doubling]",
+    )
+    parser.add_argument(
+        "--old-limit",
+        type=float,
+        default=60.0,
+        help="stop timing the old search after a size where it took longer [default: 60 s]",
+    )
+    parser.add_argument("--search-once", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--compare", type=Path, metavar="TREE", help="another fercli checkout")
     parser.add_argument("--check", action="store_true", help="only compare with the reference")
     args = parser.parse_args()
+    if args.search_once:
+        base, n, impl, out = args.search_once
+        return search_once(base, int(n), impl, out)
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)  # first: every figure names its CPU
@@ -227,6 +312,9 @@ def main() -> None:
     paths = image_files(root)
     if args.check:
         sys.exit(1 if check(paths) else 0)
+    sizes = [int(n) for n in args.sizes.split(",")]
+    if args.search_only:
+        return million(root, sizes, args.old_limit)
     print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "
           f"load average {os.getloadavg()[0]:.2f} at start")  # fmt: skip
     print(f"OS page cache: {warm_page_cache(paths)}")
@@ -274,7 +362,7 @@ def main() -> None:
           f"duplicate groups; the plain search found {plain[0]['pairs']:,} pairs within "
           f"{THRESHOLD}")  # fmt: skip
     if args.million:
-        million(root)
+        million(root, sizes, args.old_limit)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fercli.filters import Flag
-from fercli.hashing import connected, near_graph, pack, popcount
+from fercli.hashing import connected, pack, popcount
+from fercli.near_search import near_graph
 
 SPLIT_ORDER = ("test", "val", "train")
 # Measured on FER-2013 with 64-bit phash (see README, "Cleaning data"): pairs at distance 6
