@@ -70,7 +70,7 @@ def leaked_paths(
 def near_reference(bits: np.ndarray, usable: np.ndarray, reference: np.ndarray, threshold: int):
     """Bool per row: a usable row outside `reference` whose hash is within `threshold` bits
     of some usable reference row's."""
-    from fercli.hashing import near_graph
+    from fercli.near_search import near_graph
 
     rows = np.flatnonzero(usable)
     out = np.zeros(len(bits), bool)
