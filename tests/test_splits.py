@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fercli.splits import WILD_SPLIT, load_split, part_files, person_of
+from fercli.splits import load_split, part_files, person_of
 
 REPO = Path(__file__).resolve().parent.parent
 WILD_DEFAULT = REPO.parent / "shared" / "wild-faces"
+WILD_SPLIT = REPO / "data" / "splits" / "wild-faces.json"  # a repository file, not shipped
 
 
 @pytest.fixture
