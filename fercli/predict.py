@@ -13,6 +13,7 @@ No torch here (a test checks it): prediction needs only onnxruntime, numpy, Pill
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +26,7 @@ from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
 from fercli.images import SUFFIXES, is_image_name
 from fercli.onnx_model import OnnxModel
-from fercli.predict_output import ENCODING, output_format, read_existing
+from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
 from fercli.predict_workers import (
     Workers,
     chunked,
@@ -168,6 +169,179 @@ class PredictResult:
         return images / self.seconds if self.seconds > 0 else 0.0
 
 
+class Pipeline:
+    """What predict_dir and `fercli.predict_dir` (fercli.api) share, without an output file
+    or a word printed: the checks, the images found under root, the model, the face stage,
+    then (`start`) the workers and the session, and (`results`) each chunk's outcome, in
+    order. The options are predict_dir's."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        model: str | os.PathLike | None = None,
+        *,
+        provider: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        workers: int | None = None,
+        recursive: bool = True,
+        threads: int | None = None,
+        tta: bool = False,
+        faces: str = "none",
+        detector: str = "mtcnn",
+        min_face_score: float = 0.0,
+        min_face_size: int = 0,
+        annotate: str | os.PathLike | None = None,
+        crops: str | os.PathLike | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        actors: int | None = None,
+        threads_per_actor: int = 1,
+    ):
+        root = Path(root)
+        if batch_size < 1:
+            raise FercliError("--batch-size must be at least 1.")
+        if engine not in ("local", "ray"):
+            raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
+        if engine == "ray":
+            from fercli import ray_engine
+
+            ray_engine.refuse_local_sizes(
+                "set --actors and --threads-per-actor", workers=workers, threads=threads
+            )
+            ray_engine.import_ray()  # a missing extra is said before any work
+            workers = 0  # the actors decode
+        else:
+            ray_engine = None
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        if workers < 0:
+            raise FercliError("--workers must be 0 (decode in this process) or more.")
+        paths, other_files = find_images(root, recursive)
+        if not paths:
+            raise FercliError(
+                f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
+                f"{'' if recursive else '; subfolders too with --recursive'})."
+            )
+        model_path = bundled.model_path(model)
+        stage = None
+        if faces != "none" and engine == "ray":
+            raise FercliError(
+                "--engine ray predicts whole images: add --faces none (faces are found on the "
+                "local engine only)."
+            )
+        if faces != "none":
+            from fercli.faces.predict_faces import FaceStage, keep_faces
+
+            if annotate and Path(annotate).resolve() == Path(root).resolve():
+                raise FercliError(
+                    f"--annotate {annotate} is the input folder: its copies would replace your "
+                    "photos; pass another folder."
+                )
+            keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
+            stage = FaceStage(faces, detector, annotate, crops, keep=keep)
+        elif annotate or crops:
+            raise FercliError("--annotate and --crops need --faces auto or detect.")
+        self.root, self.paths, self.other_files = root, paths, other_files
+        self.model_path, self.stage, self.ray_engine = model_path, stage, ray_engine
+        self.provider, self.batch_size, self.workers, self.threads = (
+            provider,
+            batch_size,
+            workers,
+            threads,
+        )
+        self.tta, self.engine, self.ray_address = tta, engine, ray_address
+        self.actors, self.threads_per_actor = actors, threads_per_actor
+
+    def start(self, stack: ExitStack) -> OnnxModel:
+        """Start the workers (before onnxruntime) and open the session, both closed with
+        `stack`: the session, whose `fallback` is for the caller to say."""
+        stage, ray_engine, paths = self.stage, self.ray_engine, self.paths
+        batch_size, workers, threads = self.batch_size, self.workers, self.threads
+        # One chunk is done in this process; more go to workers, started before onnxruntime.
+        if stage:  # detection is slow: smaller chunks keep every worker busy
+            batch_size = stage.chunk_size(len(paths), batch_size, workers)
+        cpu_workers = (  # the workers will predict
+            workers > 1
+            and not stage
+            and not ray_engine
+            and providers.choose(self.provider, self.model_path)[0] == "cpu"
+        )
+        if cpu_workers:
+            batch_size = min(batch_size, WORKER_CHUNK)
+        n_chunks = -(-len(paths) // batch_size)
+        workers = min(workers, n_chunks) if n_chunks > 1 else 0
+        setup = None
+        if cpu_workers and workers > 1:  # each opens its session now, while this one sets up
+            self.worker_threads = max(1, (threads or os.cpu_count() or 1) // workers)
+            setup = partial(open_worker_session, str(self.model_path), self.worker_threads)
+        self.pool = stack.enter_context(closing(Workers(workers, setup)))
+        self.in_workers = setup is not None and self.pool.count > 1  # each decodes and predicts
+        if ray_engine:
+            stack.enter_context(ray_engine.cluster(self.ray_address))
+        self.onnx = OnnxModel(
+            self.model_path, self.provider, threads, metadata_only=self.in_workers
+        )
+        self.batch_size = batch_size
+        self.predict_proba = predictor(self.onnx, batch_size, self.tta)
+        return self.onnx
+
+    def results(self, todo: list[str]):
+        """(chunk of todo, outcome) for every chunk, in order, computed as they are asked
+        for: the outcome is (probabilities, {index: reason}), or with faces the stage's
+        decoded chunk, for `stage.rows`."""
+        root, info, pool, batch_size = self.root, self.onnx.info, self.pool, self.batch_size
+        if self.in_workers:
+            chunks = chunked(todo, batch_size, pool.count)
+        else:
+            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
+        if self.engine == "ray":
+            predicted = self.ray_engine.predict_chunks(
+                chunks, [str(root / p) for p in todo], self.model_path, len(info.classes),
+                provider=self.provider, batch_size=batch_size, tta=self.tta, actors=self.actors,
+                threads_per_actor=self.threads_per_actor,
+            )  # fmt: skip
+        elif self.stage:  # each worker finds the faces of its chunk
+            predicted = pool.map(self.stage.decode(info.image_size), files)
+        elif self.in_workers:
+            work = partial(
+                predict_in_worker, model_path=str(self.model_path), threads=self.worker_threads,
+                batch_size=batch_size, tta=self.tta,
+            )  # fmt: skip
+            predicted = pool.map(work, files)
+        else:  # the workers decode, this process's session predicts
+            decoded = pool.map(partial(decode_chunk, size=info.image_size), files)
+            n = len(info.classes)
+            predicted = (predict_decoded(*d, self.predict_proba, n) for d in decoded)
+        return zip(chunks, predicted)
+
+
+def check_topk(topk: int, classes) -> None:
+    if not 0 <= topk <= len(classes):
+        raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
+
+
+def predict_rows(
+    root: str | os.PathLike, model: str | os.PathLike | None = None, *, topk: int = 0, **options
+) -> Iterator[dict]:
+    """predict_dir's rows, as dicts (its JSON Lines records), in its order, one chunk at a
+    time, written nowhere and printed nowhere; the options are Pipeline's. The checks and
+    the scan of root are done on the call, the workers and the model are started on the
+    first row asked for."""
+    run = Pipeline(root, model, **options)
+
+    def rows():
+        with ExitStack() as stack:
+            classes = run.start(stack).info.classes
+            check_topk(topk, classes)
+            for chunk, done in run.results(run.paths):
+                if run.stage:
+                    yield from run.stage.rows(chunk, done, run.predict_proba, classes, topk)
+                else:
+                    yield from make_rows(chunk, *done, classes, topk)
+
+    return rows()
+
+
 def predict_dir(
     root: str | os.PathLike,
     output: str | os.PathLike,
@@ -209,46 +383,14 @@ def predict_dir(
         raise FercliError("--batch-size must be at least 1.")
     if output.is_dir():
         raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
-    if engine not in ("local", "ray"):
-        raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
-    if engine == "ray":
-        from fercli import ray_engine
-
-        ray_engine.refuse_local_sizes(
-            "set --actors and --threads-per-actor", workers=workers, threads=threads
-        )
-        ray_engine.import_ray()  # a missing extra is said before any work
-        workers = 0  # the actors decode
-    else:
-        ray_engine = None
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 0:
-        raise FercliError("--workers must be 0 (decode in this process) or more.")
-    paths, other_files = find_images(root, recursive)
-    if not paths:
-        raise FercliError(
-            f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
-            f"{'' if recursive else '; subfolders too with --recursive'})."
-        )
-    model_path = bundled.model_path(model)
-    stage = None
-    if faces != "none" and engine == "ray":
-        raise FercliError(
-            "--engine ray predicts whole images: add --faces none (faces are found on the "
-            "local engine only)."
-        )
-    if faces != "none":
-        from fercli.faces.predict_faces import FaceStage, keep_faces
-
-        if annotate and Path(annotate).resolve() == Path(root).resolve():
-            raise FercliError(
-                f"--annotate {annotate} is the input folder: its copies would replace your "
-                "photos; pass another folder."
-            )
-        keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
-        stage = FaceStage(faces, detector, annotate, crops, keep=keep)
-    elif annotate or crops:
-        raise FercliError("--annotate and --crops need --faces auto or detect.")
+    run = Pipeline(
+        root, model, provider=provider, batch_size=batch_size, workers=workers,
+        recursive=recursive, threads=threads, tta=tta, faces=faces, detector=detector,
+        min_face_score=min_face_score, min_face_size=min_face_size, annotate=annotate,
+        crops=crops, engine=engine, ray_address=ray_address, actors=actors,
+        threads_per_actor=threads_per_actor,
+    )  # fmt: skip
+    paths, model_path, stage = run.paths, run.model_path, run.stage
 
     record = None
     if write_summary or resume:
@@ -266,36 +408,12 @@ def predict_dir(
             predict_record.write_started(output, record)
 
     with ExitStack() as stack:
-        # One chunk is done in this process; more go to workers, started before onnxruntime.
-        if stage:  # detection is slow: smaller chunks keep every worker busy
-            batch_size = stage.chunk_size(len(paths), batch_size, workers)
-        cpu_workers = (  # the workers will predict
-            workers > 1
-            and not stage
-            and not ray_engine
-            and providers.choose(provider, model_path)[0] == "cpu"
-        )
-        if cpu_workers:
-            batch_size = min(batch_size, WORKER_CHUNK)
-        n_chunks = -(-len(paths) // batch_size)
-        workers = min(workers, n_chunks) if n_chunks > 1 else 0
-        setup = None
-        if cpu_workers and workers > 1:  # each opens its session now, while this one sets up
-            worker_threads = max(1, (threads or os.cpu_count() or 1) // workers)
-            setup = partial(open_worker_session, str(model_path), worker_threads)
-        pool = stack.enter_context(closing(Workers(workers, setup)))
-        in_workers = setup is not None and pool.count > 1  # each worker decodes and predicts
-        if ray_engine:
-            stack.enter_context(ray_engine.cluster(ray_address))
-        onnx = OnnxModel(model_path, provider, threads, metadata_only=in_workers)
-        info = onnx.info
+        onnx = run.start(stack)
         if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
             say(f"{onnx.fallback}: running on the CPU.")
-        classes = info.classes
-        if not 0 <= topk <= len(classes):
-            raise FercliError(f"--topk must be between 0 and {len(classes)} (the classes).")
+        classes = onnx.info.classes
+        check_topk(topk, classes)
         fmt = output_format(output, classes, topk, stage.columns if stage else ())
-        predict_proba = predictor(onnx, batch_size, tta)
         tally = Tally(classes, evaluate)
         done = read_existing(output, fmt, tally.add) if resume else set()
         resumed = tally.rows
@@ -312,48 +430,25 @@ def predict_dir(
             tmp = stack.enter_context(atomic_path(output))
             f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
         fmt.start(f, new_file=f.tell() == 0)
-        if in_workers:
-            chunks = chunked(todo, batch_size, pool.count)
-        else:
-            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
-        if engine == "ray":
-            predicted = ray_engine.predict_chunks(
-                chunks, [str(root / p) for p in todo], model_path, len(classes),
-                provider=provider, batch_size=batch_size, tta=tta, actors=actors,
-                threads_per_actor=threads_per_actor,
-            )  # fmt: skip
-        elif stage:  # faces have a loop of their own, below
-            pass
-        elif in_workers:
-            work = partial(
-                predict_in_worker, model_path=str(model_path), threads=worker_threads,
-                batch_size=batch_size, tta=tta,
-            )  # fmt: skip
-            predicted = pool.map(work, files)
-        else:  # the workers decode, this process's session predicts
-            decoded = pool.map(partial(decode_chunk, size=info.image_size), files)
-            predicted = (predict_decoded(*d, predict_proba, len(classes)) for d in decoded)
+        results = run.results(todo)
         with bar(len(todo), "Predicting") as progress:
-            if stage:
-                decode = stage.decode(info.image_size)
-                for chunk, decoded in zip(chunks, pool.map(decode, files)):
+            for chunk, outcome in results:
+                if stage:
                     # one write per batch: Ctrl-C never splits a picture's faces
-                    rows = stage.rows(chunk, decoded, predict_proba, classes, topk)
+                    rows = stage.rows(chunk, outcome, run.predict_proba, classes, topk)
                     f.write(fmt.text(rows))
                     for row in rows:
                         tally.add(row)
                     if resume:
                         f.flush()
-                    stage.save_extras(root, chunk, rows, decoded)
-                    progress.advance(len(chunk))
-            else:
-                for chunk, (probs, errors) in zip(chunks, predicted):
+                    stage.save_extras(root, chunk, rows, outcome)
+                else:
+                    probs, errors = outcome
                     f.write(fmt.predicted_text(chunk, probs, errors))
                     tally.add_predicted(chunk, probs, errors)
                     if resume:
                         f.flush()  # every finished batch is safe on disk
-                    progress.advance(len(chunk))
+                progress.advance(len(chunk))
         f.close()
 
     result = PredictResult(
@@ -367,7 +462,7 @@ def predict_dir(
         resumed=resumed,
         errors=tally.errors,
         counts=tally.counts,
-        other_files=other_files,
+        other_files=run.other_files,
         seconds=time.perf_counter() - start_time,
         faces=faces,
         no_face=tally.no_face,

@@ -1,5 +1,8 @@
-"""Progress bars on a terminal, plain lines elsewhere, silence with --quiet."""
+"""Progress bars on a terminal, plain lines elsewhere, silence with --quiet; under `logged`
+(fercli's Python API, fercli.api), both go to the `fercli` logger instead."""
 
+import contextvars
+import logging
 import sys
 import time
 from contextlib import contextmanager
@@ -16,15 +19,48 @@ from rich.progress import (
 
 settings = {"quiet": False, "verbose": False}
 console = Console(stderr=True)
+log = logging.getLogger("fercli")
+# True where say() and the bars log instead of printing: set by `logged`, in its own context
+_to_log: contextvars.ContextVar[bool] = contextvars.ContextVar("fercli_to_log", default=False)
+
+
+def logged(function, *args, **kwargs):
+    """function(*args, **kwargs) with say()'s lines and the bars' lines logged (INFO, logger
+    `fercli`) instead of printed, in this thread only; an iterator it returns is stepped
+    the same way."""
+
+    def run():
+        _to_log.set(True)
+        return function(*args, **kwargs)
+
+    result = contextvars.copy_context().run(run)
+    return _logged_steps(result) if hasattr(result, "__next__") else result
+
+
+def _logged_steps(iterator):
+    context = contextvars.copy_context()
+    context.run(_to_log.set, True)
+    try:
+        while True:
+            try:
+                item = context.run(next, iterator)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        if hasattr(iterator, "close"):
+            context.run(iterator.close)
 
 
 def interactive() -> bool:
-    return not settings["quiet"] and sys.stderr.isatty()
+    return not settings["quiet"] and not _to_log.get() and sys.stderr.isatty()
 
 
 def say(message: str) -> None:
-    """A status line on stderr, unless --quiet."""
-    if not settings["quiet"]:
+    """A status line on stderr, unless --quiet (logged under `logged`)."""
+    if _to_log.get():
+        log.info(message)
+    elif not settings["quiet"]:
         console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -45,7 +81,11 @@ class _Plain:
 
     def _line(self):
         extra = " ".join(f"{k}={v}" for k, v in self.fields.items())
-        print(f"{self.description}: {self.done}/{self.total} {extra}".rstrip(), file=sys.stderr)
+        line = f"{self.description}: {self.done}/{self.total} {extra}".rstrip()
+        if _to_log.get():
+            log.info(line)
+        else:
+            print(line, file=sys.stderr)
 
     def close(self):
         if not settings["quiet"] and self.total:

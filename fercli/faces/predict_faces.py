@@ -109,10 +109,21 @@ class Found:
 
 def find_faces(path, mode: str, detector_name: str, size: int, max_side: int, keep=keep_faces):
     """(Found, crops (n, size, size) uint8) for one file; raises ImageError."""
+    return read_faces(path, mode, partial(detector, detector_name), size, max_side, keep)
+
+
+def read_faces(path, mode: str, get_detector, size: int, max_side: int, keep=keep_faces):
+    """find_faces with the detector that get_detector() gives, asked for only where a
+    picture is searched."""
     quick = load_shortcut(path, size, AUTO_MIN_SIDE) if mode == "auto" else None
     if quick is not None:  # a small plain gray JPEG, by the shared loader's shortcut
         return Found(whole=True), quick[0][None]
-    raw = open_raw(path)
+    return faces_in(open_raw(path), mode, get_detector, size, max_side, keep)
+
+
+def faces_in(raw: Image.Image, mode: str, get_detector, size: int, max_side: int, keep=keep_faces):
+    """read_faces for a picture decoded as open_raw decodes a file (its own mode, not yet
+    turned by its EXIF orientation): a file's, or one given to fercli.Predictor."""
     if mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:  # EXIF turns keep the shorter side
         return Found(whole=True), to_array(upright_gray(raw), size)[None]  # = load_image
     try:
@@ -120,7 +131,7 @@ def find_faces(path, mode: str, detector_name: str, size: int, max_side: int, ke
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(str(exc) or type(exc).__name__) from None
     gray = to_gray(im)
-    faces = keep(detect_scaled(detector(detector_name), colour(im, gray), max_side))
+    faces = keep(detect_scaled(get_detector(), colour(im, gray), max_side))
     crops = np.stack([align(gray, f, size) for f in faces]) if faces else None
     return Found(faces=faces), crops
 
@@ -141,6 +152,32 @@ def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int,
             crops.append(arrays)
     empty = np.zeros((0, size, size), np.uint8)
     return (np.concatenate(crops) if crops else empty), found
+
+
+def face_rows(chunk, decoded, predict_proba, classes, topk: int) -> list[dict]:
+    """The rows of a chunk decoded by decode_faces (FaceStage.rows; fercli.Predictor's
+    too): one per face, per picture without a face, per error."""
+    crops, found = decoded
+    probs = predict_proba(crops) if len(crops) else np.zeros((0, len(classes)), np.float32)
+    rows, k = [], 0
+    for rel, item in zip(chunk, found):
+        blank = dict.fromkeys(COLUMNS)
+        if item.error is not None:
+            rows += [{**r, **blank} for r in make_rows([rel], None, {0: item.error}, (), 0)]
+        elif item.whole:
+            rows += [{**r, **blank} for r in make_rows([rel], probs[k : k + 1], {}, classes, topk)]
+            k += 1
+        elif not item.faces:
+            rows.append({"path": rel, "status": NO_FACE, "error": "", **blank})
+        else:
+            n = len(item.faces)
+            for i, (face, row) in enumerate(
+                zip(item.faces, make_rows([rel] * n, probs[k : k + n], {}, classes, topk))
+            ):
+                row.update(face_columns(i, face))
+                rows.append(row)
+            k += n
+    return rows
 
 
 def mark_output_folder(folder: Path) -> None:
@@ -215,29 +252,7 @@ class FaceStage:
 
     def rows(self, chunk, decoded, predict_proba, classes, topk) -> list[dict]:
         """The rows of a chunk: one per face, per picture without a face, per error."""
-        crops, found = decoded
-        probs = predict_proba(crops) if len(crops) else np.zeros((0, len(classes)), np.float32)
-        rows, k = [], 0
-        for rel, item in zip(chunk, found):
-            blank = dict.fromkeys(COLUMNS)
-            if item.error is not None:
-                rows += [{**r, **blank} for r in make_rows([rel], None, {0: item.error}, (), 0)]
-            elif item.whole:
-                rows += [
-                    {**r, **blank} for r in make_rows([rel], probs[k : k + 1], {}, classes, topk)
-                ]
-                k += 1
-            elif not item.faces:
-                rows.append({"path": rel, "status": NO_FACE, "error": "", **blank})
-            else:
-                n = len(item.faces)
-                for i, (face, row) in enumerate(
-                    zip(item.faces, make_rows([rel] * n, probs[k : k + n], {}, classes, topk))
-                ):
-                    row.update(face_columns(i, face))
-                    rows.append(row)
-                k += n
-        return rows
+        return face_rows(chunk, decoded, predict_proba, classes, topk)
 
     def save_extras(self, root: Path, chunk, rows: list[dict], decoded) -> None:
         """--crops and --annotate for the pictures of a chunk in which faces were looked
