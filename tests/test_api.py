@@ -176,7 +176,7 @@ def test_a_prediction_is_frozen(none_predictor):
     assert tuple(p.probabilities) == none_predictor.classes == FER_CLASSES
 
 
-# ----------------------------------------------------------------------------- predict-dir's numbers
+# ------------------------------------------------------------------------- predict-dir's numbers
 
 
 @pytest.mark.parametrize("faces", ["none", "auto"])

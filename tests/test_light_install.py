@@ -41,6 +41,31 @@ def onnx_model(trained_run, tmp_path_factory):
     return export_onnx(trained_run[0] / "best.pt", tmp_path_factory.mktemp("m") / "m.onnx").output
 
 
+API_WITHOUT_TORCH = WITHOUT_TORCH.replace(
+    "from fercli.cli import main\nmain(sys.argv[1:])\n",
+    """import fercli, numpy as np
+from fercli.synth import draw_face
+face = draw_face("happy", np.random.default_rng(0))
+(found,) = fercli.Predictor().predict(face)
+rows = list(fercli.predict_dir(sys.argv[1] + "/test", faces="none", workers=0))
+report = fercli.clean_dataset(sys.argv[1], workers=1)
+print(found.label, len(rows), len(report["flags"]))
+""",
+)
+
+
+def test_the_python_api_works_without_torch(synth_copy):
+    proc = subprocess.run(
+        [sys.executable, "-c", API_WITHOUT_TORCH, str(synth_copy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    label, rows, flags = proc.stdout.split()
+    assert int(rows) > 10 and int(flags) > 0
+
+
 def test_the_simulation_blocks_torch():
     proc = subprocess.run(
         [sys.executable, "-c", WITHOUT_TORCH.replace("main(sys.argv[1:])", "import torch")],
