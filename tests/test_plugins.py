@@ -207,7 +207,7 @@ def test_register_detectors(register_plugin, tmp_path, run_cli):
             register("centre", Centre, "The middle of the picture.")
 
     register_plugin(Plugin(), "centre-plugin")
-    assert sorted(registry.names("detector")) == ["centre", "mtcnn"]
+    assert sorted(registry.names("detector")) == ["centre", "mtcnn", "yunet"]
     entry = registry.get("detector", "centre")
     assert (entry.plugin, entry.description) == ("centre-plugin", "The middle of the picture.")
     assert registry.create("detector", "centre", score=0.7).detect([np.zeros((40, 80))]) == [
@@ -215,7 +215,7 @@ def test_register_detectors(register_plugin, tmp_path, run_cli):
     ]
     listed = {p["name"]: p["registers"] for p in plugins_report()}
     assert listed["centre-plugin"] == {"detectors": ["centre"]}
-    assert listed["fercli.builtin.detectors"] == {"detectors": ["mtcnn"]}
+    assert listed["fercli.builtin.detectors"] == {"detectors": ["mtcnn", "yunet"]}
     # predict-dir uses it: one face per picture, its box in the picture's pixels
     (tmp_path / "in").mkdir()
     Image.fromarray(np.full((200, 400), 90, np.uint8)).save(tmp_path / "in" / "wide.png")
