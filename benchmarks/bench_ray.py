@@ -1,4 +1,4 @@
-"""The per-actor figures behind the README's cost model for `--engine ray` on N machines.
+"""The per-actor figures behind docs/engines.md's cost model for `--engine ray` on N machines.
 
 (a) cluster start: `ray.init` of a local cluster (no dashboard) until it answers, and its
     shutdown, as `fercli ... --engine ray` without --ray-address does.
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default="accurate",
-        help="bundled model (fast, accurate) [accurate: the README's figures]",
+        help="bundled model (fast, accurate) [accurate: the documented figures]",
     )
     parser.add_argument("--search", default="125000,250000,500000")
     parser.add_argument("--fake", type=int, default=200_000, help="rows for (g)")

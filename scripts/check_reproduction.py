@@ -10,7 +10,7 @@ the run recorded (bf16 or fp32), not what `--amp auto` would pick on this machin
     .venv/bin/python scripts/check_reproduction.py runs/RUN --epochs 2
 
 For CPU runs: GPU kernels are not bit-for-bit deterministic, so a GPU run (such as the
-members of the bundled default model) is checked across seeds instead (README, Results).
+members of the bundled default model) is checked across seeds instead (docs/benchmarks/accuracy.md).
 """
 
 import argparse

@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default="accurate",
-        help="bundled model (fast, accurate) [accurate: the README's figures]",
+        help="bundled model (fast, accurate) [accurate: the documented figures]",
     )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)

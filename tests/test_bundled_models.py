@@ -1,5 +1,5 @@
 """The bundled models (fercli/bundled_models/NAME, `--model NAME`), each: within the package's
-size limit, self-describing, with a model card that has what the README promises, a recipe
+size limit, self-describing, with a model card that has what docs/models.md promises, a recipe
 that is the one the card names, and (where FER-2013 is here) the data fingerprint and test
 accuracy the card claims."""
 

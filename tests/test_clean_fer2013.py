@@ -1,11 +1,11 @@
-"""`fercli clean` on the real FER-2013 copy: the counts the README reports (skipped where the
+"""`fercli clean` on the real FER-2013 copy: the counts docs/clean.md reports (skipped where the
 data is absent)."""
 
 import pytest
 
 from fercli.cleaning import CleanSettings, run_clean
 
-# README, "Cleaning data (fercli clean)": defaults (phash, 8, threshold 6, blank std 5).
+# docs/clean.md, "On FER-2013": defaults (phash, 8, threshold 6, blank std 5).
 README_COUNTS = {
     "images": 32298,
     "flagged": 2937,

@@ -67,10 +67,16 @@ def test_hookspecs_are_the_five_documented_hooks():
 
 def test_every_hook_has_a_test_and_is_documented():
     guide = (REPO / "plugins" / "README.md").read_text()
+    page = (REPO / "docs" / "plugins.md").read_text()
     for hook in HOOKS:
         assert f"test_{hook}" in globals(), f"no test named test_{hook}"
         assert f"`{hook}(" in guide, f"{hook} is not documented in plugins/README.md"
         assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring"
+        # docs/plugins.md: a section of its own, headed by the hook's name, that shows its call
+        start = page.find(f"\n## {hook}\n")
+        assert start >= 0, f"docs/plugins.md has no `## {hook}` section"
+        end = page.find("\n## ", start + 1)
+        assert f"`{hook}(" in page[start : end if end > 0 else None], f"docs/plugins.md: {hook}"
 
 
 def test_register_filters(register_plugin):

@@ -1,6 +1,7 @@
-"""The scripts behind the README's results still run against today's code, at their smallest:
-the session's short synthetic run stands in for the FER-2013 runs (used twice where a script
-wants an ensemble). Their figures are checked for shape, not for value."""
+"""The scripts behind the documented results (docs/benchmarks/) still run against today's
+code, at their smallest: the session's short synthetic run stands in for the FER-2013 runs
+(used twice where a script wants an ensemble). Their figures are checked for shape, not for
+value."""
 
 import json
 import re
