@@ -20,7 +20,9 @@ RELIABILITY = "reliability.png"
 RUN_PLOTS = (CURVES, CONFUSION, DISTRIBUTION, SAMPLES)
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas (no pyplot, no GUI), laid out by constrained
+    layout: for any module's plot."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -29,7 +31,8 @@ def _figure(width: float, height: float):
     return fig
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
+    """Write a figure from figure() to path as PNG, atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
@@ -39,7 +42,7 @@ def curves(history: list[dict], path: Path) -> Path:
     """Loss and accuracy per epoch, train against validation (with --ema, the validation of
     the average and of the step's own weights)."""
     epochs = [int(row["epoch"]) for row in history]
-    fig = _figure(10, 4)
+    fig = figure(10, 4)
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, key, title in ((loss_ax, "loss", "Loss"), (acc_ax, "acc", "Accuracy")):
         for split, style in (("train", "-o"), ("val", "-s")):
@@ -61,7 +64,7 @@ def curves(history: list[dict], path: Path) -> Path:
         xytext=(4, -12),
         fontsize=8,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion(matrix, classes, path: Path, title: str = "Confusion matrix") -> Path:
@@ -70,7 +73,7 @@ def confusion(matrix, classes, path: Path, title: str = "Confusion matrix") -> P
     totals = counts.sum(axis=1, keepdims=True)
     normalised = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     size = max(5.0, 0.6 * len(classes) + 2.5)
-    fig = _figure(2 * size, size)
+    fig = figure(2 * size, size)
     fig.suptitle(title)
     annotate = len(classes) <= 15
     for ax, values, label, fmt in (
@@ -88,7 +91,7 @@ def confusion(matrix, classes, path: Path, title: str = "Confusion matrix") -> P
             for (i, j), v in np.ndenumerate(values):
                 color = "white" if v > top / 2 else "black"
                 ax.text(j, i, format(v, fmt), ha="center", va="center", color=color, fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
@@ -99,7 +102,7 @@ def reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
     filled = [a is not None for a in bins["accuracy"]]
     accuracy = np.array([a or 0.0 for a in bins["accuracy"]])
     confidence = np.array([c or 0.0 for c in bins["confidence"]])
-    fig = _figure(5.5, 6.5)
+    fig = figure(5.5, 6.5)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.bar(edges[:-1], accuracy, width, align="edge", edgecolor="black", label="accuracy")
     gap = np.where(filled, confidence - accuracy, 0.0)
@@ -110,14 +113,14 @@ def reliability(bins: dict, path: Path, title: str = "Reliability") -> Path:
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(edges[:-1], bins["count"], width, align="edge", edgecolor="black")
     bottom.set(xlim=(0, 1), xlabel="confidence (top class probability)", ylabel="predictions")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def class_distribution(classes, counts: dict[str, list[int]], path: Path) -> Path:
     """Images per class, one bar per split (e.g. {"train": [...], "val": [...]})."""
     x = np.arange(len(classes))
     width = 0.8 / max(1, len(counts))
-    fig = _figure(max(6.0, 0.9 * len(classes) + 2), 4)
+    fig = figure(max(6.0, 0.9 * len(classes) + 2), 4)
     ax = fig.subplots()
     for k, (split, values) in enumerate(counts.items()):
         bars = ax.bar(x + (k - (len(counts) - 1) / 2) * width, values, width, label=split)
@@ -126,7 +129,7 @@ def class_distribution(classes, counts: dict[str, list[int]], path: Path) -> Pat
     ax.set_ylabel("images")
     ax.set_title("Class distribution")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sample_grid(images, labels, classes, path: Path, per_class: int = 8, seed: int = 0) -> Path:
@@ -134,7 +137,7 @@ def sample_grid(images, labels, classes, path: Path, per_class: int = 8, seed: i
     images = np.asarray(images).reshape(len(labels), *np.asarray(images).shape[-2:])
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
-    fig = _figure(per_class * 0.9 + 1.2, len(classes) * 0.95)
+    fig = figure(per_class * 0.9 + 1.2, len(classes) * 0.95)
     axes = fig.subplots(len(classes), per_class, squeeze=False)
     for row, name in enumerate(classes):
         members = np.flatnonzero(labels == row)
@@ -147,7 +150,7 @@ def sample_grid(images, labels, classes, path: Path, per_class: int = 8, seed: i
             if col < len(chosen):
                 ax.imshow(images[chosen[col]], cmap="gray", vmin=0, vmax=255)
         axes[row][0].set_ylabel(f"{name} ({len(members)})", rotation=0, ha="right", va="center")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def training_plots(out, history, report, data) -> list[Path]:

@@ -1,4 +1,5 @@
-"""`fercli predict-video FILE...`: the emotion of every face in sampled video frames."""
+"""`fercli predict-video FILE...`: the emotion of every face in sampled video frames, each
+face followed from frame to frame as a numbered track (docs/video.md)."""
 
 import click
 
@@ -12,8 +13,8 @@ from fercli.commands.face_options import face_filter_options
     "--fps",
     default=2.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Frames per second to sample from each video.",
+    type=click.FloatRange(min=0),
+    help="Frames per second to sample from each video; 0: every frame.",
 )
 @click.option(
     "-o",
@@ -26,7 +27,39 @@ from fercli.commands.face_options import face_filter_options
 @click.option(
     "--timeline",
     type=click.Path(dir_okay=False),
-    help="Also draw each emotion over time to this PNG.",
+    help="Also draw each emotion over time to this PNG: one panel per video and track "
+    "(smoothed with --smooth).",
+)
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False),
+    help="Also write a JSON summary: per video and track, first and last time, frames, mean "
+    "probabilities and the dominant emotion.",
+)
+@click.option(
+    "--smooth",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Smooth each track's probabilities over time (a moving average with this time "
+    "constant) for --timeline and the summary's label counts; 0: off. The rows keep the raw "
+    "values (see --smoothed-columns).",
+)
+@click.option(
+    "--smoothed-columns",
+    is_flag=True,
+    help="With --smooth: the rows also get smoothed_label, smoothed_confidence and the "
+    "smoothed probabilities.",
+)
+@click.option(
+    "--track-gap",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="How long a track waits for a face it lost (at least 2 sampled frames); a person "
+    "seen again later gets a new track number.",
 )
 @click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
@@ -42,37 +75,27 @@ from fercli.commands.face_options import face_filter_options
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
-def predict_video_command(
-    files, fps, output, timeline, model, provider, detector, topk, strict, threads, **faces
-):
+def predict_video_command(files, output, model, strict, **options):
     """Find the faces in frames of each video FILE (sampled at --fps) and predict their
-    emotion: one row per face with time, frame, face, box, face_score, face_size, label and
-    probabilities; status=no_face for a frame without a face. Needs the `video` extra (PyAV).
+    emotion: one row per face with time, frame, face (left to right), track (the person,
+    numbered from 0 in each video and followed across frames), box, face_score, face_size,
+    label and probabilities; status=no_face for a frame without a face. Needs the `video`
+    extra (PyAV). Details: docs/video.md.
 
     An unreadable video gets status=error with the reason, and the run goes on; it exits
     with status 2 when no video could be read at all (or, with --strict, any one)."""
     from fercli.errors import FercliError
-    from fercli.faces.video import predict_video
+    from fercli.faces.video import VideoOptions, predict_video
     from fercli.progress import say
 
-    result = predict_video(
-        files,
-        output,
-        model,
-        fps=fps,
-        detector=detector,
-        provider=provider,
-        threads=threads,
-        timeline=timeline,
-        topk=topk,
-        **faces,
-    )
+    result = predict_video(files, output, model, VideoOptions(**options))
     for path, reason in result.errors:
         say(f"  unreadable: {path!r}: {reason}")
     say(
         f"Wrote {result.output}: {result.faces} faces in {result.frames} frames of "
-        f"{result.videos} video(s) ({result.no_face} frames without a face, "
-        f"{len(result.errors)} error(s)) in {result.seconds:.1f} s"
+        f"{result.videos} video(s) ({result.tracks} tracks, {result.no_face} frames without "
+        f"a face, {len(result.errors)} error(s)) in {result.seconds:.1f} s"
+        + (f"; summary in {result.summary}" if result.summary else "")
         + (f"; timeline in {result.timeline}" if result.timeline else "")
     )
     if result.errors and result.frames == 0 and len(result.errors) == result.videos:

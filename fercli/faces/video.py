@@ -1,18 +1,25 @@
-"""`fercli predict-video FILE...`: the faces in a video's frames, sampled at --fps.
+"""`fercli predict-video FILE...`: the faces in a video's frames, sampled at --fps (0: every
+frame), each followed from frame to frame as a numbered track (fercli.faces.tracking).
 
 Frames are decoded one at a time with PyAV (the `video` extra: `pip install 'fercli[video]'`)
 and dropped once their faces are cut out, so a long video needs no more memory than a short
-one. Frames are turned as the video's display matrix says (a phone's portrait video).
-Each sampled frame gives one row per face (as `predict-dir --faces detect`, plus
-`time` in seconds and `frame`, the frame's number in the stream), or one `no_face` row; a
-file that cannot be opened, or whose decoding breaks off, gives an `error` row with a
-one-line reason worded as predict-dir words a bad photo's ("file not found", "not a video
-(or an unsupported format)", "empty file (0 bytes)"), and the run goes on with the next
-file. The output is written to a temporary file and renamed at the end.
+one (a track keeps running sums; only --timeline keeps each track's small probability curve).
+Frames are turned as the video's display matrix says (a phone's portrait video).
+Each sampled frame gives one row per face, left to right (as `predict-dir --faces detect`,
+plus `time` in seconds, `frame`, the frame's number in the stream, and `track`, the person's
+number in this video, from 0), or one `no_face` row; a file that cannot be opened, or whose
+decoding breaks off, gives an `error` row with a one-line reason worded as predict-dir words a
+bad photo's ("file not found", "not a video (or an unsupported format)", "empty file (0
+bytes)"), and the run goes on with the next file. The output is written to a temporary file
+and renamed at the end; so are --summary (per video and track: times, frames, mean
+probabilities, dominant emotion) and --timeline (one panel per video and track). The format
+of each is described in docs/video.md.
 """
 
+import json
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +31,21 @@ from fercli.faces.detect import detect_scaled
 from fercli.faces.predict_faces import COLUMNS as FACE_COLUMNS
 from fercli.faces.predict_faces import detector as make_detector
 from fercli.faces.predict_faces import face_columns, keep_faces, reset_detectors
+from fercli.faces.tracking import Tracker, TrackLog
 from fercli.images import ImageError, _is_empty, _reason, open_regular
-from fercli.predict_output import ENCODING, make_rows, output_format
+from fercli.predict_output import ENCODING, CsvOut, make_rows, output_format
 from fercli.progress import say
 from fercli.util import atomic_path
 
-COLUMNS = ("time", "frame", *FACE_COLUMNS)
+# face (left to right in its frame) and track (the person, across frames), then the box...
+COLUMNS = ("time", "frame", FACE_COLUMNS[0], "track", *FACE_COLUMNS[1:])
+
+
+def smoothed_columns(classes, csv: bool) -> tuple[str, ...]:
+    """The columns --smoothed-columns adds (after every other): CSV flattens the smoothed
+    probabilities into smoothed_prob_<class>; JSON Lines keeps them as one object."""
+    probs = tuple(f"smoothed_prob_{c}" for c in classes) if csv else ("smoothed_probabilities",)
+    return ("smoothed_label", "smoothed_confidence", *probs)
 
 
 def import_av():
@@ -44,8 +60,8 @@ def import_av():
 
 
 def sampled_frames(path, fps: float):
-    """(time in seconds, frame number, RGB Pillow image) for one frame every 1/fps seconds,
-    decoded as a stream."""
+    """(time in seconds, frame number, RGB Pillow image) for one frame every 1/fps seconds
+    (fps 0: every frame), decoded as a stream."""
     av = import_av()
     open_regular(path).close()  # a missing file, a folder, a pipe: ImageError, as for photos
     with av.open(str(path)) as container:
@@ -57,10 +73,11 @@ def sampled_frames(path, fps: float):
         next_t = 0.0
         for number, frame in enumerate(container.decode(stream)):
             t = frame.time if frame.time is not None else number / rate
-            if t + 1e-6 < next_t:
-                continue
-            while next_t <= t + 1e-6:
-                next_t += 1.0 / fps
+            if fps > 0:
+                if t + 1e-6 < next_t:
+                    continue
+                while next_t <= t + 1e-6:
+                    next_t += 1.0 / fps
             yield t, number, upright(frame.to_image(), getattr(frame, "rotation", 0))
 
 
@@ -80,6 +97,39 @@ def upright(image, rotation) -> "Image.Image":
 
 
 @dataclass
+class VideoOptions:
+    """What `fercli predict-video` does besides reading the videos (its options)."""
+
+    fps: float = 2.0  # frames sampled per second; 0: every frame
+    detector: str = "mtcnn"
+    provider: str = "auto"
+    threads: int | None = None
+    topk: int = 0
+    min_face_score: float = 0.0
+    min_face_size: int = 0
+    timeline: Path | str | None = None  # PNG: one panel per video and track
+    summary: Path | str | None = None  # JSON: per video and track
+    smooth: float = 0.0  # seconds: the time constant of each track's smoothing; 0: off
+    smoothed_columns: bool = False  # the rows gain the smoothed label and probabilities
+    track_gap: float = 1.0  # seconds a track waits for a face it has lost
+
+    def check(self, output: Path) -> None:
+        for name, value in (("fps", self.fps), ("smooth", self.smooth)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise FercliError(f"--{name} must be 0 or more (got {value}).")
+        if not (math.isfinite(self.track_gap) and self.track_gap >= 0):
+            raise FercliError(f"--track-gap must be 0 or more seconds (got {self.track_gap}).")
+        if self.smoothed_columns and not self.smooth:
+            raise FercliError("--smoothed-columns needs --smooth SECONDS (more than 0).")
+        files = {"the output": output, "--summary": self.summary, "--timeline": self.timeline}
+        for option, path in files.items():
+            if path is not None and Path(path).is_dir():
+                raise FercliError(f"{option} {path} is a folder: pass a file name.")
+        if self.summary is not None and Path(self.summary).resolve() == output.resolve():
+            raise FercliError("--summary must be another file than the output (-o).")
+
+
+@dataclass
 class VideoResult:
     output: Path
     videos: int
@@ -89,75 +139,115 @@ class VideoResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     timeline: Path | None = None
+    summary: Path | None = None
+    tracks: int = 0  # tracks, all videos together
+    timeline_panels: list[str] = field(default_factory=list)  # each panel's title
 
 
-def predict_video(
-    paths,
-    output,
-    model=None,
-    *,
-    fps: float = 2.0,
-    detector: str = "mtcnn",
-    provider: str = "auto",
-    threads: int | None = None,
-    timeline=None,
-    topk: int = 0,
-    min_face_score: float = 0.0,
-    min_face_size: int = 0,
-) -> VideoResult:
-    """Predict the emotion of every face in frames sampled at fps from each video (faces
-    scoring below min_face_score or smaller than min_face_size pixels left out)."""
-    from fercli import registry
-    from fercli.bundled import model_path
-    from fercli.onnx_model import OnnxModel
-
+def predict_video(paths, output, model=None, options: VideoOptions | None = None, **changes):
+    """Predict the emotion of every face in frames sampled from each video, and number the
+    people (tracks). `options` (VideoOptions), or its fields as keywords; a VideoResult."""
     start = time.perf_counter()
-    if fps <= 0:
-        raise FercliError("--fps must be more than 0.")
+    options = replace(options or VideoOptions(), **changes)
     output = Path(output)
-    if output.is_dir():
-        raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
+    options.check(output)
     import_av()
-    registry.get("detector", detector)
-    onnx = OnnxModel(model_path(model), provider, threads)
-    classes, size = onnx.info.classes, onnx.info.image_size
-    fmt = output_format(output, classes, topk, COLUMNS)
-    reset_detectors()
-    found = make_detector(detector)
-
-    def find(image):
-        return keep_faces(detect_scaled(found, image), min_face_score, min_face_size)
-
+    run = VideoRun(model, output, options)
     result = VideoResult(output, len(paths), 0, 0, 0)
-    curves: dict[str, list[tuple[float, np.ndarray | None]]] = {}
+    logs = []
     with atomic_path(output) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
-        fmt.start(f, new_file=True)
+        run.fmt.start(f, new_file=True)
         for path in map(str, paths):
-            say(f"Predicting faces in {path} at {fps:g} frames/s")
-            curve = curves.setdefault(path, [])
-            try:
-                for t, number, image in sampled_frames(path, fps):
-                    rows = frame_rows(path, t, number, image, find, onnx, size, topk)
-                    result.frames += 1
-                    f.write(fmt.text(rows))
-                    ok = [r for r in rows if r["status"] == "ok"]
-                    result.faces += len(ok)
-                    result.no_face += not ok
-                    probs = [list(r["probabilities"].values()) for r in ok]
-                    curve.append((t, np.mean(probs, axis=0) if ok else None))
-            except FercliError:
-                raise
-            except Exception as exc:  # PyAV's errors: unreadable file, broken stream
-                reason = video_reason(exc, path, started=bool(curve))
-                if curve:
-                    reason += f" (after {curve[-1][0]:.1f} s)"
-                row = {"path": path, "status": "error", "error": reason, **dict.fromkeys(COLUMNS)}
-                f.write(fmt.text([row]))
-                result.errors.append((path, reason))
-    if timeline:
-        result.timeline = draw_timeline(curves, classes, Path(timeline))
+            logs.append(run.video(path, f, result))
+            result.tracks += len(logs[-1].tracks)
+    if options.summary:
+        result.summary = write_summary(logs, Path(options.summary), options, run.classes)
+    if options.timeline:
+        result.timeline, result.timeline_panels = draw_timeline(
+            logs, run.classes, Path(options.timeline)
+        )
     result.seconds = time.perf_counter() - start
     return result
+
+
+class VideoRun:
+    """The models, output format and options of one predict_video call, and its loop over
+    one video's frames."""
+
+    def __init__(self, model, output: Path, options: VideoOptions):
+        from fercli import registry
+        from fercli.bundled import model_path
+        from fercli.onnx_model import OnnxModel
+
+        registry.get("detector", options.detector)
+        self.options = options
+        self.onnx = OnnxModel(model_path(model), options.provider, options.threads)
+        self.classes, self.size = self.onnx.info.classes, self.onnx.info.image_size
+        csv = output.suffix.lower() == ".csv"
+        extra = COLUMNS + (smoothed_columns(self.classes, csv) if options.smoothed_columns else ())
+        self.fmt = output_format(output, self.classes, options.topk, extra)
+        reset_detectors()
+        self.detector = make_detector(options.detector)
+
+    def find(self, image) -> list:
+        o = self.options
+        return keep_faces(detect_scaled(self.detector, image), o.min_face_score, o.min_face_size)
+
+    def video(self, path: str, f, result: VideoResult) -> TrackLog:
+        """Write one video's rows; its TrackLog."""
+        o = self.options
+        every = "every frame" if o.fps == 0 else f"{o.fps:g} frames/s"
+        say(f"Predicting faces in {path} at {every}")
+        log = TrackLog(path, self.classes, o.smooth, curves=bool(o.timeline))
+        tracker = Tracker(max_age=o.track_gap)
+        t = 0.0
+        try:
+            for t, number, image in sampled_frames(path, o.fps):
+                rows = self.frame_rows(path, t, number, image, tracker, log)
+                result.frames += 1
+                f.write(self.fmt.text(rows))
+                faces = sum(r["status"] == "ok" for r in rows)
+                result.faces += faces
+                result.no_face += not faces
+        except FercliError:
+            raise
+        except Exception as exc:  # PyAV's errors: unreadable file, broken stream
+            reason = video_reason(exc, path, started=log.frames > 0)
+            if log.frames:
+                reason += f" (after {t:.1f} s)"
+            row = {"path": path, "status": "error", "error": reason, **dict.fromkeys(COLUMNS)}
+            f.write(self.fmt.text([row]))
+            result.errors.append((path, reason))
+            log.error = reason
+        return log
+
+    def frame_rows(self, path, t, number, image, tracker: Tracker, log: TrackLog) -> list[dict]:
+        """A frame's rows, one per face left to right, each with its track number."""
+        faces = self.find(image)
+        where = {"time": round(float(t), 3), "frame": number}
+        if not faces:
+            tracker.update(t, [])  # the tracks missed a frame
+            log.empty()
+            blank = dict.fromkeys(self.fmt.extra[2:])
+            return [{"path": path, "status": "no_face", "error": "", **where, **blank}]
+        gray = image.convert("L")
+        probs = self.onnx.predict_proba(np.stack([align(gray, face, self.size) for face in faces]))
+        ids = tracker.update(t, [face.box for face in faces])
+        smoothed = log.add(t, ids, probs)
+        rows = make_rows([path] * len(faces), probs, {}, self.classes, self.options.topk)
+        for i, (row, face) in enumerate(zip(rows, faces)):
+            row.update(where, **face_columns(i, face), track=ids[i])
+            if self.options.smoothed_columns:
+                row.update(self.smoothed_fields(smoothed[i]))
+        return rows
+
+    def smoothed_fields(self, p: np.ndarray) -> dict:
+        top = int(np.argmax(p))
+        values = [round(float(v), 6) for v in p]
+        fields = {"smoothed_label": self.classes[top], "smoothed_confidence": values[top]}
+        if isinstance(self.fmt, CsvOut):
+            return {**fields, **{f"smoothed_prob_{c}": v for c, v in zip(self.classes, values)}}
+        return {**fields, "smoothed_probabilities": dict(zip(self.classes, values))}
 
 
 def video_reason(exc: Exception, path, started: bool = False) -> str:
@@ -178,40 +268,42 @@ def video_reason(exc: Exception, path, started: bool = False) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def frame_rows(path, t, number, image, find, onnx, size, topk) -> list[dict]:
-    """A frame's rows; find(image) gives its faces, left to right."""
-    gray = image.convert("L")
-    faces = find(image)
-    where = {"time": round(float(t), 3), "frame": number}
-    if not faces:
-        return [
-            {"path": path, "status": "no_face", "error": "", **where, **dict.fromkeys(COLUMNS[2:])}
-        ]
-    probs = onnx.predict_proba(np.stack([align(gray, face, size) for face in faces]))
-    rows = make_rows([path] * len(faces), probs, {}, onnx.info.classes, topk)
-    for i, (row, face) in enumerate(zip(rows, faces)):
-        row.update(where, **face_columns(i, face))
-    return rows
+def write_summary(logs: list[TrackLog], path: Path, options: VideoOptions, classes) -> Path:
+    """--summary: per video (in the order given) and track, as docs/video.md describes."""
+    summary = {
+        "classes": list(classes),
+        "fps": options.fps,
+        "smooth": options.smooth,
+        "track_gap": options.track_gap,
+        "videos": [log.summary() for log in logs],
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", **ENCODING)
+    return path
 
 
-def draw_timeline(curves, classes, path: Path) -> Path:
-    """One panel per video read: each emotion's probability over time (mean over the faces
-    of a frame; gaps where no face was found)."""
-    from fercli.plots import _figure, _save
+def draw_timeline(logs: list[TrackLog], classes, path: Path) -> tuple[Path, list[str]]:
+    """One panel per video and track: each emotion's probability over the track's frames
+    (smoothed with --smooth; gaps where it was not seen). (the PNG, the panels' titles)"""
+    from fercli.plots import figure, save
 
-    curves = {name: curve for name, curve in curves.items() if curve} or {"no frames": []}
-    fig = _figure(10, 2.6 * len(curves))
-    axes = fig.subplots(len(curves), 1, squeeze=False)[:, 0]
-    for ax, (name, curve) in zip(axes, curves.items()):
+    panels = [
+        (f"{Path(log.path).name}: track {number}", track.curve)
+        for log in logs
+        for number, track in sorted(log.tracks.items())
+    ] or [("no faces", [])]
+    fig = figure(10, min(2.6, 600 / len(panels)) * len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, (title, curve) in zip(axes, panels):
         times = [t for t, _ in curve]
         values = np.array([p if p is not None else [np.nan] * len(classes) for _, p in curve])
         for k, label in enumerate(classes):
             if len(values):
-                ax.plot(times, values[:, k], label=label, linewidth=1.5)
-        ax.set_title(Path(name).name, fontsize=10)
+                ax.plot(times, values[:, k], label=label, linewidth=1.5, marker=".", markersize=3)
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel("probability")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s)")
     axes[0].legend(ncol=len(classes), fontsize=8, loc="upper right")
-    return _save(fig, path)
+    return save(fig, path), [title for title, _ in panels]
