@@ -116,6 +116,12 @@ def near_ties(fp32: Path, int8: Path, data: Path) -> str:
     )
 
 
+def run_logs(name: str) -> Path:
+    """Where a bundled model's training runs keep their logs and plots: docs/model-runs/NAME/
+    in the repository (they document the model; no code reads them, so the wheel has none)."""
+    return HERE / "docs" / "model-runs" / name
+
+
 def add_name_and_dest(parser) -> None:
     """--name and --dest, which every script that makes or remakes a bundle takes."""
     parser.add_argument("--name", choices=NAMES, required=True, help="the bundled model")
@@ -205,11 +211,14 @@ def main() -> None:
             old.unlink()
     model_file = args.file
     with_test_metrics(chosen, model_file, scores[shipped])
+    logs = run_logs(args.name)  # in the docs, not in the wheel
+    if logs.exists():
+        shutil.rmtree(logs)
     for run in runs + init_runs(ckpts):  # a fine-tuned run's starting run too
-        (dest / "runs" / run.name).mkdir(parents=True, exist_ok=True)
+        (logs / run.name).mkdir(parents=True, exist_ok=True)
         for file in RUN_FILES:
             if (run / file).exists():
-                shutil.copyfile(run / file, dest / "runs" / run.name / file)
+                shutil.copyfile(run / file, logs / run.name / file)
 
     card = make_card(args, ckpts, run_metrics, scores, shipped, reason, model_file, int8.quant)
     card["metrics"]["measured_on"] = cpu_name()

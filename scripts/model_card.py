@@ -67,13 +67,15 @@ def render(card: dict) -> str:
         else ""
     )
     chain = t.get("init") or []
+    logs = f"docs/model-runs/{card['name'].removeprefix('fercli-')}"
     started = (
         "- Fine-tuned (`fercli train --init`): "
         + "; ".join(
             f"{'it' if i == 0 else 'that run'} started from the weights of `{r['checkpoint']}`"
             + (
                 f" ({r['epochs_run']} epochs, {r['wall_time_min']} min, validation accuracy "
-                f"{r['validation_accuracy']:.4f}; logs in `runs/{r['run']}/` beside this file)"
+                f"{r['validation_accuracy']:.4f}; logs in "
+                f"`{logs}/{r['run']}/` in the repository)"
                 if "epochs_run" in r
                 else ""
             )
@@ -101,7 +103,8 @@ def render(card: dict) -> str:
 The model `fercli predict-dir`, `predict-video` and `evaluate` use with
 `--model {card["name"].removeprefix("fercli-")}`
 (`{s["file"]}`, {s["precision"]}, {s["size_mb"]} MB): {what}. Made by
-`{t["bundle_command"]}`; each run's logs and plots lie in `runs/<run>/` beside this file
+`{t["bundle_command"]}`; each run's logs and plots lie in
+`docs/model-runs/{card["name"].removeprefix("fercli-")}/<run>/` in the repository
 (`metrics.json`, `history.csv`, `curves.png`, `confusion_matrix.png`).
 
 ## Architecture
@@ -134,7 +137,7 @@ On {m["test_split"]}, measured on {m.get("measured_on", "(CPU not recorded)")}:
 
 ## Why {s["precision"]}
 {s["reason"]}.
-{quantization_section(card)}{providers_section(card)}{calibration_section(card)}{speed_section(card)}"""
+{quantization_section(card)}{providers_section(card)}{calibration_section(card)}{speed_section(card)}{stripped_section(card)}"""
 
 
 def speed_section(card: dict) -> str:
@@ -182,6 +185,19 @@ runs it there only.
 onnxruntime's CPU provider; `--provider NAME` runs it elsewhere all the same. Verified:{runs}
 
 Not picked by `auto`:{others}
+"""
+
+
+def stripped_section(card: dict) -> str:
+    """The exporter's build traces removed from the file (scripts/strip_bundled_models.py)."""
+    s = card.get("build_traces_stripped")
+    if not s:
+        return ""
+    return f"""
+## File
+The exporter's build traces (stack traces with the exporting machine's paths, on
+{s["nodes"]} nodes) were removed by `{s["command"]}` from the file with sha256
+`{s["from_file_sha256"]}`: {s["check"]}, {s["measured_on"]}.
 """
 
 

@@ -120,6 +120,7 @@ def test_int8_agrees_with_fp32_and_reports_its_figures(trained_run, synth_root, 
     init = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
     assert first.input[0] == "input_on_pixel_grid"
     assert init[first.input[1]] == np.float32(1 / 127.5) and init[first.input[2]] == 128
+    assert_no_build_traces(out, run)
 
 
 def test_int8_below_the_agreement_threshold_writes_nothing(trained_run, synth_root, tmp_path):
@@ -243,6 +244,17 @@ def test_cli_exports_and_reports(tmp_path, run_cli, synth_root, monkeypatch):
     assert (tmp_path / "exports" / "r1.onnx").is_file()
     assert "max |logit difference|" in result.stderr and "same top-1 on 100.0%" in result.stderr
     assert result.stdout.strip() == str(Path("exports/r1.onnx"))
+    assert_no_build_traces(tmp_path / "exports" / "r1.onnx", tmp_path)
+
+
+def assert_no_build_traces(path, *folders):
+    """torch's exporter writes stack traces with the machine's paths on every node: an
+    exported file keeps none of them (fercli.export.metadata.strip_build_traces)."""
+    proto = onnx.load(str(path))
+    assert not [n.name for n in proto.graph.node if len(n.metadata_props) or n.doc_string]
+    data = Path(path).read_bytes()
+    for folder in (Path(__file__).resolve().parent.parent, *folders):
+        assert str(folder).encode() not in data, folder
 
 
 def test_cli_exports_an_ensemble_of_run_folders(tmp_path, run_cli, synth_root, monkeypatch):

@@ -119,7 +119,36 @@ def _plain(value):
 
 
 def set_metadata(proto, info: ModelInfo) -> None:
+    """Write fercli's metadata into the file, and drop the exporter's build traces (so no
+    path of the machine that exported it ships inside it)."""
+    strip_build_traces(proto)
     del proto.metadata_props[:]
     for key, value in info.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+
+
+def strip_build_traces(proto) -> int:
+    """Remove what torch's exporter writes on every node (`metadata_props`: stack traces with
+    the exporting machine's file paths, name scopes, FX node text; and `doc_string`s), in the
+    graph, its subgraphs and its functions. These never change what the graph computes.
+    Returns how many nodes had any."""
+    stripped = 0
+
+    def nodes(graph):
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    yield from nodes(attr.g)
+                for sub in attr.graphs:
+                    yield from nodes(sub)
+
+    every = [*nodes(proto.graph), *(n for f in proto.functions for n in f.node)]
+    for node in every:
+        if len(node.metadata_props) or node.doc_string:
+            stripped += 1
+        del node.metadata_props[:]
+        node.doc_string = ""
+    proto.graph.doc_string = ""
+    return stripped
