@@ -31,6 +31,7 @@ from fercli.faces.detect import DETECT_MAX_SIDE
 from fercli.faces.predict_faces import MODES, Found, face_rows, faces_in, keep_faces, read_faces
 from fercli.images import ImageError, load_image, to_array, upright_gray
 from fercli.progress import logged
+from fercli.util import first_line
 
 if TYPE_CHECKING:
     from fercli.onnx_model import OnnxModel
@@ -129,7 +130,7 @@ class Predictor:
         self.faces, self.provider, self.detector_name = faces, provider, detector
         self.threads, self.tta = threads, tta
         if faces != "none":
-            registry.get("detector", detector)  # an unknown name: one line naming the choices
+            logged(registry.get, "detector", detector)  # unknown: one line naming the choices
         self._keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
         self._lock = threading.Lock()
         self._model: OnnxModel | None = None
@@ -248,10 +249,9 @@ class Predictor:
             return faces_in(
                 picture, self.faces, self._get_detector, size, DETECT_MAX_SIDE, self._keep
             )
-        except ImageError as exc:
-            raise FercliError(f"cannot read {_name(image)}: {exc}.") from None
-        except (OSError, SyntaxError, ValueError) as exc:  # a Pillow image that fails to load
-            raise FercliError(f"cannot read {_name(image)}: {exc or type(exc).__name__}.") from None
+        except (ImageError, OSError, SyntaxError, ValueError) as exc:  # OSError...: Pillow's
+            reason = first_line(str(exc)).rstrip(".") or type(exc).__name__
+            raise FercliError(f"cannot read {_name(image)}: {reason}.") from None
 
 
 def _name(image: object) -> str:

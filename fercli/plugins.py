@@ -41,6 +41,11 @@ _loaded = False
 
 
 def warn(message: str) -> None:
+    from fercli import progress
+
+    if progress.to_log():  # fercli's Python API: the `fercli` logger, not stderr
+        progress.log.warning(message)
+        return
     print(f"Warning: {message}", file=sys.stderr)
 
 

@@ -37,6 +37,11 @@ def logged(function, *args, **kwargs):
     return _logged_steps(result) if hasattr(result, "__next__") else result
 
 
+def to_log() -> bool:
+    """Whether this runs under `logged`: messages go to the `fercli` logger."""
+    return _to_log.get()
+
+
 def _logged_steps(iterator):
     context = contextvars.copy_context()
     context.run(_to_log.set, True)

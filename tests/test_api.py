@@ -473,6 +473,15 @@ def test_what_the_api_would_say_goes_to_the_fercli_logger(tmp_path, small_datase
     assert any(m.startswith("Scanning: ") for m in messages)
 
 
+def test_a_broken_plugins_warning_is_logged_not_printed(fake_dist, caplog, capsys):
+    fake_dist("fercli-broken", "0.1", {"broken": "fercli_broken_ep"}, {"fercli_broken_ep": "1/0\n"})
+    with caplog.at_level("WARNING", logger="fercli"):
+        fercli.Predictor(faces="auto")  # loads the plugins, for the detector's name
+    assert capsys.readouterr().err == ""
+    (record,) = [r for r in caplog.records if r.name == "fercli"]
+    assert "plugin 'broken' (fercli_broken_ep) failed to load" in record.getMessage()
+
+
 # ----------------------------------------------------------------------------- the docs
 
 
