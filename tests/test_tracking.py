@@ -143,7 +143,7 @@ def test_smoothing_is_an_exponential_average_in_time():
     w = 1 - np.exp(-0.5)
     got = log.add(0.5, [0], [[0.0, 1.0]])
     assert got == pytest.approx(np.array([[1 - w, w]]))
-    log.empty()
+    log.empty(1.0)
     w2 = 1 - np.exp(-1.5)  # 1.5 s after its last face: the new one weighs more
     assert log.add(2.0, [0], [[0.0, 1.0]])[0, 1] == pytest.approx(w + w2 * (1 - w))
     raw = TrackLog("v.mp4", ("a", "b"))
@@ -154,7 +154,7 @@ def test_summary_per_track_and_the_curves_gaps():
     log = TrackLog("v.mp4", ("happy", "sad"), curves=True)
     log.add(0.0, [0, 1], [[0.9, 0.1], [0.2, 0.8]])
     log.add(0.5, [0], [[0.7, 0.3]])
-    log.empty()
+    log.empty(1.0)
     log.add(1.5, [1, 0], [[0.4, 0.6], [0.5, 0.5]])
     summary = log.summary()
     assert summary["path"] == "v.mp4" and summary["frames"] == 4 and summary["error"] is None

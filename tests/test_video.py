@@ -1,5 +1,6 @@
 """predict-video: faces in frames sampled at --fps from videos made by the test (PyAV, the
-`video` extra; skipped where it is not installed), a timeline PNG, and one-line errors."""
+`video` extra; skipped where it is not installed), tracks through a crossing, a gap and a
+newcomer, --smooth, --summary, a timeline PNG per track, and one-line errors."""
 
 import csv
 import io
@@ -11,6 +12,7 @@ import pytest
 from faces_scenes import OraclePlugin, Placed, backdrop, fer_faces, scene
 from PIL import Image
 
+from fercli.hookspecs import hookimpl
 from fercli.plugins import pm
 from fercli.synth import EXPRESSIONS, draw_face
 
@@ -80,12 +82,21 @@ def test_predict_video_rows_per_face_and_timeline(oracle_plugin, tmp_path, run_c
     assert "unreadable: " in result.output and "broken.mp4" in result.output
     assert "not a video (or an unsupported format)" in result.output
     rows = read_csv(out)
-    got = [(Path(r["path"]).name, r["status"], r["time"], r["face"]) for r in rows]
+    got = [(Path(r["path"]).name, r["status"], r["time"], r["face"], r["track"]) for r in rows]
     assert got == [
-        *[("two.mp4", "ok", t, f) for t in ("0.0", "0.5", "1.0", "1.5") for f in ("0", "1")],
-        ("broken.mp4", "error", "", ""),
-        ("empty.mp4", "no_face", "0.0", ""),
-        ("empty.mp4", "no_face", "0.5", ""),
+        *[("two.mp4", "ok", t, f, f) for t in ("0.0", "0.5", "1.0", "1.5") for f in ("0", "1")],
+        ("broken.mp4", "error", "", "", ""),
+        ("empty.mp4", "no_face", "0.0", "", ""),
+        ("empty.mp4", "no_face", "0.5", "", ""),
+    ]
+    assert list(rows[0])[-7:] == [
+        "time",
+        "frame",
+        "face",
+        "track",
+        "box",
+        "face_score",
+        "face_size",
     ]
     assert [r["frame"] for r in rows[:8:2]] == ["0", "5", "10", "15"]
     for row, p in zip(rows[:2], placed):
@@ -207,3 +218,173 @@ def test_predict_video_turns_frames_by_the_display_matrix(oracle_plugin, tmp_pat
     oracle_plugin({(320, 240): [p.truth() for p in placed]})  # found only when upright
     result = predict_video([video], tmp_path / "v.csv", fps=5, detector="oracle", provider="cpu")
     assert (result.frames, result.faces, result.no_face) == (3, 3, 0)  # 0, 0.2, 0.4 s
+
+
+class Sequence:
+    """A detector that reports frames[i] for the i-th picture it is shown (a test video's
+    faces frame by frame, as it knows where it drew them)."""
+
+    def __init__(self, frames):
+        self.frames = iter(frames)
+
+    def detect(self, images):
+        return [list(next(self.frames, [])) for _ in images]
+
+
+class SequencePlugin:
+    def __init__(self, frames):
+        self.frames = frames
+
+    @hookimpl
+    def register_detectors(self, register):
+        register("sequence", lambda **options: Sequence(self.frames), "Knows each frame.")
+
+
+@pytest.fixture
+def sequence_plugin():
+    added = []
+
+    def register(frames):
+        plugin = SequencePlugin(frames)
+        pm.register(plugin, name=f"sequence-video-{len(added)}")
+        added.append(plugin)
+
+    yield register
+    for plugin in added:
+        pm.unregister(plugin)
+
+
+def crossing_video(path: Path, frames: int = 40):
+    """A 320x240 video at 10 fps: A walks right, B walks left in front of it (B hidden from
+    the detector while they overlap most), A is missed at frames 5 to 7, and C comes in at
+    frame 30. (the video, the detector's faces per frame, [{person: Placed}] per frame)"""
+    names = list(EXPRESSIONS)
+    face = {p: draw_face(names[i], np.random.default_rng(i)) for i, p in enumerate("ABC")}
+    people, found, pictures = [], [], []
+    for k in range(frames):
+        now = {
+            "A": Placed(face["A"], 60 + 5 * k, 150, 70),
+            "B": Placed(face["B"], 260 - 5 * k, 155, 70),
+        }
+        if k >= 30:
+            now["C"] = Placed(face["C"], 160, 50, 50)
+        seen = dict(now)
+        if abs(now["A"].cx - now["B"].cx) < 20:
+            del seen["B"]
+        if 5 <= k <= 7:
+            del seen["A"]
+        people.append(seen)
+        found.append([p.truth() for p in seen.values()])
+        pictures.append(scene(320, 240, list(now.values())))
+    return make_video(path, pictures, fps=10), found, people
+
+
+def person_of(row, people) -> str:
+    x, y, w, h = (
+        (int(v) for v in row["box"].split(",")) if isinstance(row["box"], str) else row["box"]
+    )
+    frame = people[int(row["frame"])]
+    return min(frame, key=lambda p: np.hypot(x + w / 2 - frame[p].cx, y + h / 2 - frame[p].cy))
+
+
+def test_tracks_follow_people_through_a_crossing_a_gap_and_a_newcomer(
+    sequence_plugin, tmp_path, run_cli
+):
+    pytest.importorskip("av")
+    video, found, people = crossing_video(tmp_path / "cross.mp4")
+    sequence_plugin(found)
+    out = tmp_path / "v.csv"
+    args = ("predict-video", video, "--fps", 0, "-o", out, "--detector", "sequence")
+    result = run_cli(*args, "--provider", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "at every frame" in result.output and "(3 tracks," in result.output
+    rows = read_csv(out)
+    assert sorted({int(r["frame"]) for r in rows}) == list(range(40))  # --fps 0: every frame
+    assert [float(r["time"]) for r in rows[::2][:3]] == [0.0, 0.1, 0.2]
+    tracks = {}
+    for row in rows:
+        tracks.setdefault(person_of(row, people), set()).add(row["track"])
+    assert tracks == {"A": {"0"}, "B": {"1"}, "C": {"2"}}
+    # rows stay left to right: after the crossing, face 0 is B (track 1)
+    for frame in ("2", "38"):
+        here = [r for r in rows if r["frame"] == frame]
+        lefts = [int(r["box"].split(",")[0]) for r in here]
+        assert [r["face"] for r in here] == [str(i) for i in range(len(here))]
+        assert lefts == sorted(lefts)
+    assert [r["track"] for r in rows if r["frame"] == "2"] == ["0", "1"]
+    assert [r["track"] for r in rows if r["frame"] == "38"] == ["1", "2", "0"]  # B, C, A
+    assert [r["track"] for r in rows if r["frame"] == "6"] == ["1"]  # A missed, B on
+
+
+def test_summary_timeline_and_smoothing_per_track(sequence_plugin, tmp_path):
+    pytest.importorskip("av")
+    import json
+
+    from fercli.faces.video import VideoOptions, predict_video
+
+    video, found, people = crossing_video(tmp_path / "cross.mp4", frames=34)
+    still = make_video(tmp_path / "empty.mp4", [backdrop(256, 192)] * 5)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    sequence_plugin(found)  # the empty video's frames come after: no faces
+    summary, timeline, out = tmp_path / "s.json", tmp_path / "t.png", tmp_path / "v.jsonl"
+    options = VideoOptions(
+        fps=0, detector="sequence", provider="cpu", smooth=0.5, smoothed_columns=True,
+        summary=summary, timeline=timeline,
+    )  # fmt: skip
+    result = predict_video([video, tmp_path / "broken.mp4", still], out, None, options)
+    assert (result.frames, result.tracks, len(result.errors)) == (39, 3, 1)
+    assert result.timeline_panels == [f"cross.mp4: track {i}" for i in range(3)]
+    with Image.open(timeline) as im:
+        assert im.size == (1000, 3 * 260)  # 2.6 inches a panel at 100 dpi
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    got = json.loads(summary.read_text())
+    assert got["classes"] == list(rows[0]["probabilities"])
+    assert (got["fps"], got["smooth"]) == (0, 0.5)
+    assert [(Path(v["path"]).name, v["frames"], v["error"]) for v in got["videos"]] == [
+        ("cross.mp4", 34, None),
+        ("broken.mp4", 0, "not a video (or an unsupported format)"),
+        ("empty.mp4", 5, None),
+    ]
+    assert got["videos"][1]["tracks"] == got["videos"][2]["tracks"] == []
+    classes = got["classes"]
+    for track in got["videos"][0]["tracks"]:
+        mine = [r for r in rows if r["track"] == track["track"]]
+        assert track["frames"] == len(mine)
+        assert (track["first"], track["last"]) == (mine[0]["time"], mine[-1]["time"])
+        raw = np.array([list(r["probabilities"].values()) for r in mine])
+        mean = raw.mean(axis=0)
+        assert list(track["mean_probabilities"].values()) == pytest.approx(mean, abs=1e-5)
+        assert track["dominant"] == classes[int(np.argmax(mean))]
+        assert sum(track["label_frames"].values()) == len(mine)
+        # the rows keep the raw values; smoothed_*: the moving average, 0.5 s time constant
+        smooth, last = raw[0], mine[0]["time"]
+        for row, p in zip(mine, raw):
+            smooth = smooth + (1 - np.exp(-(row["time"] - last) / 0.5)) * (p - smooth)
+            last = row["time"]
+            assert list(row["smoothed_probabilities"].values()) == pytest.approx(smooth, abs=1e-5)
+            assert row["smoothed_label"] == classes[int(np.argmax(smooth))]
+    assert [t["first"] for t in got["videos"][0]["tracks"]] == [0.0, 0.0, 3.0]
+    no_face = next(r for r in rows if r["status"] == "no_face")
+    assert no_face["track"] is None and no_face["smoothed_label"] is None
+
+
+def test_smoothed_csv_columns_and_option_errors(sequence_plugin, tmp_path, run_cli):
+    pytest.importorskip("av")
+    video, found, _ = crossing_video(tmp_path / "cross.mp4", frames=10)
+    sequence_plugin(found)
+    out = tmp_path / "v.csv"
+    base = ("predict-video", video, "--detector", "sequence", "--provider", "cpu", "-o", out)
+    result = run_cli(*base, "--fps", 0, "--smooth", 1, "--smoothed-columns")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out)
+    assert list(rows[0])[-len(EXPRESSIONS) - 2 :][:2] == ["smoothed_label", "smoothed_confidence"]
+    assert all(f"smoothed_prob_{c}" in rows[0] for c in EXPRESSIONS)
+    assert rows[0]["smoothed_label"] == rows[0]["label"]  # a track's first frame: its own
+    bad = run_cli(*base, "--smoothed-columns")
+    assert bad.exit_code == 2 and "--smoothed-columns needs --smooth" in bad.output
+    assert "Traceback" not in bad.output
+    assert run_cli(*base, "--fps", -1).exit_code == 2
+    folder = run_cli(*base, "--summary", tmp_path)
+    assert folder.exit_code == 2 and "Traceback" not in folder.output
+    help_text = run_cli("predict-video", "--help").output
+    assert "0: every frame" in help_text and "--summary" in help_text and "track" in help_text

@@ -195,12 +195,13 @@ class TrackLog:
         self.path, self.classes, self.smooth, self.curves = path, tuple(classes), smooth, curves
         self.tracks: dict[int, TrackStats] = {}
         self.frames = 0  # sampled frames
+        self.end = 0.0  # the time of the last one
         self.error: str | None = None
 
     def add(self, t: float, ids: list[int], probs: np.ndarray) -> np.ndarray:
         """One sampled frame's faces (track numbers, raw probabilities (n, classes)): the
         probabilities as smoothed (the raw ones without --smooth)."""
-        self.frames += 1
+        self.frames, self.end = self.frames + 1, t
         probs = np.asarray(probs, np.float64).reshape(len(ids), len(self.classes))
         for number, track in self.tracks.items():
             track.gap |= number not in ids
@@ -230,9 +231,9 @@ class TrackLog:
         track.total += raw
         track.labels[label] += 1
 
-    def empty(self) -> None:
-        """A sampled frame without a face."""
-        self.frames += 1
+    def empty(self, t: float) -> None:
+        """A sampled frame (at time t) without a face."""
+        self.frames, self.end = self.frames + 1, t
         for track in self.tracks.values():
             track.gap = True
 

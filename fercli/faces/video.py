@@ -227,7 +227,7 @@ class VideoRun:
         where = {"time": round(float(t), 3), "frame": number}
         if not faces:
             tracker.update(t, [])  # the tracks missed a frame
-            log.empty()
+            log.empty(t)
             blank = dict.fromkeys(self.fmt.extra[2:])
             return [{"path": path, "status": "no_face", "error": "", **where, **blank}]
         gray = image.convert("L")
@@ -288,22 +288,23 @@ def draw_timeline(logs: list[TrackLog], classes, path: Path) -> tuple[Path, list
     from fercli.plots import figure, save
 
     panels = [
-        (f"{Path(log.path).name}: track {number}", track.curve)
+        (f"{Path(log.path).name}: track {number}", track.curve, log.end)
         for log in logs
         for number, track in sorted(log.tracks.items())
-    ] or [("no faces", [])]
+    ] or [("no faces", [], 0.0)]
     fig = figure(10, min(2.6, 600 / len(panels)) * len(panels))
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, (title, curve) in zip(axes, panels):
+    for ax, (title, curve, end) in zip(axes, panels):
         times = [t for t, _ in curve]
         values = np.array([p if p is not None else [np.nan] * len(classes) for _, p in curve])
         for k, label in enumerate(classes):
             if len(values):
                 ax.plot(times, values[:, k], label=label, linewidth=1.5, marker=".", markersize=3)
         ax.set_title(title, fontsize=10)
-        ax.set_ylabel("probability")
-        ax.set_ylim(0, 1)
+        ax.set(ylabel="probability", ylim=(0, 1), xlim=(0, max(end, 0.1)))  # the whole video
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("time (s)")
-    axes[0].legend(ncol=len(classes), fontsize=8, loc="upper right")
-    return save(fig, path), [title for title, _ in panels]
+    if len(panels[0][1]):
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center",
+                   ncol=len(classes), fontsize=8)  # fmt: skip
+    return save(fig, path), [title for title, _, _ in panels]
