@@ -143,8 +143,9 @@ def test_any_size_grey_and_rgb_alike_batched_or_not(detector):
 
 
 def test_synthetic_faces_where_they_are_with_landmarks_in_order(detector):
-    # Cartoon faces: YuNet finds each of fercli.synth's first 21 alone at 150 px (scores
-    # 0.50 to 0.91; MTCNN 6 of them at 160 px); here all 6 (0.67 to 0.92).
+    # Cartoon faces: of fercli.synth's first 21, YuNet found 21 alone at 150 px in 200x200
+    # pictures (scores 0.50 to 0.91) and 14 at 160 px in 400x400 ones (MTCNN 6); here all 6
+    # (0.67 to 0.92).
     faces = [synth_face(s) for s in (0, 1, 2, 4, 5, 7)]
     placed = [
         Placed(f, 120 + 240 * (i % 3), 130 + 260 * (i // 3), 150) for i, f in enumerate(faces)
@@ -275,3 +276,17 @@ def test_listed_and_used_by_predict_dir(tmp_path, run_cli):
         assert abs(x + w / 2 - p.cx) < 0.2 * p.size and abs(y + h / 2 - p.cy) < 0.25 * p.size
         assert 0.5 <= row["face_score"] <= 1
     assert len(list((tmp_path / "crops").rglob("*.png"))) == 2
+
+
+def test_bench_detectors_runs(tmp_path, run_script):
+    (tmp_path / "in").mkdir()
+    scene(400, 300, [Placed(synth_face(0), 200, 150, 150)]).save(tmp_path / "in" / "one.png")
+    backdrop(300, 200).convert("RGB").save(tmp_path / "in" / "wall.jpg")
+    out = run_script(
+        "benchmarks/bench_detectors.py", tmp_path / "in", "--repeats", 1,
+        "--detectors", "yunet,yunet-1pass",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert re.match(r"one\.png +400x300 \| +1 \[0\.\d{3}\] +\d+ ms \| +1 \[", lines[2]), lines[2]
+    assert re.match(r"wall\.jpg +300x200 \| +0 \[\] ", lines[3]), lines[3]
+    assert lines[-2].startswith("yunet: median ") and "CPU time" in lines[-1]
