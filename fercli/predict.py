@@ -5,7 +5,9 @@ the CPU the workers also predict, elsewhere they decode a few batches ahead of t
 session (fercli.predict_workers). Every image gets one output row,
 CSV or JSON Lines by the output's suffix; an unreadable file gets `status=error` and the reason
 and the run goes on. The output is written to a temporary file and renamed at the end, or,
-with `resume`, appended batch by batch so that an interrupted run loses nothing.
+with `resume`, appended batch by batch so that an interrupted run loses nothing. `Pipeline`
+is the work without the output, which `predict_rows` (fercli.predict_dir, the Python API)
+yields as rows instead.
 
 No torch here (a test checks it): prediction needs only onnxruntime, numpy, Pillow and simplejpeg.
 """
