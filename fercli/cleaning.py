@@ -37,6 +37,9 @@ class CleanSettings:
     threshold: int | None = None  # None: the default for the hash size
     blank_std: float | None = None  # None: the blank filter's default
     drop_conflicts: bool = False
+    # Near duplicates checked on their pixels (fercli.near_verify); None: its default
+    verify: bool = True
+    verify_threshold: float | None = None
     workers: int | None = None
     engine: str = "local"  # local, or ray (fercli.ray_engine): where files are decoded
     ray_address: str | None = None  # None: a new local Ray cluster
@@ -49,6 +52,8 @@ class CleanSettings:
             "threshold": self.threshold,
             "blank_std": self.blank_std,
             "drop_conflicts": self.drop_conflicts,
+            "verify": self.verify,
+            "verify_threshold": self.verify_threshold,
         }
         return {k: v for k, v in options.items() if v is not None}
 
@@ -68,6 +73,8 @@ class CleanResult:
     seconds: float = 0.0
     # path -> reason, for files that could not be opened or read: never flagged, never moved
     unreadable: dict[str, str] = field(default_factory=dict)
+    # the near-duplicate verification's counts (pairs_checked, pairs_rejected), if it ran
+    verification: dict = field(default_factory=dict)
 
     def flagged(self) -> dict[str, list[Flag]]:
         """Flags by path, in scan order."""
@@ -228,7 +235,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
 
         ray_engine.refuse_local_sizes("set --actors", workers=settings.workers)
         ray_engine.import_ray()  # a missing extra is said before any work
-    filters = make_filters(settings.filters, settings.filter_options())
+    filters = make_filters(settings.filters, {**settings.filter_options(), "root": root})
     classes, splits, paths, file_splits, labels = scan(root)
     specs = sorted({f.hash_spec for _, f in filters if getattr(f, "hash_spec", None)})
     flags: list[Flag] = []
@@ -249,10 +256,11 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
                 if error is not None and is_unreadable(error):
                     unreadable[paths[first + i]] = error[len(UNREADABLE) :]
             flags += _check_chunk(filters, first, decoded, paths, file_splits, labels)
-    groups = []
+    groups, verification = [], {}
     for name, flt in filters:
         flags += [replace(f, filter=name) for f in _call(name, flt.finish)]
         groups += getattr(flt, "groups", [])
+        verification.update(getattr(flt, "verification", None) or {})
     if unreadable:  # no filter's flag moves a file that could not be read (a plugin's neither)
         flags = [f for f in flags if f.path not in unreadable]
     used = {name: _describe(flt) for name, flt in filters}
@@ -269,6 +277,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
         settings=used,
         seconds=time.perf_counter() - start,
         unreadable=unreadable,
+        verification=verification,
     )
 
 
@@ -315,7 +324,7 @@ def _call(name, method, *args) -> list:
 
 
 def _describe(flt) -> dict:
-    keys = ("blank_std", "threshold", "hash_spec", "drop_conflicts")
+    keys = ("blank_std", "threshold", "hash_spec", "drop_conflicts", "verify", "verify_threshold")
     found = {k: getattr(flt, k) for k in keys if getattr(flt, k, None) is not None}
     if "hash_spec" in found:
         found["hash"], found["hash_size"] = found.pop("hash_spec")
@@ -359,6 +368,7 @@ def build_summary(result: CleanResult) -> dict:
             "files_in_groups": sum(len(g.paths) for g in groups),
             "cross_split_groups": len(cross),
             "label_conflict_groups": len(conflicts),
+            **_verification_counts(result),
         },
         "examples": examples,
         "seconds": round(result.seconds, 3),
@@ -370,6 +380,15 @@ def build_summary(result: CleanResult) -> dict:
             "examples": unreadable_list(first),
         }
     return summary
+
+
+def _verification_counts(result: CleanResult) -> dict:
+    """Near-duplicate candidate pairs (of different pixels, hashes within the threshold)
+    checked on their pixels, and those rejected as different photos; only where it ran."""
+    v = result.verification
+    if "pairs_checked" not in v:
+        return {}
+    return {"near_pairs_checked": v["pairs_checked"], "near_pairs_rejected": v["pairs_rejected"]}
 
 
 def _exact_sets(result: CleanResult) -> int:

@@ -12,7 +12,14 @@ kept copies, by this deterministic rule:
    in a group yet within the threshold of it joins its group.
 
 So every flagged copy is within the threshold of the copy kept for it (no chains of
-"similar to something similar"), and the same data always gives the same groups. A group
+"similar to something similar"), and the same data always gives the same groups.
+
+With verification (`scores`, fercli.near_verify; on by default in `fercli clean`), "within
+the threshold" also asks the pixels: two copies with different pixels count as near
+duplicates only when their hashes are within the threshold (identical hashes included) and
+the pixel score of the pair is at least `verify_threshold` (the same photograph). Then the
+rule above runs on sets of pixel-identical copies instead of hashes; without verification
+it is the hash-only rule, unchanged. A group
 whose copies carry different labels is a label conflict; with `drop_conflicts` every copy of
 such a group is flagged. A cluster is a set of copies linked by chains of near duplicates.
 """
@@ -111,6 +118,80 @@ def group_around_kept(
     return groups
 
 
+def group_verified(
+    paths: list[str],
+    splits: list[str],
+    labels: list[str],
+    bits: np.ndarray,
+    threshold: int,
+    digests: list[bytes],
+    scores,
+    verify_threshold: float,
+):
+    """`group_around_kept` with verification: (groups of row indices, the kept copy first;
+    {(row a, row b): score} of the candidate pairs checked, one representative row per set
+    of pixel-identical copies). `scores(rows_a, rows_b)` gives the pixel score of each pair
+    of rows."""
+    uid, ei, ej, _ = near_graph(bits, threshold)
+    if len(uid) == 0:
+        return [], {}
+    ids: dict[bytes, int] = {}
+    pix = np.array([ids.setdefault(d, len(ids)) for d in digests], np.int64)
+    nodes = len(ids)
+    rep = np.unique(pix, return_index=True)[1]  # the first row of each pixel set
+    node_hash = uid[rep]
+    by_hash = defaultdict(list)  # hash id -> pixel sets with that hash
+    for node, h in enumerate(node_hash.tolist()):
+        by_hash[h].append(node)
+    na, nb = [], []
+    for same in by_hash.values():  # different pixels, identical hashes
+        for x in range(len(same)):
+            for y in range(x + 1, len(same)):
+                na.append(same[x])
+                nb.append(same[y])
+    for a, b in zip(ei.tolist(), ej.tolist()):
+        for x in by_hash.get(a, ()):
+            for y in by_hash.get(b, ()):
+                na.append(x)
+                nb.append(y)
+    na, nb = np.array(na, np.int64), np.array(nb, np.int64)
+    pair_score = scores(rep[na], rep[nb]) if len(na) else np.zeros(0, np.float32)
+    ok = pair_score >= verify_threshold
+    checked = {
+        (int(x), int(y)): float(v)
+        for x, y, v in zip(rep[na].tolist(), rep[nb].tolist(), pair_score.tolist())
+    }
+    cluster = connected(nodes, na[ok], nb[ok])[pix]
+    candidates = np.flatnonzero(np.bincount(cluster)[cluster] > 1).tolist()
+    votes = Counter((cluster[i], labels[i]) for i in candidates)
+    ranked = sorted(
+        candidates,
+        key=lambda i: (split_rank(splits[i]), -votes[cluster[i], labels[i]], paths[i]),
+    )
+    neighbours = defaultdict(list)
+    for a, b in zip(na[ok].tolist(), nb[ok].tolist()):
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    holders = defaultdict(list)  # pixel set -> its rows, in rank order
+    for i in ranked:
+        holders[pix[i]].append(i)
+    grouped: set[int] = set()
+    groups = []
+    for i in ranked:
+        if i in grouped:
+            continue
+        group = [i]
+        grouped.add(i)
+        for node in [pix[i], *neighbours[pix[i]]]:
+            for other in holders[node]:
+                if other not in grouped:
+                    grouped.add(other)
+                    group.append(other)
+        if len(group) > 1:
+            groups.append(group)
+    return groups, checked
+
+
 def find_duplicates(
     paths: list[str],
     splits: list[str],
@@ -119,10 +200,33 @@ def find_duplicates(
     digests: list[bytes],
     threshold: int,
     drop_conflicts: bool = False,
+    scores=None,
+    verify_threshold: float | None = None,
+    stats: dict | None = None,
 ) -> tuple[list[DuplicateGroup], list[Flag]]:
     """Group near-duplicate images (hashes: bool rows of `bits`) and flag every copy but the
-    kept one. `digests` identify pixel-identical images."""
-    found = group_around_kept(paths, splits, labels, bits, threshold)
+    kept one. `digests` identify pixel-identical images. With `scores` (a callable giving
+    the pixel score of pairs of rows, fercli.near_verify.PixelScorer), near duplicates are
+    verified: a pair counts only when its score is at least `verify_threshold` (default
+    fercli.near_verify.DEFAULT_VERIFY_THRESHOLD). `stats`, where given, receives the counts
+    of candidate pairs checked and rejected."""
+    checked: dict = {}
+    if scores is None:
+        found = group_around_kept(paths, splits, labels, bits, threshold)
+    else:
+        from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD
+
+        if verify_threshold is None:
+            verify_threshold = DEFAULT_VERIFY_THRESHOLD
+        found, checked = group_verified(
+            paths, splits, labels, bits, threshold, digests, scores, verify_threshold
+        )
+    if stats is not None and scores is not None:
+        stats["pairs_checked"] = len(checked)
+        stats["pairs_rejected"] = sum(v < verify_threshold for v in checked.values())
+    rep: dict[bytes, int] = {}
+    for r, d in enumerate(digests):
+        rep.setdefault(d, r)
     found.sort(key=lambda rows: min(paths[i] for i in rows))
     words = pack(bits)
     groups, flags = [], []
@@ -153,7 +257,10 @@ def find_duplicates(
                 reason = f"exact duplicate of {paths[k]}"
             else:
                 distance = int(popcount(words[i] ^ words[k]))
-                reason = f"near duplicate of {paths[k]} (hash distance {distance})"
+                reason = f"near duplicate of {paths[k]} (hash distance {distance}"
+                a, b = rep[digests[k]], rep[digests[i]]
+                score = checked.get((a, b), checked.get((b, a)))
+                reason += ")" if score is None else f", pixel score {score:.3f})"
             if splits[i] != splits[k]:
                 reason += f"; cross-split: the {splits[k]} copy is kept"
             if conflict:

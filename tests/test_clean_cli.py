@@ -10,6 +10,8 @@ import pytest
 from clean_helpers import make_dirty_dataset, tree
 from PIL import Image
 
+from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD
+
 
 @pytest.fixture
 def dirty(tmp_path):
@@ -28,7 +30,8 @@ def test_dry_run_json_touches_nothing(run_cli, dirty):
     assert summary["flagged"]["files"] == len(info["planted"])
     assert summary["duplicates"]["cross_split_groups"] == 1
     assert summary["settings"]["dedup"] == {
-        "blank_std": 5.0, "threshold": 6, "drop_conflicts": False, "hash": "phash", "hash_size": 8
+        "blank_std": 5.0, "threshold": 6, "drop_conflicts": False, "hash": "phash", "hash_size": 8,
+        "verify": True, "verify_threshold": DEFAULT_VERIFY_THRESHOLD,
     }  # fmt: skip
     assert tree(root) == before
 

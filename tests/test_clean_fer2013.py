@@ -5,8 +5,26 @@ import pytest
 
 from fercli.cleaning import CleanSettings, run_clean
 
-# docs/clean.md, "On FER-2013": defaults (phash, 8, threshold 6, blank std 5).
+# docs/clean.md, "On FER-2013": defaults (phash, 8, threshold 6, blank std 5, near
+# duplicates verified on their pixels at fercli.near_verify's default threshold;
+# docs/near-duplicates.md).
 README_COUNTS = {
+    "images": 32298,
+    "flagged": 2838,
+    "blank": 14,
+    "corrupt": 0,
+    "dedup": 2824,
+    "groups": 2029,
+    "exact_groups": 1272,
+    "near_groups": 1047,
+    "files_in_groups": 4853,
+    "cross_split_groups": 480,
+    "label_conflict_groups": 175,
+    "near_pairs_checked": 2041,
+    "near_pairs_rejected": 155,
+}
+# The same with --no-verify: the hash alone decides (the counts before verification).
+UNVERIFIED_COUNTS = {
     "images": 32298,
     "flagged": 2937,
     "blank": 14,
@@ -21,24 +39,34 @@ README_COUNTS = {
 }
 
 
-@pytest.mark.fer2013
-def test_counts_on_fer2013_match_the_readme(fer2013):
-    result = run_clean(fer2013, CleanSettings(filters=["corrupt", "blank", "dedup"]))
-    summary = result.summary()
+def counts(summary: dict, keys) -> dict:
     dups = summary["duplicates"]
     per_filter = summary["flagged"]["per_filter"]
-    found = {
+    return {
         "images": summary["images"]["total_before"],
         "flagged": summary["flagged"]["files"],
         "blank": per_filter["blank"],
         "corrupt": per_filter["corrupt"],
         "dedup": per_filter["dedup"],
-        **{k: dups[k] for k in README_COUNTS if k in dups},
+        **{k: dups[k] for k in keys if k in dups},
     }
-    assert found == README_COUNTS
+
+
+@pytest.mark.fer2013
+def test_counts_on_fer2013_match_the_readme(fer2013):
+    result = run_clean(fer2013, CleanSettings(filters=["corrupt", "blank", "dedup"]))
+    assert counts(result.summary(), README_COUNTS) == README_COUNTS
     # Leakage: every cross-split group keeps its test copy and flags the train ones.
     for group in result.groups:
         if group.cross_split:
             assert group.kept.startswith("test/")
     flagged_train = {f.path for f in result.flags if "cross-split" in f.reason}
     assert flagged_train and all(p.startswith("train/") for p in flagged_train)
+
+
+@pytest.mark.fer2013
+def test_counts_on_fer2013_without_verification(fer2013):
+    settings = CleanSettings(filters=["corrupt", "blank", "dedup"], verify=False)
+    summary = run_clean(fer2013, settings).summary()
+    assert "near_pairs_checked" not in summary["duplicates"]
+    assert counts(summary, UNVERIFIED_COUNTS) == UNVERIFIED_COUNTS

@@ -2,6 +2,7 @@
 plugin's. They see images in batches (fercli.filters.ImageBatch)."""
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -50,7 +51,10 @@ class BlankFilter(Filter):
 class DedupFilter(Filter):
     """Exact and near duplicates by perceptual hash; see fercli.duplicates for the groups
     and the rule that picks the copy to keep. Blank images are left out (their hashes say
-    nothing), as are unreadable ones."""
+    nothing), as are unreadable ones. With `verify` (the default) near duplicates are
+    checked on their pixels (fercli.near_verify): the images of candidate pairs are decoded
+    again from `root` at the end (no pixels are kept while scanning), or, without a root
+    (batches built by hand), kept from the batches."""
 
     name = "dedup"
 
@@ -61,10 +65,14 @@ class DedupFilter(Filter):
         threshold: int | None = None,
         blank_std: float = DEFAULT_BLANK_STD,
         drop_conflicts: bool = False,
+        verify: bool = True,
+        verify_threshold: float | None = None,
+        root=None,
     ):
         from fercli.duplicates import default_threshold
         from fercli.errors import FercliError
         from fercli.hashing import check_hash, hash_bits
+        from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD, check_threshold
 
         check_hash(hash, hash_size)
         bits = hash_bits(hash, hash_size)
@@ -77,6 +85,13 @@ class DedupFilter(Filter):
         self.hash_spec = (hash, hash_size)
         self.blank_std = blank_std
         self.drop_conflicts = drop_conflicts
+        self.verify = bool(verify)
+        if verify_threshold is None:
+            verify_threshold = DEFAULT_VERIFY_THRESHOLD
+        self.verify_threshold = check_threshold(verify_threshold) if self.verify else None
+        self.root = root
+        self.verification: dict = {}
+        self._images = []  # only without a root
         self.groups = []
         self._paths, self._splits, self._labels, self._digests = [], [], [], []
         self._bits = []
@@ -101,12 +116,23 @@ class DedupFilter(Filter):
         else:  # a batch built by hand: identical 48x48 arrays count as identical pixels
             self._digests += [hashlib.blake2b(batch.images[i].tobytes()).digest() for i in rows]
         self._bits.append(bits[rows])
+        if self.verify and self.root is None:
+            self._images.append(batch.images[rows])
         return ()
 
     def finish(self):
         from fercli.duplicates import find_duplicates
+        from fercli.near_verify import PixelScorer
 
         bits = np.concatenate(self._bits) if self._bits else np.zeros((0, 1), bool)
+        scorer = None
+        if self.verify and self.root is not None:
+            base = os.path.join(str(self.root), "")
+            scorer = PixelScorer(files=[base + p for p in self._paths])
+        elif self.verify:
+            images = np.concatenate(self._images) if self._images else np.zeros((0, 48, 48))
+            scorer = PixelScorer(images=images)
+        self.verification = {}
         self.groups, flags = find_duplicates(
             self._paths,
             self._splits,
@@ -115,6 +141,9 @@ class DedupFilter(Filter):
             self._digests,
             self.threshold,
             self.drop_conflicts,
+            scores=scorer,
+            verify_threshold=self.verify_threshold,
+            stats=self.verification,
         )
         return flags
 

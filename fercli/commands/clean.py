@@ -80,6 +80,20 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without 
     is_flag=True,
     help="Flag every copy of a duplicate group whose labels disagree (default: keep one).",
 )
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check each near-duplicate pair on its pixels (aligned, band-pass correlation) and "
+    "keep only pairs that are the same photo; --no-verify: the hash alone decides.",
+)
+@click.option(
+    "--verify-threshold",
+    type=click.FloatRange(-1, 1),
+    help="Lowest pixel score (a correlation, -1 to 1) of a verified pair [default: "
+    "DEFAULT_VERIFY_THRESHOLD of fercli/near_verify.py; the summary's settings show the value "
+    "used; docs/near-duplicates.md].",
+)
 @click.option("--workers", type=click.IntRange(1), help="Decoding processes [default: all cores].")
 @ray_options(
     "Where images are decoded and hashed: here, or on a Ray cluster with Ray Data "
@@ -102,6 +116,8 @@ def clean_command(
     threshold,
     blank_std,
     drop_conflicts,
+    verify,
+    verify_threshold,
     workers,
     engine,
     ray_address,
@@ -138,6 +154,8 @@ def clean_command(
         threshold=threshold,
         blank_std=blank_std,
         drop_conflicts=drop_conflicts,
+        verify=verify,
+        verify_threshold=verify_threshold,
         workers=workers,
         engine=engine,
         ray_address=ray_address,
