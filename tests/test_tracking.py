@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from fercli.faces.tracking import Tracker, TrackLog, iou
+from fercli.faces.tracking import Tracker, TrackLog, cheapest, iou
 
 
 def box(cx, cy, size=80.0):
@@ -128,6 +128,22 @@ def test_iou():
     a = np.array([[0, 0, 10, 10], [0, 0, 0, 0]], float)
     b = np.array([[5, 0, 15, 10], [20, 20, 30, 30]], float)
     assert iou(a, b) == pytest.approx(np.array([[1 / 3, 0], [0, 0]]))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 2), (2, 3), (4, 4), (5, 1), (1, 5)])
+def test_cheapest_is_the_optimal_assignment(shape):
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(sum(shape))
+    for k in range(300):
+        cost = rng.uniform(0, 1, shape)
+        if k % 3 == 0:  # a clear best each (the shortcut); else contested
+            cost[np.arange(min(shape)), np.arange(min(shape))] -= 1
+        pairs = cheapest(cost)
+        rows, cols = linear_sum_assignment(cost)
+        assert len(pairs) == min(shape) and pairs == sorted(pairs)
+        assert len({j for _, j in pairs}) == len(pairs)
+        assert sum(cost[i, j] for i, j in pairs) == pytest.approx(cost[rows, cols].sum())
 
 
 def test_tracking_is_cheap():

@@ -165,11 +165,29 @@ class Tracker:
         """(track index, box index) pairs of the cheapest assignment."""
         if not self.tracks or not len(boxes):
             return []
-        from scipy.optimize import linear_sum_assignment
-
         cost = self.costs(boxes)
-        rows, cols = linear_sum_assignment(cost)
-        return [(i, j) for i, j in zip(rows.tolist(), cols.tolist()) if cost[i, j] < UNMATCHED]
+        return [(i, j) for i, j in cheapest(cost) if cost[i, j] < UNMATCHED]
+
+
+def cheapest(cost: np.ndarray) -> list[tuple[int, int]]:
+    """The pairs (row, column) of the assignment of least total cost, min(rows, columns) of
+    them: the Hungarian algorithm (scipy's linear_sum_assignment). Where every row's cheapest
+    column is its own (or, with more rows than columns, every column's cheapest row), that is
+    the answer without scipy (no assignment costs less than the sum of those minima): most
+    frames, whose faces each overlap one track, need no import of scipy.optimize."""
+    n, m = cost.shape
+    if n <= m:
+        best = cost.argmin(axis=1).tolist()
+        if len(set(best)) == n:
+            return list(enumerate(best))
+    else:
+        best = cost.argmin(axis=0).tolist()
+        if len(set(best)) == m:
+            return sorted((i, j) for j, i in enumerate(best))
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(cost)
+    return list(zip(rows.tolist(), cols.tolist()))
 
 
 @dataclass
