@@ -34,7 +34,7 @@ from fercli.hashing import connected, pack, popcount
 from fercli.near_search import near_graph
 
 SPLIT_ORDER = ("test", "val", "train")
-# Measured on FER-2013 with 64-bit phash (see README, "Cleaning data"): pairs at distance 6
+# Measured on FER-2013 with 64-bit phash (docs/clean.md, "Near duplicates"): pairs at distance 6
 # or less are the same photograph; at 8 about half are different people.
 DEFAULT_THRESHOLD_64 = 6
 

@@ -4,7 +4,7 @@ On the CPU every worker decodes its chunk *and* runs the model on it, with its o
 onnxruntime session of `threads // workers` threads: decoding and inference then never
 contend for a core, and onnxruntime's threads never wait for each other on small batches.
 The bundled `fast` model runs end to end at 0.81-0.82 of its model-only speed over
-FER-2013's 3,589 test files and 0.88-0.92 over its 28,709 train files (README's Speed section,
+FER-2013's 3,589 test files and 0.88-0.92 over its 28,709 train files (docs/benchmarks/predict.md,
 benchmarks/bench_predict.py), where it ran at 0.51 when the workers only decoded and one
 session with every core predicted (and Pillow decoded). On CUDA or OpenVINO
 the workers only decode and this process predicts: one session holds the device. The Ray

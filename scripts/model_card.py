@@ -61,8 +61,8 @@ def render(card: dict) -> str:
         f"- Distilled from {teacher['model']} ({teacher['precision']}, sha256 "
         f"`{teacher['sha256'][:16]}...`, read from `{teacher['path']}`), distillation weight "
         f"{t['config']['distill_weight']}, temperature {t['config']['distill_temperature']}, "
-        f"targets: {teacher.get('targets', 'cached')}: `fercli train --teacher` (README, "
-        "Distillation).\n"
+        f"targets: {teacher.get('targets', 'cached')}: `fercli train --teacher` "
+        "(docs/train.md, Distillation).\n"
         if teacher
         else ""
     )
@@ -88,7 +88,7 @@ def render(card: dict) -> str:
     ema = t["config"].get("ema")
     averaged = (
         f"- Weights: the moving average of the training steps' weights (`--ema {ema}`), "
-        "validated and exported in their place (README, Training).\n"
+        "validated and exported in their place (docs/train.md, Options).\n"
         if ema
         else ""
     )

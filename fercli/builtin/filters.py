@@ -11,7 +11,7 @@ from fercli.hookspecs import hookimpl
 
 # Pixel standard deviation (0-255 scale, on the 48x48 image) under which an image counts as
 # blank. On FER-2013 the 12 all-black images have 0, a flat gray one 0.65 and a black frame
-# with one bright speck 4.1; the darkest real face has 9.1 (README, "Cleaning data").
+# with one bright speck 4.1; the darkest real face has 9.1 (docs/clean.md).
 DEFAULT_BLANK_STD = 5.0
 
 
@@ -128,10 +128,12 @@ class DedupFilter(Filter):
         scorer = None
         if self.verify and self.root is not None:
             base = os.path.join(str(self.root), "")
-            scorer = PixelScorer(files=[base + p for p in self._paths])
+            scorer = PixelScorer(
+                files=[base + p for p in self._paths], enough=self.verify_threshold
+            )
         elif self.verify:
             images = np.concatenate(self._images) if self._images else np.zeros((0, 48, 48))
-            scorer = PixelScorer(images=images)
+            scorer = PixelScorer(images=images, enough=self.verify_threshold)
         self.verification = {}
         self.groups, flags = find_duplicates(
             self._paths,

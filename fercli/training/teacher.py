@@ -8,7 +8,7 @@ the images) so that --resume and later runs on the same images skip it.
 `--teacher-targets batch`: the teacher runs on every augmented batch, on exactly what the
 student sees (rotation, crop, jitter, mixup), so its targets follow the augmentation ("function
 matching"). On a CPU that costs more than the student's own step (the bundled 5-network
-ensemble is 1.32 G multiply-accumulates an image); README's Training section has the figures.
+ensemble is 1.32 G multiply-accumulates an image); docs/train.md has the figures.
 """
 
 import hashlib
