@@ -388,3 +388,62 @@ def test_smoothed_csv_columns_and_option_errors(sequence_plugin, tmp_path, run_c
     assert folder.exit_code == 2 and "Traceback" not in folder.output
     help_text = run_cli("predict-video", "--help").output
     assert "0: every frame" in help_text and "--summary" in help_text and "track" in help_text
+
+
+def test_redetect_looks_around_the_tracks_between_whole_frames(tmp_path, monkeypatch):
+    pytest.importorskip("av")
+    import fercli.faces.video as video_module
+
+    names = list(EXPRESSIONS)
+    faces = [draw_face(names[i], np.random.default_rng(i)) for i in range(2)]  # MTCNN finds
+    frames = [
+        scene(
+            320, 240, [Placed(faces[0], 80 + 2 * k, 120, 100), Placed(faces[1], 240 - k, 125, 100)]
+        )
+        for k in range(20)
+    ]
+    video = make_video(tmp_path / "drift.mp4", frames)  # 2 s at 10 fps
+    whole = []
+    real = video_module.detect_scaled
+    monkeypatch.setattr(video_module, "detect_scaled", lambda d, im: whole.append(1) or real(d, im))
+    runs = {}
+    for redetect in (0.0, 0.5):
+        whole.clear()
+        out = tmp_path / f"v{redetect}.csv"
+        result = video_module.predict_video([video], out, fps=0, provider="cpu", redetect=redetect)
+        assert (result.frames, result.faces, result.tracks) == (20, 40, 2)
+        runs[redetect] = (len(whole), read_csv(out))
+    assert runs[0.0][0] == 20 and runs[0.5][0] == 4  # the whole frame at 0, 0.5, 1 and 1.5 s
+    for a, b in zip(runs[0.0][1], runs[0.5][1]):
+        assert a["track"] == b["track"] and a["face"] == b["face"]
+        boxes = [np.array(r["box"].split(","), float) for r in (a, b)]
+        assert np.abs(boxes[0] - boxes[1]).max() <= 12  # a 100 px face, found on a 64 px copy
+
+
+def test_find_near_maps_region_faces_back_and_counts_a_face_once():
+    from fercli.faces.detect import Face
+    from fercli.faces.video import find_near
+
+    class Centre:
+        """Finds one face filling the middle half of each picture it is shown."""
+
+        def __init__(self):
+            self.sizes = []
+
+        def detect(self, images):
+            self.sizes += [a.shape[:2] for a in images]
+            out = []
+            for a in images:
+                h, w = a.shape[:2]
+                marks = np.array([[w / 2, h / 2]] * 5)
+                out.append([Face((w / 4, h / 4, 3 * w / 4, 3 * h / 4), 0.9, marks)])
+            return out
+
+    image = Image.new("RGB", (640, 480))
+    detector = Centre()
+    found = find_near(detector, image, [(200, 100, 400, 300), (210, 100, 410, 300)])
+    assert len(found) == 1 and detector.sizes == [(128, 128), (128, 128)]  # 64 px faces
+    assert found[0].box == pytest.approx((200, 100, 400, 300), abs=2)
+    assert found[0].landmarks[0] == pytest.approx((300, 200), abs=2)
+    edge = find_near(Centre(), image, [(590, 400, 690, 500)])[0]  # cut at the corner:
+    assert edge.box == pytest.approx((565, 382.5, 615, 447.5), abs=1)  # x 540-640, y 350-480

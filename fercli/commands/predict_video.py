@@ -61,6 +61,16 @@ from fercli.commands.face_options import face_filter_options
     help="How long a track waits for a face it lost (at least 2 sampled frames); a person "
     "seen again later gets a new track number.",
 )
+@click.option(
+    "--redetect",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Look for faces in the whole frame only every SECONDS; in the frames between, only "
+    "around each track's expected place (several times faster at a high --fps, e.g. --fps 0; "
+    "a new face is found at the next whole-frame look). 0: the whole of every frame.",
+)
 @click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
     "--provider",

@@ -146,6 +146,17 @@ class Tracker:
                 self.next_id += 1
         return ids
 
+    def expected(self, t: float) -> np.ndarray:
+        """Where each live track's box (x1, y1, x2, y2) should be at time t (the tracks
+        are not changed): for looking for their faces only there."""
+        alive = [
+            k for k in self.tracks if k.misses <= self.min_misses or t - k.seen <= self.max_age
+        ]
+        if not alive:
+            return np.zeros((0, 4))
+        states = np.stack([k.x[:4] + max(t - k.time, 0.0) * k.x[4:] for k in alive])
+        return to_xyxy(states)
+
     def costs(self, boxes: np.ndarray) -> np.ndarray:
         """(tracks, boxes): 1 - IoU with the predicted box where they overlap enough, else
         1 + the centre distance relative to how far the track may be, else UNMATCHED."""

@@ -27,11 +27,11 @@ from PIL import Image
 
 from fercli.errors import FercliError
 from fercli.faces.align import align
-from fercli.faces.detect import detect_scaled
+from fercli.faces.detect import Face, detect_scaled
 from fercli.faces.predict_faces import COLUMNS as FACE_COLUMNS
 from fercli.faces.predict_faces import detector as make_detector
 from fercli.faces.predict_faces import face_columns, keep_faces, reset_detectors
-from fercli.faces.tracking import Tracker, TrackLog
+from fercli.faces.tracking import Tracker, TrackLog, iou
 from fercli.images import ImageError, _is_empty, _reason, open_regular
 from fercli.predict_output import ENCODING, CsvOut, make_rows, output_format
 from fercli.progress import say
@@ -112,9 +112,14 @@ class VideoOptions:
     smooth: float = 0.0  # seconds: the time constant of each track's smoothing; 0: off
     smoothed_columns: bool = False  # the rows gain the smoothed label and probabilities
     track_gap: float = 1.0  # seconds a track waits for a face it has lost
+    redetect: float = 0.0  # seconds between whole-frame detections; 0: every sampled frame
 
     def check(self, output: Path) -> None:
-        for name, value in (("fps", self.fps), ("smooth", self.smooth)):
+        for name, value in (
+            ("fps", self.fps),
+            ("smooth", self.smooth),
+            ("redetect", self.redetect),
+        ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise FercliError(f"--{name} must be 0 or more (got {value}).")
         if not (math.isfinite(self.track_gap) and self.track_gap >= 0):
@@ -189,9 +194,16 @@ class VideoRun:
         reset_detectors()
         self.detector = make_detector(options.detector)
 
-    def find(self, image) -> list:
+    def find(self, image, t: float, tracker: Tracker) -> list:
+        """The faces of a frame, left to right: found in the whole frame or, with --redetect
+        between two whole-frame detections, only around where the tracks are going."""
         o = self.options
-        return keep_faces(detect_scaled(self.detector, image), o.min_face_score, o.min_face_size)
+        near = tracker.expected(t) if o.redetect > 0 else ()
+        if len(near) and t - self.whole_at < o.redetect:
+            faces = find_near(self.detector, image, near)
+        else:
+            faces, self.whole_at = detect_scaled(self.detector, image), t
+        return keep_faces(faces, o.min_face_score, o.min_face_size)
 
     def video(self, path: str, f, result: VideoResult) -> TrackLog:
         """Write one video's rows; its TrackLog."""
@@ -199,7 +211,7 @@ class VideoRun:
         every = "every frame" if o.fps == 0 else f"{o.fps:g} frames/s"
         say(f"Predicting faces in {path} at {every}")
         log = TrackLog(path, self.classes, o.smooth, curves=bool(o.timeline))
-        tracker = Tracker(max_age=o.track_gap)
+        tracker, self.whole_at = Tracker(max_age=o.track_gap), -math.inf
         t = 0.0
         try:
             for t, number, image in sampled_frames(path, o.fps):
@@ -223,7 +235,7 @@ class VideoRun:
 
     def frame_rows(self, path, t, number, image, tracker: Tracker, log: TrackLog) -> list[dict]:
         """A frame's rows, one per face left to right, each with its track number."""
-        faces = self.find(image)
+        faces = self.find(image, t, tracker)
         where = {"time": round(float(t), 3), "frame": number}
         if not faces:
             tracker.update(t, [])  # the tracks missed a frame
@@ -248,6 +260,44 @@ class VideoRun:
         if isinstance(self.fmt, CsvOut):
             return {**fields, **{f"smoothed_prob_{c}": v for c, v in zip(self.classes, values)}}
         return {**fields, "smoothed_probabilities": dict(zip(self.classes, values))}
+
+
+NEAR_SIDE = 64  # a tracked face's side, in pixels, in the copy of its region searched
+
+
+def find_near(detector, image: Image.Image, boxes) -> list[Face]:
+    """The faces found in a region around each box (x1, y1, x2, y2): a square twice the
+    box's side, scaled down so that the face is about NEAR_SIDE pixels (a region costs the
+    detector far less than the whole frame), in the image's own pixels; a face found in
+    two regions (people side by side) counted once, its best score kept."""
+    regions, copies = [], []
+    for x1, y1, x2, y2 in boxes:
+        side, cx, cy = max(x2 - x1, y2 - y1, 1.0), (x1 + x2) / 2, (y1 + y2) / 2
+        left, top = max(0, int(cx - side)), max(0, int(cy - side))
+        right, bottom = min(image.width, int(cx + side)), min(image.height, int(cy + side))
+        if right - left < 8 or bottom - top < 8:
+            continue
+        crop = image.crop((left, top, right, bottom))
+        factor = min(1.0, NEAR_SIDE / side)
+        size = (max(1, round(crop.width * factor)), max(1, round(crop.height * factor)))
+        copies.append(np.asarray(crop.resize(size, Image.BILINEAR) if factor < 1 else crop))
+        regions.append((left, top, crop.width / size[0]))
+    found = detector.detect(copies) if copies else []
+    faces = [moved(face, *where) for where, got in zip(regions, found) for face in got]
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        box = np.array([face.box])
+        if not kept or iou(box, np.array([k.box for k in kept])).max() < 0.5:
+            kept.append(face)
+    return kept
+
+
+def moved(face: Face, left: float, top: float, factor: float) -> Face:
+    """A face found in a scaled copy of a region -> the same face in the whole frame."""
+    face = face.scaled(factor)
+    x1, y1, x2, y2 = face.box
+    marks = None if face.landmarks is None else np.asarray(face.landmarks) + (left, top)
+    return Face((x1 + left, y1 + top, x2 + left, y2 + top), face.score, marks)
 
 
 def video_reason(exc: Exception, path, started: bool = False) -> str:
