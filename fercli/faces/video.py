@@ -193,6 +193,7 @@ class VideoRun:
         self.fmt = output_format(output, self.classes, options.topk, extra)
         reset_detectors()
         self.detector = make_detector(options.detector)
+        self.whole_at = -math.inf  # the time of the last whole-frame search (--redetect)
 
     def find(self, image, t: float, tracker: Tracker) -> list:
         """The faces of a frame, left to right: found in the whole frame or, with --redetect
@@ -227,7 +228,12 @@ class VideoRun:
             reason = video_reason(exc, path, started=log.frames > 0)
             if log.frames:
                 reason += f" (after {t:.1f} s)"
-            row = {"path": path, "status": "error", "error": reason, **dict.fromkeys(COLUMNS)}
+            row = {
+                "path": path,
+                "status": "error",
+                "error": reason,
+                **dict.fromkeys(self.fmt.extra),
+            }
             f.write(self.fmt.text([row]))
             result.errors.append((path, reason))
             log.error = reason
