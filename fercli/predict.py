@@ -417,7 +417,7 @@ def predict_dir(
         check_topk(topk, classes)
         fmt = output_format(output, classes, topk, stage.columns if stage else ())
         tally = Tally(classes, evaluate)
-        done = read_existing(output, fmt, tally.add) if resume else set()
+        done = read_existing(output, fmt, tally.add, faces=bool(stage)) if resume else set()
         resumed = tally.rows
         todo = [p for p in paths if p not in done]
         say(

@@ -191,12 +191,15 @@ def output_format(path: Path, classes, topk: int, extra: tuple[str, ...] = ()):
     return (CsvOut if kind == "csv" else JsonlOut)(classes, topk, extra)
 
 
-def read_existing(path: Path, fmt, on_row) -> set[str]:
+def read_existing(path: Path, fmt, on_row, faces: bool = False) -> set[str]:
     """Paths already in an output (for --resume); `on_row(row)` sees each complete row.
 
     The file is streamed, not loaded. A last record cut short by an interruption is dropped,
     and the file rewritten without it (to a temporary file, renamed) so appending stays
-    valid."""
+    valid. With `faces` (a row per face), the last picture's face rows are dropped too: a
+    kill can cut the file between two faces of one picture at a newline, which no record
+    shows, and only the file's end can be cut (it is written in order), so that picture is
+    predicted again and every other one is whole."""
     if not path.exists() or path.stat().st_size == 0:
         return set()
     try:
@@ -204,17 +207,34 @@ def read_existing(path: Path, fmt, on_row) -> set[str]:
             f.seek(-1, 2)
             cut = f.read(1) != b"\n"  # the writers end every record with a newline
         done, dropped = set(), []
-        for row, _ in _complete(path, fmt, cut, dropped):
+        for row, _ in _whole_pictures(_complete(path, fmt, cut, dropped), faces, dropped):
             done.add(row["path"])
             on_row(row)
         if dropped:
             with atomic_path(path) as tmp, open(tmp, "w", newline="", **ENCODING) as out:
                 fmt.start(out, new_file=True)
-                for _, raw in _complete(path, fmt, cut, []):
+                for _, raw in _whole_pictures(_complete(path, fmt, cut, []), faces, []):
                     fmt.copy(raw)
     except OSError as exc:
         raise FercliError(f"cannot read the existing output {path}: {exc.strerror}.") from None
     return done
+
+
+def _whole_pictures(items, faces: bool, dropped: list):
+    """The records, less the last picture's face rows where rows are faces (to `dropped`)."""
+    if not faces:
+        yield from items
+        return
+    held: list = []  # the rows of the picture read last
+    for item in items:
+        if held and item[0]["path"] != held[0][0]["path"]:
+            yield from held
+            held = []
+        held.append(item)
+    if held and held[0][0]["status"] == "ok":  # face rows: perhaps not all of them
+        dropped.extend(held)
+    else:  # one no_face or error row: whole
+        yield from held
 
 
 def _complete(path, fmt, cut: bool, dropped: list):
