@@ -24,7 +24,7 @@ DOCS = READMES + PAGES
 MKDOCS = (REPO / "mkdocs.yml").read_text()
 # Pages being written now, which mkdocs.yml's nav will list once they are in: until then a
 # page may be missing, or present without a nav entry (mkdocs only notes that, even --strict).
-PENDING = {"docs/video.md", "docs/near-duplicates.md"}
+PENDING = {"docs/near-duplicates.md"}
 # The page that documents each command (its examples in ```bash blocks).
 COMMAND_PAGES = {
     "plugins": "docs/plugins.md",
@@ -35,7 +35,7 @@ COMMAND_PAGES = {
     "evaluate": "docs/evaluate.md",
     "export-onnx": "docs/export.md",
     "predict-dir": "docs/predict.md",
-    "predict-video": "docs/faces.md",
+    "predict-video": "docs/video.md",
     "models": "docs/models.md",
 }
 README_MAX_LINES = 150
@@ -48,10 +48,10 @@ def section(text: str, heading: str) -> str:
 
 
 def code_lines(text: str) -> list[str]:
-    """Command lines of the ```bash blocks, comments stripped."""
+    """Command lines of the ```bash blocks, comments stripped, continued lines joined."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        for line in block.splitlines():
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.split(" #")[0].strip()
             if line and not line.startswith("#"):
                 lines.append(line)
