@@ -225,11 +225,6 @@ class Pipeline:
             )
         model_path = bundled.model_path(model)
         stage = None
-        if faces != "none" and engine == "ray":
-            raise FercliError(
-                "--engine ray predicts whole images: add --faces none (faces are found on the "
-                "local engine only)."
-            )
         if faces != "none":
             from fercli.faces.predict_faces import FaceStage, keep_faces
 
@@ -240,6 +235,9 @@ class Pipeline:
                 )
             keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
             stage = FaceStage(faces, detector, annotate, crops, keep=keep)
+            if ray_engine:  # the actors find the faces, and write --annotate and --crops
+                ray_engine.detector_plugins_dir(detector)  # one they cannot make: one line
+                stage = ray_engine.RemoteFaces(stage)
         elif annotate or crops:
             raise FercliError("--annotate and --crops need --faces auto or detect.")
         self.root, self.paths, self.other_files = root, paths, other_files
@@ -258,9 +256,15 @@ class Pipeline:
         `stack`: the session, whose `fallback` is for the caller to say."""
         stage, ray_engine, paths = self.stage, self.ray_engine, self.paths
         batch_size, workers, threads = self.batch_size, self.workers, self.threads
+        if ray_engine:
+            stack.enter_context(ray_engine.cluster(self.ray_address))
         # One chunk is done in this process; more go to workers, started before onnxruntime.
-        if stage:  # detection is slow: smaller chunks keep every worker busy
+        if stage:  # detection is slow: smaller chunks keep every worker (or actor) busy
+            if ray_engine:
+                gpus = 1 if self.provider == "cuda" else 0
+                workers = ray_engine.actor_count(self.actors, self.threads_per_actor, gpus)
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
+            workers = 0 if ray_engine else workers
         cpu_workers = (  # the workers will predict
             workers > 1
             and not stage
@@ -277,8 +281,6 @@ class Pipeline:
             setup = partial(open_worker_session, str(self.model_path), self.worker_threads)
         self.pool = stack.enter_context(closing(Workers(workers, setup)))
         self.in_workers = setup is not None and self.pool.count > 1  # each decodes and predicts
-        if ray_engine:
-            stack.enter_context(ray_engine.cluster(self.ray_address))
         self.onnx = OnnxModel(
             self.model_path, self.provider, threads, metadata_only=self.in_workers
         )
@@ -296,7 +298,13 @@ class Pipeline:
         else:
             chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
-        if self.engine == "ray":
+        if self.engine == "ray" and self.stage:  # the actors find, align and predict faces
+            predicted = self.ray_engine.face_chunks(
+                chunks, root, self.stage.stage, self.model_path, provider=self.provider,
+                batch_size=batch_size, tta=self.tta, actors=self.actors,
+                threads_per_actor=self.threads_per_actor,
+            )  # fmt: skip
+        elif self.engine == "ray":
             predicted = self.ray_engine.predict_chunks(
                 chunks, [str(root / p) for p in todo], self.model_path, len(info.classes),
                 provider=self.provider, batch_size=batch_size, tta=self.tta, actors=self.actors,
@@ -376,9 +384,9 @@ def predict_dir(
     faces="auto" or "detect": one row per face found by `detector` instead (see
     fercli.faces.predict_faces), with copies of the pictures with the faces drawn in
     `annotate` and the aligned faces in `crops` where given, leaving out faces scoring below
-    min_face_score or smaller than min_face_size pixels. engine "ray" decodes and
-    predicts on a Ray cluster (fercli.ray_engine) instead of here, whole images only; the
-    output is the same, row for row."""
+    min_face_score or smaller than min_face_size pixels. engine "ray" decodes (and finds
+    the faces) and predicts on a Ray cluster (fercli.ray_engine) instead of here; the output
+    is the same, byte for byte."""
     start_time = time.perf_counter()
     root, output = Path(root), Path(output)
     if batch_size < 1:

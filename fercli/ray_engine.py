@@ -16,12 +16,14 @@ the same path on every node (a shared filesystem).
 """
 
 import inspect
+import json
 import logging
 import os
 import socket
 import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -87,6 +89,152 @@ class Predictor:
             "error": np.array([errors.get(i, "") for i in range(len(paths))], dtype=object),
             "failed": np.array([i in errors for i in range(len(paths))]),
         }
+
+
+class FacePredictor(Predictor):
+    """A Ray Data actor for predict-dir --faces auto|detect: a chunk of pictures per call
+    (one dataset row, the chunk the local engine would cut), whose faces it finds with the
+    detector made here by name (fercli.faces.predict_faces.decode_faces, as a local worker
+    finds them), aligns and predicts with its own session, and whose --annotate and --crops
+    files it writes itself (atomically, as the local engine names them)."""
+
+    def __init__(self, model, provider, threads, batch_size, tta, stage, root, plugins_dir=None):
+        """stage: the driver's FaceStage (its mode, detector name, filters and folders);
+        root: the input folder (absolute); plugins_dir: the folder of the plugin file that
+        registers the detector, loaded here too."""
+        super().__init__(model, provider, threads, batch_size, tta)
+        from fercli.faces.predict_faces import reset_detectors
+        from fercli.predict_workers import predictor
+
+        if plugins_dir:
+            from fercli.plugins import load_plugins_dir
+
+            load_plugins_dir(plugins_dir)
+        reset_detectors()
+        self.stage, self.root = stage, root
+        self.decode = stage.decode(self.model.info.image_size)
+        self.predict_proba = predictor(self.model, batch_size, tta)
+
+    def __call__(self, batch: dict) -> dict:
+        import pickle
+
+        from fercli.faces.predict_faces import face_rows
+        from fercli.progress import console
+
+        results = []
+        for encoded in batch["chunk"]:
+            chunk = json.loads(encoded)
+            decoded = self.decode([os.path.join(self.root, rel) for rel in chunk])
+            crops, found = decoded
+            classes = self.model.info.classes
+            probs = (
+                self.predict_proba(crops) if len(crops) else np.zeros((0, len(classes)), np.float32)
+            )
+            said = ""
+            if self.stage.annotate or self.stage.crops:  # label, box and face, as locally
+                rows = face_rows(chunk, decoded, lambda _, p=probs: p, classes, 0)
+                with console.capture() as captured:  # its lines go back to the driver
+                    self.stage.save_extras(Path(self.root), chunk, rows, decoded)
+                said = captured.get()
+            results.append(pickle.dumps((probs, found, said), protocol=pickle.HIGHEST_PROTOCOL))
+        return {"index": batch["index"], "result": np.array(results, dtype=object)}
+
+
+class RemoteFaces:
+    """The driver's stand-in for a FaceStage whose work the FacePredictor actors do:
+    fercli.predict's loop asks it for each chunk's rows (made from the probabilities and
+    faces the actors found, as FaceStage.rows makes them) and to save the extras (already
+    written by the actors: it only says what they said)."""
+
+    def __init__(self, stage):
+        self.stage, self.columns = stage, stage.columns
+
+    def chunk_size(self, images: int, batch_size: int, actors: int) -> int:
+        return self.stage.chunk_size(images, batch_size, actors)
+
+    def rows(self, chunk, outcome, predict_proba, classes, topk) -> list[dict]:
+        from fercli.faces.predict_faces import face_rows
+
+        probs, found, _ = outcome
+        return face_rows(chunk, (probs, found), lambda _: probs, classes, topk)
+
+    def save_extras(self, root, chunk, rows, outcome) -> None:
+        from fercli.progress import say
+
+        for line in outcome[2].splitlines():
+            say(line)
+
+
+def detector_plugins_dir(name: str) -> str | None:
+    """Where the actors find the detector `name`: None for a built-in or an installed
+    plugin's (an entry point, imported on each node), the folder of a plugins-dir file
+    (which the actors load too: on a cluster, a shared folder); a detector registered only
+    in this process is refused in one line (the actors make it by name)."""
+    from fercli import registry
+    from fercli.plugins import plugin_info
+
+    entry = registry.get("detector", name)
+    info = plugin_info.get(entry.plugin)
+    if info is None:
+        raise FercliError(
+            f"--detector {name} is registered in this process only (plugin {entry.plugin!r}): "
+            "--engine ray makes the detector on each node by name, from fercli's built-in ones, "
+            "installed plugins (entry points) and --plugins-dir files."
+        )
+    return str(Path(info.source).parent) if info.origin == "plugins dir" else None
+
+
+def actor_count(actors: int | None, threads_per_actor: int = 1, gpus_per_actor: float = 0) -> int:
+    """--actors, or as many as the cluster's CPUs (and GPUs, for CUDA actors) hold."""
+    if actors is not None:
+        return actors
+    resources = import_ray().cluster_resources()
+    actors = max(1, int(resources.get("CPU", 1)) // threads_per_actor)
+    if gpus_per_actor:
+        actors = max(1, min(actors, int(resources.get("GPU", 0) // gpus_per_actor)))
+    return actors
+
+
+def face_chunks(
+    chunks: list[list[str]],
+    root,
+    stage,
+    model_path,
+    *,
+    provider: str,
+    batch_size: int,
+    tta: bool,
+    actors: int | None,
+    threads_per_actor: int,
+):
+    """(probabilities of the faces, [Found per picture], lines the actor said) for each
+    chunk of `root`'s pictures (paths relative to it), in order, one chunk per actor call:
+    RemoteFaces.rows' outcome. Runs on the cluster joined with `cluster()`."""
+    import pickle
+
+    ray = import_ray()
+    batches = map_files(
+        [json.dumps(chunk) for chunk in chunks],
+        FacePredictor,
+        dict(
+            model=ray.put(_read_bytes(model_path)),
+            provider=provider,
+            threads=threads_per_actor,
+            batch_size=batch_size,
+            tta=tta,
+            stage=stage,
+            root=os.path.abspath(root),  # the actors' working folder is not this one's
+            plugins_dir=detector_plugins_dir(stage.detector_name),
+        ),
+        batch_size=1,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
+        gpus_per_actor=1 if provider == "cuda" else 0,
+        key="chunk",
+    )
+    for batch in batches:
+        for result in batch["result"]:
+            yield pickle.loads(result)
 
 
 @contextmanager
@@ -181,12 +329,14 @@ def map_files(
     actors: int | None,
     threads_per_actor: int = 1,
     gpus_per_actor: float = 0,
+    key: str = "path",
 ):
     """The batches (dicts of numpy columns, "index" among them) that a pool of `actor_class`
     actors returns for `files`, in the files' order: the Ray Data part of every command run
     with --engine ray. `actor_class(**constructor_kwargs)` is made once per actor and called
-    with {"index", "path"} batches; a file it cannot read must become a row, not an exception
-    (one would abort the whole job). Runs on the cluster joined with `cluster()`."""
+    with {"index", key} batches (key: "path", or what the items are); a file it cannot read
+    must become a row, not an exception (one would abort the whole job). Runs on the cluster
+    joined with `cluster()`."""
     ray = import_ray()
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -198,12 +348,8 @@ def map_files(
     context.enable_progress_bars = False  # fercli's own bar counts the rows
     if not settings["verbose"]:  # Ray Data's plan and timing lines, with -v only
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if actors is None:  # as many as the cluster's CPUs (and GPUs, for CUDA actors) hold
-        resources = ray.cluster_resources()
-        actors = max(1, int(resources.get("CPU", 1)) // threads_per_actor)
-        if gpus_per_actor:
-            actors = max(1, min(actors, int(resources.get("GPU", 0) // gpus_per_actor)))
-    dataset = ray.data.from_items([{"index": i, "path": f} for i, f in enumerate(files)])
+    actors = actor_count(actors, threads_per_actor, gpus_per_actor)
+    dataset = ray.data.from_items([{"index": i, key: f} for i, f in enumerate(files)])
     options = dict(
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=batch_size,

@@ -1,14 +1,22 @@
 """predict-dir --engine ray: on a local Ray cluster (2 CPUs, no dashboard, a small object
-store) the output is byte for byte the local engine's, broken files included; a missing extra
-and an unreachable cluster are one line each. Skipped where Ray is not installed."""
+store) the output is byte for byte the local engine's, broken files included, with every
+--faces mode (the actors find the faces with MTCNN, write --annotate and --crops) and
+--resume; a missing extra, an unreachable cluster and a detector the actors cannot make are
+one line each. Skipped where Ray is not installed."""
 
 import json
+import os
 import sys
 
+import numpy as np
 import pytest
-from test_predict import make_mixed_folder
+from faces_scenes import OraclePlugin, Placed, backdrop, scene
+from PIL import Image
+from test_predict import make_mixed_folder, read_rows
 
+from fercli.plugins import pm
 from fercli.predict import predict_dir
+from fercli.synth import EXPRESSIONS, draw_face
 
 
 def needs_ray():
@@ -49,7 +57,7 @@ def test_ray_engine_writes_what_the_local_engine_writes(
 ):
     local_out = tmp_path / f"local{suffix}"
     local = predict_dir(mixed_folder, local_out, workers=0, batch_size=4, **options)
-    flags = ["--topk", "2", "--tta"] if options else []
+    flags = ["--faces", "none"] + (["--topk", "2", "--tta"] if options else [])
     result = run_cli(
         "predict-dir", mixed_folder, "-o", tmp_path / f"ray{suffix}", "--engine", "ray",
         "--actors", 2, "--batch-size", 4, *flags,
@@ -130,4 +138,123 @@ def test_local_sizes_with_ray_are_refused_in_one_line(mixed_folder, tmp_path, ru
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == ["Error: --workers and --threads size the local engine; with --engine ray "
                       "the actors do the work: set --actors and --threads-per-actor."]  # fmt: skip
+    assert not (tmp_path / "out.csv").exists()
+
+
+# ----------------------------------------------------------------------------- --faces
+
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory):
+    """make_mixed_folder's crops, odd formats and broken files, and scenes with synthetic
+    faces that MTCNN finds: three (the third small and scoring 0.79), one in a large picture
+    turned by EXIF, none."""
+    root = tmp_path_factory.mktemp("ray-faces") / "images"
+    make_mixed_folder(root)
+    names = list(EXPRESSIONS)
+    faces = [draw_face(names[i], np.random.default_rng(i)) for i in range(3)]
+    (root / "scenes").mkdir()
+    three = [Placed(faces[0], 170, 220, 160, 10), Placed(faces[1], 470, 240, 170)]
+    three.append(Placed(faces[2], 600, 380, 110))
+    scene(700, 480, three).save(root / "scenes" / "group.jpg", quality=95)
+    backdrop(400, 300, seed=3).save(root / "scenes" / "wall.png")
+    big = scene(1500, 1000, [Placed(faces[0], 500, 450, 420)], seed=2).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    big.rotate(90, expand=True).save(root / "turned big.jpg", exif=exif, quality=90)
+    return root
+
+
+def files_in(folder) -> dict:
+    return {
+        os.path.relpath(os.path.join(d, name), folder): open(os.path.join(d, name), "rb").read()
+        for d, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+FACE_CASES = {  # id: (output suffix, CLI options; A and C: the --annotate and --crops folders)
+    "auto-csv-annotate-crops": (".csv", "--faces auto --annotate A --crops C"),
+    "detect-jsonl-tta-topk-thresholds-crops": (
+        ".jsonl",
+        "--faces detect --tta --topk 2 --min-face-score 0.9 --min-face-size 100 --crops C",
+    ),
+    "none-csv-tta-no-recursive": (".csv", "--faces none --tta --no-recursive"),
+}
+
+
+@pytest.mark.parametrize("case", list(FACE_CASES))
+def test_ray_faces_write_what_the_local_engine_writes(
+    ray_cluster, face_folder, tmp_path, run_cli, case
+):
+    """The rows, the summary's counts and the --annotate and --crops files (names and
+    bytes) of `--engine ray` are the local engine's, for each --faces mode."""
+    suffix, options = FACE_CASES[case][0], FACE_CASES[case][1].split()
+    outputs = {}
+    for engine in ("local", "ray"):
+        flags = [str(tmp_path / engine / o) if o in ("A", "C") else o for o in options]
+        sizes = ["--workers", 0] if engine == "local" else ["--actors", 2]
+        out = tmp_path / f"{engine}{suffix}"
+        result = run_cli(
+            "predict-dir", face_folder, "-o", out, "--engine", engine, "--batch-size", 4,
+            *sizes, *flags,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        outputs[engine] = out
+    assert outputs["ray"].read_bytes() == outputs["local"].read_bytes()
+    local, ray = (
+        json.loads((tmp_path / f"{e}{suffix}.summary.json").read_text()) for e in ("local", "ray")
+    )
+    assert ray["engine"] == "ray" and local["engine"] == "local"
+    for key in ("rows", "errors", "no_face", "counts", "made_with", "faces", "tta"):
+        assert ray[key] == local[key], key
+    assert local["errors"] and local["rows"] > len(local["errors"])  # good and broken files
+    rows = read_rows(outputs["local"])
+    if options[1] != "none":  # faces in the scenes (fewer above the thresholds), none in one
+        faces = {row["path"]: str(row["face"]) for row in rows if row["face"] not in ("", None)}
+        assert faces == {
+            "scenes/group.jpg": "1" if "--min-face-score" in options else "2",
+            "turned big.jpg": "0",
+        }
+        assert "no_face" in {row["status"] for row in rows}
+    for folder in ("A", "C"):
+        if folder in options:
+            found = files_in(tmp_path / "local" / folder)
+            assert len(found) > 1  # the marker, and pictures or crops
+            assert files_in(tmp_path / "ray" / folder) == found
+
+
+def test_ray_resume_with_faces_appends_the_rest(ray_cluster, face_folder, tmp_path):
+    """An output cut between two faces of a picture, resumed on Ray: the file ends as an
+    uninterrupted local run's."""
+    full, cut = tmp_path / "full.csv", tmp_path / "cut.csv"
+    options = dict(faces="auto", batch_size=4, write_summary=False)
+    predict_dir(face_folder, full, workers=0, **options)
+    lines = full.read_bytes().split(b"\r\n")  # a path's own newline is a bare \n
+    group = [i for i, line in enumerate(lines) if line.startswith(b"scenes/group.jpg")]
+    assert len(group) == 3
+    cut.write_bytes(b"\r\n".join(lines[: group[0] + 1]) + b"\r\n")
+    result = predict_dir(face_folder, cut, engine="ray", actors=2, resume=True, **options)
+    assert result.resumed == group[0] - 1  # the rows before group.jpg's
+    assert cut.read_bytes() == full.read_bytes()
+
+
+def test_a_detector_registered_in_this_process_only_is_refused(face_folder, tmp_path, run_cli):
+    """The actors make the detector by name on their node: one registered by this process
+    alone (not installed, not a --plugins-dir file) cannot be, which is one line."""
+    needs_ray()
+    pm.register(OraclePlugin({}), name="oracle-here-only")
+    try:
+        result = run_cli(
+            "predict-dir", face_folder, "-o", tmp_path / "out.csv", "--engine", "ray",
+            "--detector", "oracle",
+        )  # fmt: skip
+    finally:
+        pm.unregister(name="oracle-here-only")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: --detector oracle is registered in this process only (plugin "
+                      "'oracle-here-only'): --engine ray makes the detector on each node by "
+                      "name, from fercli's built-in ones, installed plugins (entry points) and "
+                      "--plugins-dir files."]  # fmt: skip
     assert not (tmp_path / "out.csv").exists()

@@ -71,7 +71,7 @@ from fercli.commands.ray_options import ray_options
     help="detect: find the faces in each picture, one row per face (face, box, face_score, "
     "face_size), status=no_face where none; none: each image is one face (centre square); "
     "auto: detect in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are "
-    "read as with none [default: auto; none with --engine ray, which predicts whole images].",
+    "read as with none [default: auto].",
 )
 @click.option(
     "--detector",
@@ -91,8 +91,10 @@ from fercli.commands.ray_options import ray_options
     help="Write each aligned 48x48 face found as DIR/<label>/<image>_<face>.png.",
 )
 @ray_options(
-    "Where images are decoded and predicted: here, or on a Ray cluster with Ray Data "
-    "(fercli[ray]); the output is the same.",
+    "Where images are decoded (their faces found, --annotate and --crops written) and "
+    "predicted: here, or on a Ray cluster with Ray Data (fercli[ray]); the output is the "
+    "same, byte for byte, every option alike. On a cluster DIR (and --annotate, --crops) "
+    "must be at the same path on every node, and a plugin --detector installed there.",
     "Ray actors, one onnxruntime session each [default: the cluster's CPUs / threads].",
 )
 @click.option(
@@ -134,8 +136,8 @@ def predict_dir_command(
     from fercli.errors import FercliError
     from fercli.predict import predict_dir
 
-    if faces is None:  # the Ray engine predicts whole images; faces are found locally
-        faces = "none" if engine == "ray" else "auto"
+    if faces is None:
+        faces = "auto"
     result = predict_dir(
         directory,
         output,
