@@ -237,6 +237,91 @@ def face_chunks(
             yield pickle.loads(result)
 
 
+class VideoPredictor:
+    """A Ray Data actor for predict-video --engine ray: one video per call, read, its faces
+    found, tracked and predicted as fercli.faces.video.VideoRun does it locally (this actor
+    holds one: the model from the driver's bytes, the detector made here by name)."""
+
+    def __init__(self, model, output_name: str, options, threads: int, plugins_dir=None):
+        from dataclasses import replace
+
+        from fercli.faces.video import VideoRun
+
+        if not isinstance(model, bytes):
+            import ray
+
+            model = ray.get(model)
+        if plugins_dir:
+            from fercli.plugins import load_plugins_dir
+
+            load_plugins_dir(plugins_dir)
+        handle, path = tempfile.mkstemp(suffix=".onnx", prefix="fercli-actor-")
+        with os.fdopen(handle, "wb") as f:
+            f.write(model)
+        try:  # the output's name only chooses the format
+            self.run = VideoRun(path, Path(output_name), replace(options, threads=threads))
+        finally:
+            os.unlink(path)  # the session has read it
+
+    def __call__(self, batch: dict) -> dict:
+        import io
+        import pickle
+
+        from fercli.faces.video import VideoResult
+        from fercli.progress import console
+
+        results = []
+        for path in batch["path"]:
+            text, result = io.StringIO(newline=""), VideoResult(Path(), 1, 0, 0, 0)
+            with console.capture() as captured:  # its lines go back to the driver
+                log = self.run.video(str(path), text, result)
+            done = (text.getvalue(), result, log, captured.get())
+            results.append(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
+        return {"index": batch["index"], "result": np.array(results, dtype=object)}
+
+
+def video_logs(paths, run, f, result, *, model_path, output, actors, threads_per_actor):
+    """predict-video's loop over the videos, one video per actor call: each video's rows
+    written to `f` in the order given, its counts added to `result` (a VideoResult), as
+    VideoRun.video does them locally; the TrackLogs, in order. `run`: the driver's VideoRun
+    (its options and format). Runs on the cluster joined with `cluster()`."""
+    import pickle
+
+    from fercli.progress import say
+
+    ray = import_ray()
+    options = run.options
+    batches = map_files(
+        [str(p) for p in paths],
+        VideoPredictor,
+        dict(
+            model=ray.put(_read_bytes(model_path)),
+            output_name=Path(output).name,
+            options=options,
+            threads=threads_per_actor,
+            plugins_dir=detector_plugins_dir(options.detector),
+        ),
+        batch_size=1,
+        actors=actors,
+        threads_per_actor=threads_per_actor,
+        gpus_per_actor=1 if options.provider == "cuda" else 0,
+    )
+    logs = []
+    for batch in batches:
+        for done in batch["result"]:
+            text, one, log, said = pickle.loads(done)
+            for line in said.splitlines():
+                say(line)
+            f.write(text)
+            result.frames += one.frames
+            result.faces += one.faces
+            result.no_face += one.no_face
+            result.errors += one.errors
+            result.tracks += len(log.tracks)
+            logs.append(log)
+    return logs
+
+
 @contextmanager
 def cluster(address: str | None):
     """Joined to the Ray cluster at `address` (None: a new local one) for the block, and left

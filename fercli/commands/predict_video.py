@@ -5,6 +5,7 @@ import click
 
 from fercli.bundled import model_help
 from fercli.commands.face_options import face_filter_options
+from fercli.commands.ray_options import ray_options
 
 
 @click.command("predict-video")
@@ -85,7 +86,24 @@ from fercli.commands.face_options import face_filter_options
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
-def predict_video_command(files, output, model, strict, **options):
+@ray_options(
+    "Where the videos are read, their faces found, tracked and predicted: here, or on a Ray "
+    "cluster with Ray Data (fercli[ray]), one video per actor call; the output is the same, "
+    "byte for byte, every option alike. On a cluster the videos must be at the same path on "
+    "every node, with fercli[video] and a plugin --detector installed there.",
+    "Ray actors, one onnxruntime session and detector each, one video at a time [default: "
+    "the cluster's CPUs / threads].",
+)
+@click.option(
+    "--threads-per-actor",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="onnxruntime threads (and Ray CPUs) of each actor.",
+)
+def predict_video_command(
+    files, output, model, strict, engine, ray_address, actors, threads_per_actor, **options
+):
     """Find the faces in frames of each video FILE (sampled at --fps) and predict their
     emotion: one row per face with time, frame, face (left to right), track (the person,
     numbered from 0 in each video and followed across frames), box, face_score, face_size,
@@ -98,7 +116,10 @@ def predict_video_command(files, output, model, strict, **options):
     from fercli.faces.video import VideoOptions, predict_video
     from fercli.progress import say
 
-    result = predict_video(files, output, model, VideoOptions(**options))
+    result = predict_video(
+        files, output, model, VideoOptions(**options), engine=engine, ray_address=ray_address,
+        actors=actors, threads_per_actor=threads_per_actor,
+    )  # fmt: skip
     for path, reason in result.errors:
         say(f"  unreadable: {path!r}: {reason}")
     say(

@@ -149,22 +149,43 @@ class VideoResult:
     timeline_panels: list[str] = field(default_factory=list)  # each panel's title
 
 
-def predict_video(paths, output, model=None, options: VideoOptions | None = None, **changes):
+def predict_video(
+    paths, output, model=None, options: VideoOptions | None = None, *, engine: str = "local",
+    ray_address: str | None = None, actors: int | None = None, threads_per_actor: int = 1,
+    **changes,
+):  # fmt: skip
     """Predict the emotion of every face in frames sampled from each video, and number the
-    people (tracks). `options` (VideoOptions), or its fields as keywords; a VideoResult."""
+    people (tracks). `options` (VideoOptions), or its fields as keywords; a VideoResult.
+    engine "ray": one video per call of a Ray Data actor (fercli.ray_engine.video_logs), on
+    the cluster at ray_address (None: a local one), the same rows in the same order."""
     start = time.perf_counter()
     options = replace(options or VideoOptions(), **changes)
     output = Path(output)
     options.check(output)
+    if engine not in ("local", "ray"):
+        raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
+    if engine == "ray":
+        from fercli import ray_engine
+
+        hint = "set --actors and --threads-per-actor"
+        ray_engine.refuse_local_sizes(hint, threads=options.threads)
+        ray_engine.import_ray()  # a missing extra is said before any work
     import_av()
     run = VideoRun(model, output, options)
     result = VideoResult(output, len(paths), 0, 0, 0)
     logs = []
     with atomic_path(output) as tmp, open(tmp, "w", newline="", **ENCODING) as f:
         run.fmt.start(f, new_file=True)
-        for path in map(str, paths):
-            logs.append(run.video(path, f, result))
-            result.tracks += len(logs[-1].tracks)
+        if engine == "ray":
+            with ray_engine.cluster(ray_address):
+                logs = ray_engine.video_logs(
+                    paths, run, f, result, model_path=run.onnx.path, output=output,
+                    actors=actors, threads_per_actor=threads_per_actor,
+                )  # fmt: skip
+        else:
+            for path in map(str, paths):
+                logs.append(run.video(path, f, result))
+                result.tracks += len(logs[-1].tracks)
     if options.summary:
         result.summary = write_summary(logs, Path(options.summary), options, run.classes)
     if options.timeline:
