@@ -1,6 +1,6 @@
-"""predict-dir and clean on Ray Data (`fercli predict-dir DIR --engine ray`, `fercli clean
-ROOT --engine ray`): `map_files` runs a pool of actors over the files, `cluster` joins or
-starts the cluster, for both commands.
+"""predict-dir, predict-video and clean on Ray Data (`fercli predict-dir DIR --engine ray`,
+`fercli predict-video FILE... --engine ray`, `fercli clean ROOT --engine ray`): `map_files`
+runs a pool of actors over the files, `cluster` joins or starts the cluster, for every command.
 
 The image paths become a Ray dataset; `map_batches` runs a pool of actors, each holding one
 onnxruntime session made from the model's bytes (sent from the driver, so the workers need no
@@ -10,6 +10,13 @@ step would abort the whole job. The driver gets the results in order and writes 
 file itself, row for row what the local engine writes. For clean, each actor does what a local
 decoding process does (fercli.cleaning.decode_chunk: 48x48 arrays, digests, hashes); the
 driver gets them back in path order and runs the filters and the duplicate search itself.
+
+With predict-dir --faces auto or detect, each dataset row is one chunk of pictures, cut as the
+local engine cuts them: a FacePredictor actor finds the faces (the detector made on its node
+by name), aligns and predicts them and writes the chunk's --annotate and --crops files; the
+driver makes the rows from the probabilities and faces it sends back (RemoteFaces). For
+predict-video each row is one video, which a VideoPredictor reads, tracks and predicts as
+fercli.faces.video.VideoRun does locally; the driver writes its rows in the order given.
 
 The images are read where the actors run: on a cluster of several machines they must be at
 the same path on every node (a shared filesystem).

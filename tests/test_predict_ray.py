@@ -179,6 +179,7 @@ FACE_CASES = {  # id: (output suffix, CLI options; A and C: the --annotate and -
         ".jsonl",
         "--faces detect --tta --topk 2 --min-face-score 0.9 --min-face-size 100 --crops C",
     ),
+    "auto-jsonl-yunet-annotate": (".jsonl", "--faces auto --detector yunet --annotate A"),
     "none-csv-tta-no-recursive": (".csv", "--faces none --tta --no-recursive"),
 }
 
@@ -210,7 +211,8 @@ def test_ray_faces_write_what_the_local_engine_writes(
         assert ray[key] == local[key], key
     assert local["errors"] and local["rows"] > len(local["errors"])  # good and broken files
     rows = read_rows(outputs["local"])
-    if options[1] != "none":  # faces in the scenes (fewer above the thresholds), none in one
+    if options[1] != "none" and "yunet" not in options:  # MTCNN's faces in the scenes (fewer
+        # above the thresholds), none in one
         faces = {row["path"]: str(row["face"]) for row in rows if row["face"] not in ("", None)}
         assert faces == {
             "scenes/group.jpg": "1" if "--min-face-score" in options else "2",
@@ -237,6 +239,43 @@ def test_ray_resume_with_faces_appends_the_rest(ray_cluster, face_folder, tmp_pa
     result = predict_dir(face_folder, cut, engine="ray", actors=2, resume=True, **options)
     assert result.resumed == group[0] - 1  # the rows before group.jpg's
     assert cut.read_bytes() == full.read_bytes()
+
+
+PLUGIN = """
+from fercli.faces.detect import Face
+from fercli.hookspecs import hookimpl
+
+
+class Middle:
+    def detect(self, images):
+        return [[Face((w * 0.3, h * 0.2, w * 0.6, h * 0.7), 0.9)] if w > 40 else []
+                for h, w in (a.shape[:2] for a in images)]
+
+
+@hookimpl
+def register_detectors(register):
+    register("middle", lambda **options: Middle(), "A face in the middle of each picture.")
+"""
+
+
+def test_ray_actors_load_a_plugins_dir_detector(ray_cluster, face_folder, tmp_path, run_cli):
+    """A detector from a --plugins-dir file: the actors load the same file (on a cluster, from
+    a shared folder) and write the local engine's rows, pictures and crops."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "middle.py").write_text(PLUGIN)
+    for engine in ("local", "ray"):
+        result = run_cli(
+            "--plugins-dir", tmp_path / "plugins", "predict-dir", face_folder,
+            "-o", tmp_path / f"{engine}.csv", "--faces", "detect", "--detector", "middle",
+            "--annotate", tmp_path / engine / "A", "--crops", tmp_path / engine / "C",
+            "--engine", engine, *(["--actors", 1] if engine == "ray" else ["--workers", 0]),
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    for folder in ("A", "C"):
+        found = files_in(tmp_path / "local" / folder)
+        assert files_in(tmp_path / "ray" / folder) == found
+    assert sum(name.endswith("_0.png") for name in files_in(tmp_path / "local" / "C")) > 10
 
 
 def test_a_detector_registered_in_this_process_only_is_refused(face_folder, tmp_path, run_cli):
