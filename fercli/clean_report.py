@@ -86,6 +86,12 @@ def render_summary(summary: dict, console) -> None:
             f"evaluation copy is kept), [bold]{dups['label_conflict_groups']:,}[/bold] "
             f"have conflicting labels."
         )
+        if "near_pairs_checked" in dups:
+            console.print(
+                f"Near duplicates verified on their pixels: {dups['near_pairs_checked']:,} "
+                f"candidate pairs checked, [bold]{dups['near_pairs_rejected']:,}[/bold] rejected "
+                f"as different photos (--no-verify: the hash alone decides)."
+            )
         for key, what in (("cross_split", "Cross-split"), ("label_conflict", "Label conflict")):
             for ex in summary["examples"].get(key, []):
                 more = ex["size"] - len(ex["copies"])

@@ -7,9 +7,11 @@ A filter is built by its registered factory, `factory(**options)`, and then:
   before deciding (duplicates); it yields `Flag`s.
 
 The factory receives, as keyword arguments, those of `fercli clean`'s settings that it names
-as parameters: `blank_std`, `hash`, `hash_size`, `threshold`, `drop_conflicts`. A filter
-that sets `hash_spec = (kind, hash_size)` (kind: phash, dhash, ahash or whash) finds those
-hashes of every image of the batch, bit-identical to `imagehash`, in `batch.hashes`.
+as parameters: `blank_std`, `hash`, `hash_size`, `threshold`, `drop_conflicts`, `verify`,
+`verify_threshold`, and `root` (the dataset folder, for a filter that reads files again at
+the end: batch paths are relative to it). A filter that sets `hash_spec = (kind,
+hash_size)` (kind: phash, dhash, ahash or whash) finds those hashes of every image of the
+batch, bit-identical to `imagehash`, in `batch.hashes`.
 """
 
 from collections.abc import Iterable

@@ -82,7 +82,11 @@ def leaked_paths(
     if check.verify:
         from fercli.near_verify import PixelScorer
 
-        scores = PixelScorer(files=[str(root / r) for r in rels], workers=workers)
+        scores = PixelScorer(
+            files=[str(root / r) for r in rels],
+            workers=workers,
+            enough=check.resolved_verify_threshold(),
+        )
     leaked = near_reference(
         bits,
         usable,
