@@ -174,10 +174,14 @@ def files_in(folder) -> dict:
 
 
 FACE_CASES = {  # id: (output suffix, CLI options; A and C: the --annotate and --crops folders)
-    "auto-csv-annotate-crops": (".csv", "--faces auto --annotate A --crops C"),
+    "auto-csv-annotate-crops": (
+        ".csv",
+        "--faces auto --detector mtcnn --min-face-score 0 --annotate A --crops C",
+    ),
     "detect-jsonl-tta-topk-thresholds-crops": (
         ".jsonl",
-        "--faces detect --tta --topk 2 --min-face-score 0.9 --min-face-size 100 --crops C",
+        "--faces detect --detector mtcnn --tta --topk 2 --min-face-score 0.9 "
+        "--min-face-size 100 --crops C",
     ),
     "auto-jsonl-yunet-annotate": (".jsonl", "--faces auto --detector yunet --annotate A"),
     "none-csv-tta-no-recursive": (".csv", "--faces none --tta --no-recursive"),
@@ -215,7 +219,7 @@ def test_ray_faces_write_what_the_local_engine_writes(
         # above the thresholds), none in one
         faces = {row["path"]: str(row["face"]) for row in rows if row["face"] not in ("", None)}
         assert faces == {
-            "scenes/group.jpg": "1" if "--min-face-score" in options else "2",
+            "scenes/group.jpg": "1" if "0.9" in options else "2",
             "turned big.jpg": "0",
         }
         assert "no_face" in {row["status"] for row in rows}
@@ -230,7 +234,8 @@ def test_ray_resume_with_faces_appends_the_rest(ray_cluster, face_folder, tmp_pa
     """An output cut between two faces of a picture, resumed on Ray: the file ends as an
     uninterrupted local run's."""
     full, cut = tmp_path / "full.csv", tmp_path / "cut.csv"
-    options = dict(faces="auto", batch_size=4, write_summary=False)
+    options = dict(faces="auto", detector="mtcnn", min_face_score=0.0, batch_size=4)
+    options.update(min_face_size=0, write_summary=False)
     predict_dir(face_folder, full, workers=0, **options)
     lines = full.read_bytes().split(b"\r\n")  # a path's own newline is a bare \n
     group = [i for i, line in enumerate(lines) if line.startswith(b"scenes/group.jpg")]

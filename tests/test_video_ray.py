@@ -34,10 +34,10 @@ def videos(tmp_path_factory):
 
 
 CASES = {  # id: (output suffix, CLI options; S: the --summary file)
-    "csv-summary": (".csv", "--fps 2 --summary S"),
+    "csv-summary": (".csv", "--fps 2 --detector mtcnn --min-face-score 0 --summary S"),
     "jsonl-every-frame-smooth-topk-thresholds-redetect": (
         ".jsonl",
-        "--fps 0 --smooth 0.5 --smoothed-columns --topk 2 --min-face-score 0.9 "
+        "--fps 0 --detector mtcnn --smooth 0.5 --smoothed-columns --topk 2 --min-face-score 0.9 "
         "--min-face-size 109 --redetect 0.3 --track-gap 0.5 --summary S",
     ),
 }
@@ -85,8 +85,9 @@ def test_threads_with_ray_are_refused_in_one_line(videos, tmp_path, run_cli):
 
 
 def test_the_python_api_takes_the_engine(ray_cluster, videos, tmp_path):  # noqa: F811
-    local = predict_video(videos[:3], tmp_path / "local.csv", fps=2)
-    ray = predict_video(videos[:3], tmp_path / "ray.csv", fps=2, engine="ray", actors=1)
+    options = dict(fps=2, detector="mtcnn", min_face_score=0.0)
+    local = predict_video(videos[:3], tmp_path / "local.csv", **options)
+    ray = predict_video(videos[:3], tmp_path / "ray.csv", engine="ray", actors=1, **options)
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     assert (ray.frames, ray.faces, ray.no_face, ray.errors, ray.tracks) == (
         local.frames, local.faces, local.no_face, local.errors, local.tracks,
