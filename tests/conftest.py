@@ -109,6 +109,23 @@ def fake_dist(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def trained_onnx(trained_run, tmp_path_factory) -> Path:
+    """trained_run's best.pt exported to ONNX (fp32), once for the whole test run. Read only:
+    a test that changes a model copies it first."""
+    import torch
+
+    from fercli.export import export_onnx
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("trained-onnx") / "seed-cnn.onnx"
+        return export_onnx(trained_run[0] / "best.pt", out).output
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
 def trained_run(synth_root, tmp_path_factory) -> tuple[Path, dict]:
     """A finished short training run of seed-cnn on the synthetic dataset, made once per
     session: (run folder, metrics returned by fercli.training.train). Read only."""

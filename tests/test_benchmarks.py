@@ -145,10 +145,8 @@ def test_bench_ray_runs(synth_root, run_script):
     assert names_its_cpu_first(out)
 
 
-def test_bench_int8_weights_runs(trained_run, synth_root, run_script, tmp_path):
-    from fercli.export import export_onnx
-
-    fp32 = export_onnx(trained_run[0] / "best.pt", tmp_path / "fp32.onnx").output
+def test_bench_int8_weights_runs(trained_onnx, synth_root, run_script, tmp_path):
+    fp32 = trained_onnx
     out = run_script(
         "benchmarks/bench_int8_weights.py", "--data", synth_root, "--fp32", fp32,
         "--calibration-images", 50, "--repeats", 1,
@@ -197,10 +195,8 @@ def test_bench_train_compares_processes(synth_root, run_script):
     assert "ratio torchrun / best single process" in out and "2 processes x 1 thread" in out
 
 
-def test_bench_distill_runs(synth_root, trained_run, tmp_path, run_script):
-    from fercli.export import export_onnx
-
-    teacher = export_onnx(trained_run[0] / "best.pt", tmp_path / "teacher.onnx").output
+def test_bench_distill_runs(synth_root, trained_onnx, tmp_path, run_script):
+    teacher = trained_onnx
     out = run_script(
         "benchmarks/bench_distill.py", "--data", synth_root, "--teacher", teacher, "--steps", 1,
         "--repeats", 1, "--batch-size", 16,

@@ -21,12 +21,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def teacher(trained_run, tmp_path_factory):
-    """A tiny teacher: the session's trained seed-cnn run, exported."""
-    from fercli.export import export_onnx
-
+def teacher(trained_onnx, tmp_path_factory):
+    """A tiny teacher: the session's trained seed-cnn run, exported (as teacher.onnx)."""
     out = tmp_path_factory.mktemp("teacher") / "teacher.onnx"
-    return export_onnx(trained_run[0] / "best.pt", out).output
+    shutil.copyfile(trained_onnx, out)
+    return out
 
 
 def config(root, out, **overrides) -> TrainConfig:

@@ -35,10 +35,8 @@ def fercli_without_torch(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def onnx_model(trained_run, tmp_path_factory):
-    from fercli.export import export_onnx
-
-    return export_onnx(trained_run[0] / "best.pt", tmp_path_factory.mktemp("m") / "m.onnx").output
+def onnx_model(trained_onnx):
+    return trained_onnx
 
 
 API_WITHOUT_TORCH = WITHOUT_TORCH.replace(

@@ -60,20 +60,9 @@ def fresh_openvino(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_path(trained_run, tmp_path_factory) -> Path:
+def model_path(trained_onnx) -> Path:
     """The session's short seed-cnn run on the synthetic faces, exported to ONNX."""
-    import torch
-
-    from fercli.export import export_onnx
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        out = tmp_path_factory.mktemp("onnx") / "seed.onnx"
-        export_onnx(trained_run[0] / "best.pt", out)
-        return out
-    finally:
-        torch.set_num_threads(threads)
+    return trained_onnx
 
 
 def face(rng, shape=(48, 48)):
