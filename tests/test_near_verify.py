@@ -284,3 +284,17 @@ def test_leakage_verifies_too(tmp_path, different, planted):
     described = LeakCheck().describe()
     assert described["verify"] is True
     assert described["verify_threshold"] == DEFAULT_VERIFY_THRESHOLD
+
+
+def test_benchmark_runs_on_a_small_dataset(synth_root, run_script, tmp_path):
+    sheets = tmp_path / "sheets"
+    out = run_script(
+        "benchmarks/bench_near_verify.py", sheets, "--data", synth_root, "--faces", 3,
+        "--labels", tmp_path / "none.csv",
+    )  # fmt: skip
+    assert "recall of the hash-found planted pairs kept by verification" in out
+    assert "hash + verify  precision" in out
+    for name in ("rejected", "accepted_closest", "accepted_random", "planted_lowest"):
+        assert (sheets / f"{name}.png").stat().st_size > 0
+    absent = run_script("benchmarks/bench_near_verify.py", sheets, "--data", tmp_path / "no")
+    assert "nothing measured" in absent
