@@ -24,7 +24,7 @@ DOCS = READMES + PAGES
 MKDOCS = (REPO / "mkdocs.yml").read_text()
 # Pages being written now, which mkdocs.yml's nav will list once they are in: until then a
 # page may be missing, or present without a nav entry (mkdocs only notes that, even --strict).
-PENDING = {"docs/near-duplicates.md"}
+PENDING: set[str] = set()
 # The page that documents each command (its examples in ```bash blocks).
 COMMAND_PAGES = {
     "plugins": "docs/plugins.md",
