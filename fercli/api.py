@@ -27,7 +27,7 @@ from PIL import Image
 
 from fercli import bundled, predict, providers, registry
 from fercli.errors import FercliError
-from fercli.faces.detect import DETECT_MAX_SIDE
+from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
 from fercli.faces.predict_faces import MODES, Found, face_rows, faces_in, keep_faces, read_faces
 from fercli.images import ImageError, load_image, to_array, upright_gray
 from fercli.progress import logged
@@ -45,7 +45,6 @@ log.addHandler(logging.NullHandler())  # quiet unless the application configures
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 # predict-dir's own defaults, read from it so that the two never drift apart.
-DEFAULT_DETECTOR: str = predict.predict_dir.__kwdefaults__["detector"]
 DEFAULT_BATCH_SIZE: int = predict.DEFAULT_BATCH_SIZE
 DEFAULT_MODEL = bundled.DEFAULT
 
@@ -100,7 +99,8 @@ class Predictor:
     detector: the face detector (built in or a plugin's; `fercli plugins`). threads:
     onnxruntime threads (None: all cores). tta: average each face's probabilities with its
     mirror image's. min_face_score, min_face_size: leave out faces the detector scores
-    lower or whose box is smaller (predict-dir's --min-face-score, --min-face-size).
+    lower or whose box is smaller (predict-dir's --min-face-score, --min-face-size;
+    min_face_score None: the detector's own default, fercli.faces.detect.default_min_score).
 
     The model and the detector are opened on first use; one Predictor may be used from
     several threads at once."""
@@ -114,8 +114,8 @@ class Predictor:
         threads: int | None = None,
         tta: bool = False,
         *,
-        min_face_score: float = 0.0,
-        min_face_size: int = 0,
+        min_face_score: float | None = None,
+        min_face_size: int = DEFAULT_MIN_FACE_SIZE,
     ) -> None:
         _check_choice("faces", faces, MODES)
         _check_choice("provider", provider, providers.CHOICES)
@@ -240,15 +240,11 @@ class Predictor:
             if isinstance(image, (str, os.PathLike)):
                 if self.faces == "none":
                     return Found(whole=True), load_image(image, size)[None]
-                return read_faces(
-                    image, self.faces, self._get_detector, size, DETECT_MAX_SIDE, self._keep
-                )
+                return read_faces(image, self.faces, self._get_detector, size, None, self._keep)
             picture = as_picture(image)
             if self.faces == "none":
                 return Found(whole=True), to_array(upright_gray(picture), size)[None]
-            return faces_in(
-                picture, self.faces, self._get_detector, size, DETECT_MAX_SIDE, self._keep
-            )
+            return faces_in(picture, self.faces, self._get_detector, size, None, self._keep)
         except (ImageError, OSError, SyntaxError, ValueError) as exc:  # OSError...: Pillow's
             reason = first_line(str(exc)).rstrip(".") or type(exc).__name__
             raise FercliError(f"cannot read {_name(image)}: {reason}.") from None
@@ -305,8 +301,8 @@ def predict_dir(
     detector: str = DEFAULT_DETECTOR,
     threads: int | None = None,
     tta: bool = False,
-    min_face_score: float = 0.0,
-    min_face_size: int = 0,
+    min_face_score: float | None = None,
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
     topk: int = 0,
     recursive: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -13,6 +13,7 @@ import numpy as np
 
 from fercli.dataset import load_split
 from fercli.errors import FercliError
+from fercli.faces.detect import DEFAULT_DETECTOR
 from fercli.onnx_model import mirror_averaged
 from fercli.progress import say
 from fercli.util import atomic_write_text
@@ -218,7 +219,7 @@ def evaluate_part(
     part: str = "val",
     faces: str = "auto",
     provider: str | None = None,
-    detector: str = "mtcnn",
+    detector: str = DEFAULT_DETECTOR,
 ) -> dict:
     """Score an ONNX model on one part of a person-level split (fercli.splits) of the photo
     folder ROOT/<class>/<image>, through predict-dir's own pipeline (fercli.predict.

@@ -26,6 +26,7 @@ import numpy as np
 from fercli import bundled, predict_record, providers
 from fercli.dataset import QUARANTINE_DIR
 from fercli.errors import FercliError
+from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
 from fercli.images import SUFFIXES, is_image_name
 from fercli.onnx_model import OnnxModel
 from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
@@ -189,9 +190,9 @@ class Pipeline:
         threads: int | None = None,
         tta: bool = False,
         faces: str = "none",
-        detector: str = "mtcnn",
-        min_face_score: float = 0.0,
-        min_face_size: int = 0,
+        detector: str = DEFAULT_DETECTOR,
+        min_face_score: float | None = None,
+        min_face_size: int = DEFAULT_MIN_FACE_SIZE,
         annotate: str | os.PathLike | None = None,
         crops: str | os.PathLike | None = None,
         engine: str = "local",
@@ -368,9 +369,9 @@ def predict_dir(
     tta: bool = False,
     write_summary: bool = True,
     faces: str = "none",
-    detector: str = "mtcnn",
-    min_face_score: float = 0.0,
-    min_face_size: int = 0,
+    detector: str = DEFAULT_DETECTOR,
+    min_face_score: float | None = None,
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
     annotate: str | os.PathLike | None = None,
     crops: str | os.PathLike | None = None,
     engine: str = "local",

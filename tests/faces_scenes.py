@@ -95,3 +95,148 @@ class OraclePlugin:
     @hookimpl
     def register_detectors(self, register):
         register("oracle", lambda **options: Oracle(self.truth), "Knows the test scenes.")
+
+
+# ----------------------------------------------------------------------------- benchmark sets
+# The same scenes for tests/test_faces.py's default-settings tests and benchmarks/bench_faces.py.
+
+PASTE_SIZES = (60, 100, 160, 240, 300)  # pixels of the pasted 48x48 face's side
+PASTE_ANGLES = (0, 15, -25)  # degrees, counter-clockwise
+# The pictures they are pasted into: 0.3 MP (searched as it is) and 2 MP (searched on a
+# smaller copy: a 60 px face is 38 px in a 1024 px copy, 24 px in a 640 px one).
+PASTE_CANVASES = ((640, 480), (1600, 1200))
+
+
+def synthetic_faces(n: int = 7) -> list[np.ndarray]:
+    """fercli.synth's cartoon faces, one per expression (where FER-2013 is absent)."""
+    from fercli.synth import EXPRESSIONS, draw_face
+
+    names = list(EXPRESSIONS)
+    return [draw_face(names[k % 7], np.random.default_rng(k)) for k in range(n)]
+
+
+def pasted_scenes(faces, sizes=PASTE_SIZES, angles=PASTE_ANGLES, canvases=PASTE_CANVASES):
+    """[(scene, [Placed])]: each face at each size and angle, alone on a backdrop of each
+    canvas's width x height (grown to fit the face), a little off centre (the same for every
+    run)."""
+    out = []
+    for (width, height), face_index in (
+        (c, i) for c in canvases for i in range(len(faces))
+    ):  # fmt: skip
+        i, face = face_index, faces[face_index]
+        for size in sizes:
+            for angle in angles:
+                w, h = max(width, round(size * 1.6)), max(height, round(size * 1.6))
+                rng = np.random.default_rng([i, size, int(angle) % 360])
+                slack_x, slack_y = (w - size * 1.45) / 2, (h - size * 1.45) / 2
+                cx = w / 2 + rng.uniform(-slack_x, slack_x)
+                cy = h / 2 + rng.uniform(-slack_y, slack_y)
+                p = Placed(face, cx, cy, size, angle)
+                out.append((scene(w, h, [p], seed=i), [p]))
+    return out
+
+
+NO_FACE_KINDS = (
+    "noise", "gradient", "stripes", "checks", "flowers",
+    "dots", "grain", "tiles", "crowd", "clutter",
+)  # fmt: skip
+
+
+def _colour(rng, low=0, high=256) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(low, high, 3))
+
+
+def _blend(a: np.ndarray, b, c) -> np.ndarray:
+    """Where a (0 to 1) is 0: colour b, where 1: colour c; (H, W, 3) uint8."""
+    a = np.clip(a, 0, 1)[..., None]
+    return (np.asarray(b, float) * (1 - a) + np.asarray(c, float) * a).astype(np.uint8)
+
+
+def no_face_scene(index: int) -> Image.Image:
+    """Scene `index` (0, 1, ...) of a deterministic set with no face in it, RGB, 480 to 1280
+    pixels wide: index % 10 chooses the kind (NO_FACE_KINDS: noise, gradients, stripes, checks,
+    a flower print, dots, wood grain, tiles, a crowd-like background of heads and shoulders
+    seen from behind, clutter of shapes), index // 10 the variant."""
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng([25, index])
+    kind = NO_FACE_KINDS[index % len(NO_FACE_KINDS)]
+    w = int(rng.choice([480, 640, 800, 1024, 1280]))
+    h = int(w * rng.choice([0.75, 0.5625, 1.333]))
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    a, b = _colour(rng), _colour(rng)
+    if kind == "noise":
+        scale = int(rng.choice([1, 2, 4, 8, 16]))
+        small = rng.uniform(0, 255, (max(1, h // scale), max(1, w // scale), 3)).astype(np.uint8)
+        im = Image.fromarray(small).resize((w, h), Image.BICUBIC)
+    elif kind == "gradient":
+        t = rng.uniform(0, np.pi)
+        ramp = (x * np.cos(t) + y * np.sin(t)) / np.hypot(w, h) + 0.5
+        if index // 10 % 2:
+            ramp = np.hypot(x - rng.uniform(0, w), y - rng.uniform(0, h)) / max(w, h)
+        im = Image.fromarray(_blend(ramp + rng.normal(0, 0.01, ramp.shape), a, b))
+    elif kind == "stripes":
+        t, period = rng.uniform(0, np.pi), rng.uniform(6, 80)
+        wave = np.sin(2 * np.pi * (x * np.cos(t) + y * np.sin(t)) / period)
+        im = Image.fromarray(_blend(wave > 0 if index // 10 % 2 else (wave + 1) / 2, a, b))
+    elif kind == "checks":
+        cell, t = rng.uniform(8, 90), rng.uniform(0, np.pi / 4)
+        u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+        im = Image.fromarray(_blend(((u // cell + v // cell) % 2).astype(float), a, b))
+    elif kind in ("flowers", "dots", "tiles", "crowd", "clutter"):
+        im = Image.new("RGB", (w, h), a)
+        draw = ImageDraw.Draw(im)
+        if kind == "flowers":  # a dress print: petals around a disc, leaves
+            for _ in range(int(rng.integers(15, 60))):
+                cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(10, 70)
+                petal, heart = _colour(rng), _colour(rng)
+                n = int(rng.integers(4, 9))
+                for k in range(n):
+                    t = 2 * np.pi * k / n + rng.uniform(0, 0.3)
+                    px, py = cx + np.cos(t) * r * 0.6, cy + np.sin(t) * r * 0.6
+                    draw.ellipse((px - r * 0.4, py - r * 0.4, px + r * 0.4, py + r * 0.4), petal)
+                draw.ellipse((cx - r * 0.25, cy - r * 0.25, cx + r * 0.25, cy + r * 0.25), heart)
+        elif kind == "dots":
+            step, r = rng.uniform(20, 90), rng.uniform(3, 25)
+            for gy in np.arange(step / 2, h, step):
+                for gx in np.arange(step / 2 + (gy // step % 2) * step / 2, w, step):
+                    draw.ellipse((gx - r, gy - r, gx + r, gy + r), b)
+        elif kind == "tiles":
+            tw, th = rng.uniform(30, 140), rng.uniform(20, 80)
+            for row, ty in enumerate(np.arange(0, h, th)):
+                for tx in np.arange(-(row % 2) * tw / 2, w, tw):
+                    shade = np.clip(np.asarray(b) + rng.normal(0, 18, 3), 0, 255).astype(int)
+                    draw.rectangle((tx + 2, ty + 2, tx + tw - 2, ty + th - 2), tuple(shade))
+        elif kind == "crowd":  # people seen from behind: hair over shoulders, no face
+            for _ in range(int(rng.integers(6, 30))):
+                r = rng.uniform(18, 70)
+                cx, cy = rng.uniform(0, w), rng.uniform(h * 0.2, h)
+                coat = _colour(rng)
+                hair = tuple(int(v) for v in rng.integers(10, 90, 3))
+                draw.rounded_rectangle(
+                    (cx - 1.8 * r, cy + 0.8 * r, cx + 1.8 * r, cy + 5 * r), r * 0.8, coat
+                )
+                draw.ellipse((cx - r * 0.85, cy - r, cx + r * 0.85, cy + r), hair)
+        else:  # clutter: polygons, lines and circles of every colour
+            for _ in range(int(rng.integers(20, 80))):
+                shape = int(rng.integers(0, 3))
+                pts = [(float(rng.uniform(0, w)), float(rng.uniform(0, h))) for _ in range(3)]
+                if shape == 0:
+                    draw.polygon(pts, _colour(rng))
+                elif shape == 1:
+                    draw.line(pts, _colour(rng), int(rng.integers(1, 12)))
+                else:
+                    (cx, cy), r = pts[0], rng.uniform(5, 80)
+                    draw.ellipse((cx - r, cy - r, cx + r, cy + r), _colour(rng))
+        if index // 10 % 3 == 1:
+            im = im.filter(ImageFilter.GaussianBlur(1.5))
+    else:  # grain: wood or marble, a sine of a distorted coordinate
+        turbulence = np.asarray(
+            Image.fromarray(rng.uniform(0, 255, (h // 32 + 2, w // 32 + 2)).astype(np.uint8))
+            .resize((w, h), Image.BICUBIC), np.float32,
+        ) / 255  # fmt: skip
+        period = rng.uniform(10, 60)
+        grain = (np.sin((x + y * rng.uniform(-0.5, 0.5)) / period + 6 * turbulence) + 1) / 2
+        im = Image.fromarray(_blend(grain, a, b))
+    noisy = np.asarray(im, np.float32) + rng.normal(0, 3, (h, w, 1))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")

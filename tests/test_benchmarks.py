@@ -156,9 +156,37 @@ def test_bench_int8_weights_runs(trained_onnx, synth_root, run_script, tmp_path)
     assert "int8, 8-bit weights" in out and "can saturate without VNNI" in out
 
 
-def test_bench_faces_runs(run_script):
-    out = run_script("benchmarks/bench_faces.py", "--synthetic", 2, "--repeats", 1)
-    assert names_its_cpu_first(out) and "faces/s" in out and "detect" in out
+def test_bench_faces_runs(run_script, tmp_path):
+    """At its smallest: one pasted face (30 scenes), 3 no-face scenes, two pictures of its own
+    (no real photos) at 0.3 MP, one round; `fer` measured where installed, else skipped."""
+    import sys
+
+    sys.path.insert(0, "benchmarks")
+    from bench_faces import fer_package
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from faces_scenes import Placed, no_face_scene, scene, synthetic_faces
+
+    scene(480, 360, [Placed(synthetic_faces()[0], 240, 180, 150)]).save(photos / "one.jpg")
+    no_face_scene(4).save(photos / "print.jpg")
+    out = run_script(
+        "benchmarks/bench_faces.py", "--photos", photos, "--faces", 1, "--no-face", 3,
+        "--megapixels", 0.3, "--copies", 1, "--repeats", 1, "--model", "fast",
+        "--fer2013", tmp_path / "none",
+    )  # fmt: skip
+    assert names_its_cpu_first(out)
+    assert re.search(r"^model name: .+", out, re.M)
+    assert "30 synthetic (no FER-2013 copy) faces" in out and "3 no-face scenes" in out
+    for name in ("mtcnn", "yunet"):
+        assert re.search(rf"^  {name} +\d\.\d\d +\d+/30 ", out, re.M), name
+        assert re.search(rf"^  {name} +0\.3 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ ", out, re.M)
+        assert re.search(rf"^  {name} +[\d.]+ photos/s .*x mtcnn", out, re.M), name
+    assert "<- default" in out and "per 50" in out
+    fer, why = fer_package()
+    assert ("fer: skipped" in out) == (fer is None)
+    if fer is not None:
+        assert re.search(r"^  fer +[\d.]+ photos/s", out, re.M)
 
 
 def test_bench_faces_video_runs(run_script, tmp_path):

@@ -411,6 +411,8 @@ def test_predict_dir_finds_fer2013_faces_with_mtcnn(detector, fer2013, tmp_path,
         "0",
         "--crops",
         tmp_path / "crops",
+        "--detector",
+        "mtcnn",  # no longer the default (yunet): this test is MTCNN's
     )
     assert result.exit_code == 0, result.output
     assert "No face found in 1 picture" in result.output
@@ -446,7 +448,8 @@ def test_real_photo_with_two_faces(tmp_path):
     predict_dir(tmp_path / "in", tmp_path / "p.csv", faces="auto", workers=0)
     rows = read_rows(tmp_path / "p.csv")
     assert [r["face"] for r in rows] == ["0", "1"]
-    assert all(float(r["face_score"]) > 0.99 for r in rows)
+    # the default detector, YuNet, scores them 0.951 and 0.935 (MTCNN: both above 0.99)
+    assert all(float(r["face_score"]) > 0.9 for r in rows)
 
 
 def test_bad_face_options_are_one_line(tmp_path, run_cli):

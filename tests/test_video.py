@@ -410,7 +410,10 @@ def test_redetect_looks_around_the_tracks_between_whole_frames(tmp_path, monkeyp
     for redetect in (0.0, 0.5):
         whole.clear()
         out = tmp_path / f"v{redetect}.csv"
-        result = video_module.predict_video([video], out, fps=0, provider="cpu", redetect=redetect)
+        result = video_module.predict_video(
+            [video], out, fps=0, provider="cpu", redetect=redetect,
+            detector="mtcnn", min_face_score=0.0,  # the faces MTCNN finds (above), every one
+        )  # fmt: skip
         assert (result.frames, result.faces, result.tracks) == (20, 40, 2)
         runs[redetect] = (len(whole), read_csv(out))
     assert runs[0.0][0] == 20 and runs[0.5][0] == 4  # the whole frame at 0, 0.5, 1 and 1.5 s

@@ -276,17 +276,3 @@ def test_listed_and_used_by_predict_dir(tmp_path, run_cli):
         assert abs(x + w / 2 - p.cx) < 0.2 * p.size and abs(y + h / 2 - p.cy) < 0.25 * p.size
         assert 0.5 <= row["face_score"] <= 1
     assert len(list((tmp_path / "crops").rglob("*.png"))) == 2
-
-
-def test_bench_detectors_runs(tmp_path, run_script):
-    (tmp_path / "in").mkdir()
-    scene(400, 300, [Placed(synth_face(0), 200, 150, 150)]).save(tmp_path / "in" / "one.png")
-    backdrop(300, 200).convert("RGB").save(tmp_path / "in" / "wall.jpg")
-    out = run_script(
-        "benchmarks/bench_detectors.py", tmp_path / "in", "--repeats", 1,
-        "--detectors", "yunet,yunet-1pass",
-    )  # fmt: skip
-    lines = out.splitlines()
-    assert re.match(r"one\.png +400x300 \| +1 \[0\.\d{3}\] +\d+ ms \| +1 \[", lines[2]), lines[2]
-    assert re.match(r"wall\.jpg +300x200 \| +0 \[\] ", lines[3]), lines[3]
-    assert lines[-2].startswith("yunet: median ") and "CPU time" in lines[-1]

@@ -3,9 +3,11 @@
 
 import click
 
-# Defaults keep every face the detector reports (the behaviour before these options).
-DEFAULT_MIN_FACE_SCORE = 0.0
-DEFAULT_MIN_FACE_SIZE = 0
+from fercli.faces.detect import DEFAULT_MIN_FACE_SIZE
+
+# None: each detector's own default score (its min_face_score: yunet 0.6, mtcnn 0.95; scores
+# are on each detector's own scale), chosen with benchmarks/bench_faces.py (docs/detectors.md).
+DEFAULT_MIN_FACE_SCORE = None
 
 
 def face_filter_options(command):
@@ -22,6 +24,7 @@ def face_filter_options(command):
         "--min-face-score",
         type=click.FloatRange(0, 1),
         default=DEFAULT_MIN_FACE_SCORE,
-        show_default=True,
-        help="Leave out faces the detector scores below this (the face_score column).",
+        show_default="the detector's own: yunet 0.6, mtcnn 0.95",
+        help="Leave out faces the detector scores below this (the face_score column); each "
+        "detector scores on its own scale.",
     )(command)

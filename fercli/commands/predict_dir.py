@@ -5,6 +5,7 @@ import click
 from fercli.bundled import model_help
 from fercli.commands.face_options import face_filter_options
 from fercli.commands.ray_options import ray_options
+from fercli.faces.detect import DEFAULT_DETECTOR
 
 
 @click.command("predict-dir")
@@ -75,7 +76,7 @@ from fercli.commands.ray_options import ray_options
 )
 @click.option(
     "--detector",
-    default="mtcnn",
+    default=DEFAULT_DETECTOR,
     show_default=True,
     help="Face detector for --faces, built in or from a plugin (see `fercli plugins`).",
 )

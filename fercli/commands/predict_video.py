@@ -6,6 +6,7 @@ import click
 from fercli.bundled import model_help
 from fercli.commands.face_options import face_filter_options
 from fercli.commands.ray_options import ray_options
+from fercli.faces.detect import DEFAULT_DETECTOR
 
 
 @click.command("predict-video")
@@ -80,7 +81,10 @@ from fercli.commands.ray_options import ray_options
     show_default=True,
 )
 @click.option(
-    "--detector", default="mtcnn", show_default=True, help="Face detector (see `fercli plugins`)."
+    "--detector",
+    default=DEFAULT_DETECTOR,
+    show_default=True,
+    help="Face detector (see `fercli plugins`).",
 )
 @face_filter_options
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))

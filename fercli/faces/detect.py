@@ -2,7 +2,13 @@
 
 A detector (registered with the `register_detectors` hook) is an object with
 `detect(images) -> list[list[Face]]`: `images` is a list of uint8 arrays, each (H, W) grey or
-(H, W, 3) RGB, of any size; the result has one list of faces per image, best first.
+(H, W, 3) RGB, of any size; the result has one list of faces per image, best first. A
+detector may also carry `max_side` (the longer side of the copy it searches, where it wants
+another than DETECT_MAX_SIDE) and `min_face_score` (the --min-face-score it gets by default:
+its scores are on its own scale).
+
+This module is also the one place of the face path's defaults (no torch, no onnxruntime):
+the detector that predict-dir, predict-video, evaluate and fercli.api use unless told.
 """
 
 from dataclasses import dataclass
@@ -10,8 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# Detection runs on a copy whose longer side is at most this; boxes are scaled back.
+# The default face detector (benchmarks/bench_faces.py chose it: docs/detectors.md).
+DEFAULT_DETECTOR = "yunet"
+# Detection runs on a copy whose longer side is at most this (unless the detector has its own
+# max_side); boxes are scaled back.
 DETECT_MAX_SIDE = 1024
+# The default --min-face-size: faces whose box's shorter side is below this many pixels of the
+# picture are left out (--min-face-score's default is the detector's own: default_min_score).
+DEFAULT_MIN_FACE_SIZE = 0
 
 
 @dataclass(frozen=True)
@@ -46,9 +58,21 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an (H, W) or (H, W, 3) uint8 image, got shape {image.shape}")
 
 
-def detect_scaled(detector, image: Image.Image, max_side: int = DETECT_MAX_SIDE) -> list[Face]:
-    """Faces in a Pillow image, found on a copy at most max_side pixels long, in the
-    image's own pixels."""
+def search_side(detector, max_side: int | None = None) -> int:
+    """The longer side of the copy a detector searches: max_side where given, else the
+    detector's own `max_side`, else DETECT_MAX_SIDE."""
+    return int(max_side or getattr(detector, "max_side", None) or DETECT_MAX_SIDE)
+
+
+def default_min_score(detector) -> float:
+    """The --min-face-score a detector gets by default: its own `min_face_score`, else 0."""
+    return float(getattr(detector, "min_face_score", 0.0) or 0.0)
+
+
+def detect_scaled(detector, image: Image.Image, max_side: int | None = None) -> list[Face]:
+    """Faces in a Pillow image, found on a copy at most max_side pixels long (None: the
+    detector's own max_side, else DETECT_MAX_SIDE; search_side), in the image's own pixels."""
+    max_side = search_side(detector, max_side)
     factor = max(image.size) / max_side
     small = image
     if factor > 1:

@@ -92,11 +92,19 @@ def crops(image: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+# The --min-face-score MTCNN gets by default (its clear faces score 0.998 to 1.000; false
+# faces up to 0.90 and more): chosen on benchmarks/bench_faces.py's scenes (docs/detectors.md).
+MIN_FACE_SCORE = 0.95
+
+
 class MTCNN:
     """detect(images) -> one list of Face (with landmarks) per image, best score first.
 
     min_face: the smallest face side searched for, in pixels; thresholds: the three
-    networks' score thresholds; factor: the pyramid's scale step."""
+    networks' score thresholds; factor: the pyramid's scale step. min_face_score (an
+    attribute, MIN_FACE_SCORE): the --min-face-score it gets by default."""
+
+    min_face_score = MIN_FACE_SCORE
 
     def __init__(
         self,

@@ -1,8 +1,8 @@
 """`predict-dir --faces auto|detect|none`: one row per face found in each photo.
 
-Worker processes decode each file, find its faces (on a copy at most DETECT_MAX_SIDE pixels
-long) and cut them from the full-size picture with fercli.faces.align; the main process
-predicts the 48x48 faces in batches and writes the rows:
+Worker processes decode each file, find its faces (on a copy at most the detector's max_side
+pixels long: fercli.faces.detect.search_side) and cut them from the full-size picture with
+fercli.faces.align; the main process predicts the 48x48 faces in batches and writes the rows:
 
 - a face: status ok, `face` (0, 1, ... left to right), `box` (x, y, width, height in the
   picture's own pixels, EXIF orientation applied), `face_score`, `face_size` (the box's
@@ -23,7 +23,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from fercli.faces.align import align
-from fercli.faces.detect import DETECT_MAX_SIDE, Face, detect_scaled
+from fercli.faces.detect import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_FACE_SIZE,
+    Face,
+    default_min_score,
+    detect_scaled,
+)
 from fercli.images import ImageError, load_shortcut, open_raw, to_array, to_gray, upright_gray
 from fercli.predict_output import make_rows
 from fercli.util import atomic_path
@@ -75,9 +81,17 @@ def colour(im: Image.Image, gray: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode in ("RGB", "CMYK", "YCbCr") else gray.convert("RGB")
 
 
-def keep_faces(faces: list[Face], min_score: float = 0.0, min_size: int = 0) -> list[Face]:
+def keep_faces(
+    faces: list[Face],
+    min_score: float | None = None,
+    min_size: int = DEFAULT_MIN_FACE_SIZE,
+    detector=None,
+) -> list[Face]:
     """The faces that --min-face-score and --min-face-size keep, left to right (face 0, 1,
-    ...): photos and video frames alike, whatever the detector."""
+    ...): photos and video frames alike, whatever the detector. min_score None: the
+    detector's own default (its min_face_score; fercli.faces.detect.default_min_score)."""
+    if min_score is None:
+        min_score = default_min_score(detector)
     kept = [f for f in faces if f.score >= min_score and face_size(f) >= min_size]
     return sorted(kept, key=lambda f: (f.box[0], f.box[1]))
 
@@ -107,12 +121,12 @@ class Found:
     faces: list[Face] = field(default_factory=list)
 
 
-def find_faces(path, mode: str, detector_name: str, size: int, max_side: int, keep=keep_faces):
+def find_faces(path, mode: str, detector_name: str, size: int, max_side, keep=keep_faces):
     """(Found, crops (n, size, size) uint8) for one file; raises ImageError."""
     return read_faces(path, mode, partial(detector, detector_name), size, max_side, keep)
 
 
-def read_faces(path, mode: str, get_detector, size: int, max_side: int, keep=keep_faces):
+def read_faces(path, mode: str, get_detector, size: int, max_side, keep=keep_faces):
     """find_faces with the detector that get_detector() gives, asked for only where a
     picture is searched."""
     quick = load_shortcut(path, size, AUTO_MIN_SIDE) if mode == "auto" else None
@@ -121,9 +135,10 @@ def read_faces(path, mode: str, get_detector, size: int, max_side: int, keep=kee
     return faces_in(open_raw(path), mode, get_detector, size, max_side, keep)
 
 
-def faces_in(raw: Image.Image, mode: str, get_detector, size: int, max_side: int, keep=keep_faces):
+def faces_in(raw: Image.Image, mode: str, get_detector, size: int, max_side, keep=keep_faces):
     """read_faces for a picture decoded as open_raw decodes a file (its own mode, not yet
-    turned by its EXIF orientation): a file's, or one given to fercli.Predictor."""
+    turned by its EXIF orientation): a file's, or one given to fercli.Predictor. max_side:
+    the searched copy's longer side (None: the detector's own; search_side)."""
     if mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:  # EXIF turns keep the shorter side
         return Found(whole=True), to_array(upright_gray(raw), size)[None]  # = load_image
     try:
@@ -131,12 +146,13 @@ def faces_in(raw: Image.Image, mode: str, get_detector, size: int, max_side: int
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(str(exc) or type(exc).__name__) from None
     gray = to_gray(im)
-    faces = keep(detect_scaled(get_detector(), colour(im, gray), max_side))
+    found = get_detector()
+    faces = keep(detect_scaled(found, colour(im, gray), max_side), detector=found)
     crops = np.stack([align(gray, f, size) for f in faces]) if faces else None
     return Found(faces=faces), crops
 
 
-def decode_faces(paths, size: int, mode: str, detector_name: str, max_side: int, keep=keep_faces):
+def decode_faces(paths, size: int, mode: str, detector_name: str, max_side, keep=keep_faces):
     """A worker's chunk: (crops (m, size, size) uint8, [Found per path]). Never raises for
     one bad file: an unexpected exception becomes that file's error."""
     found, crops = [], []
@@ -206,10 +222,10 @@ class FaceStage:
     def __init__(
         self,
         mode,
-        detector_name="mtcnn",
+        detector_name=DEFAULT_DETECTOR,
         annotate=None,
         crops=None,
-        max_side=DETECT_MAX_SIDE,
+        max_side=None,
         keep=keep_faces,
     ):
         from fercli import registry

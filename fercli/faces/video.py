@@ -27,7 +27,7 @@ from PIL import Image
 
 from fercli.errors import FercliError
 from fercli.faces.align import align
-from fercli.faces.detect import Face, detect_scaled
+from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE, Face, detect_scaled
 from fercli.faces.predict_faces import COLUMNS as FACE_COLUMNS
 from fercli.faces.predict_faces import detector as make_detector
 from fercli.faces.predict_faces import face_columns, keep_faces, reset_detectors
@@ -101,12 +101,12 @@ class VideoOptions:
     """What `fercli predict-video` does besides reading the videos (its options)."""
 
     fps: float = 2.0  # frames sampled per second; 0: every frame
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR
     provider: str = "auto"
     threads: int | None = None
     topk: int = 0
-    min_face_score: float = 0.0
-    min_face_size: int = 0
+    min_face_score: float | None = None  # None: the detector's own default
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE
     timeline: Path | str | None = None  # PNG: one panel per video and track
     summary: Path | str | None = None  # JSON: per video and track
     smooth: float = 0.0  # seconds: the time constant of each track's smoothing; 0: off
@@ -225,7 +225,7 @@ class VideoRun:
             faces = find_near(self.detector, image, near)
         else:
             faces, self.whole_at = detect_scaled(self.detector, image), t
-        return keep_faces(faces, o.min_face_score, o.min_face_size)
+        return keep_faces(faces, o.min_face_score, o.min_face_size, self.detector)
 
     def video(self, path: str, f, result: VideoResult) -> TrackLog:
         """Write one video's rows; its TrackLog."""

@@ -33,6 +33,15 @@ DIVISOR = 32  # the input's sides must be multiples of the largest stride
 # The half-size pass keeps faces whose box is at least this long (in the picture's pixels);
 # it runs on pictures at least twice as long. Below it, the full-size pass boxes faces well.
 LARGE_FACE = 320
+# predict-dir and predict-video search a copy at most this long (fercli.faces.detect's
+# search_side), as for MTCNN. A 640-pixel copy detects in about half the time but misses
+# small faces of larger pictures: on benchmarks/bench_faces.py's FER-2013 faces pasted into
+# 1600x1200 pictures, 58 of 105 found against 78 at 1024 (60 and 100 px faces: 4 of 42
+# against 19), the same 76 of 84 in 640x480 ones (docs/detectors.md).
+MAX_SIDE = 1024
+# The --min-face-score YuNet gets by default (its scores are its own: about 0.93 to 0.96 on
+# clear faces): chosen on benchmarks/bench_faces.py's scenes (docs/detectors.md).
+MIN_FACE_SCORE = 0.6
 
 
 def weights_dir() -> Path:
@@ -113,7 +122,12 @@ class YuNet:
     average: each face's box and landmarks are the score-weighted mean of the candidates it
     suppressed, which steadies the landmarks (False: its best candidate's, as OpenCV does);
     threads: onnxruntime's intra-op threads (1, as each predict-dir worker runs its own
-    detector)."""
+    detector); max_side: the longer side of the copy predict-dir and predict-video search
+    (MAX_SIDE; fercli.faces.detect.detect_scaled), which detect() itself does not change.
+    min_face_score (an attribute, MIN_FACE_SCORE): the --min-face-score it gets by
+    default."""
+
+    min_face_score = MIN_FACE_SCORE
 
     def __init__(
         self,
@@ -123,6 +137,7 @@ class YuNet:
         large_faces: bool = True,
         average: bool = True,
         threads: int = 1,
+        max_side: int = MAX_SIDE,
     ):
         for name, value in (("score_threshold", score_threshold), ("nms_threshold", nms_threshold)):
             if not 0.0 <= float(value) <= 1.0:
@@ -131,6 +146,9 @@ class YuNet:
             raise FercliError(f"YuNet's top_k must be at least 1, got {top_k}.")
         if int(threads) < 1:
             raise FercliError(f"YuNet's threads must be at least 1, got {threads}.")
+        if int(max_side) < DIVISOR:
+            raise FercliError(f"YuNet's max_side must be at least {DIVISOR}, got {max_side}.")
+        self.max_side = int(max_side)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
         self.top_k = int(top_k)
