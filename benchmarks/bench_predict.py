@@ -16,6 +16,15 @@
     spread over the classes; the rate is per image. (c1) is the same loop with one torch
     thread, a stronger baseline on a busy machine (informational; the target is against c).
 
+(e) per process: a whole `fercli predict-dir FOLDER -o OUT --model MODEL` process as a user
+    runs it (`python -m fercli`, every default: `--faces auto`, the workers, the summary),
+    timed from its start to its exit, interpreter start-up, imports, workers and sessions
+    included: the fixed cost that a small folder pays. Bytecode is written to a temporary
+    cache (as an installed wheel has it) after one untimed run; (e2) the same on
+    `--large-split`. `--compare-tree DIR` runs the same command with the fercli of another
+    checkout (e.g. `git worktree add /tmp/old HEAD~3`) in the same rounds: before and after.
+(d) where installed: the `fer` package's model, its own loop (below); e/d is the target.
+
 (a), (b) and (c) are interleaved in each of `--repeats` rounds and the medians compared:
 targets (b) >= 80% of (a) and (b) >= 10x (c). The same (a) and (b) for the int8 model, and
 for each of `--providers` (default: cpu, and openvino where its plugin is installed).
@@ -112,6 +121,40 @@ def end_to_end(
     return result["images_per_s"], result["errors"]
 
 
+def process_env(pycache: Path, tree: Path | None = None) -> dict:
+    """The environment of a per-process run (e): bytecode cached under `pycache` (as an
+    installed wheel has it, though PYTHONDONTWRITEBYTECODE may be set here); with `tree`,
+    that checkout's fercli first on the path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def per_process(model: str, folder: Path, out: Path, env: dict, provider: str):
+    """(e): (seconds, CPU seconds) of one whole `fercli predict-dir` process as a user runs
+    it (stdout and stderr discarded: no terminal, so no progress bar), from its start to its
+    exit; the CPU time is its own and its workers' (user and system), which a busy machine
+    inflates less than the seconds."""
+    import resource
+    import subprocess
+
+    command = [sys.executable, "-m", "fercli", "predict-dir", str(folder), "-o", str(out)]
+    command += ["--model", model] + (["--provider", provider] if provider != "cpu" else [])
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu_before, start = cpu(), time.perf_counter()
+    subprocess.run(
+        command, env=env, cwd=out.parent, check=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - start, cpu() - cpu_before
+
+
 def naive_loop(model, paths: list[Path], threads: int | None = None) -> float:
     """(c): one image at a time through PIL, torchvision transforms and the PyTorch model."""
     import torch
@@ -176,6 +219,15 @@ def main() -> None:
         "--large-split",
         metavar="SPLIT",
         help="(b2): also time predict-dir end to end on ROOT/SPLIT (e.g. train)",
+    )
+    parser.add_argument(
+        "--compare-tree",
+        metavar="DIR",
+        help="(e) also with the fercli of this checkout (e.g. a `git worktree` of an older "
+        "commit), in the same rounds",
+    )
+    parser.add_argument(
+        "--no-process", action="store_true", help="skip (e), the whole-process runs"
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -253,6 +305,18 @@ def main() -> None:
     rates = {f"{k} {name} {p}": [] for p, name, _ in runs for k in keys}
     if model is not None:
         rates |= {"c": [], "c1": []}
+    trees = {} if args.no_process else {"": None}
+    if args.compare_tree and not args.no_process:
+        trees["old "] = Path(args.compare_tree).resolve()
+    envs = {tag: process_env(tmp / f"pycache-{i}", tree) for i, (tag, tree) in
+            enumerate(trees.items())}  # fmt: skip
+    # (e) is given the model as a user names it: a bundled model by its name
+    as_named = {name: name if args.bundled is not None else str(path) for name, path in models}
+    splits = [("e", folder)] + ([("e2", root / args.large_split)] if args.large_split else [])
+    for env in envs.values():  # untimed: bytecode, page cache
+        for p, name, _ in runs:
+            per_process(as_named[name], folder, tmp / "process.csv", env, p)
+    seconds: dict[str, list[float]] = {}
     for r in range(args.repeats):
         for p, name, path in runs:
             rates[f"a {name} {p}"].append(model_only(path, x, args.batch_size, p))
@@ -263,6 +327,13 @@ def main() -> None:
                     path, root / args.large_split, tmp / "large.csv", args.batch_size, p
                 )
                 rates[f"b2 {name} {p}"].append(large[0])
+            for key, where in splits:
+                for tag, env in envs.items():
+                    took, cpu = per_process(as_named[name], where, tmp / "process.csv", env, p)
+                    seconds.setdefault(f"{tag}{key} {name} {p}", []).append(took)
+                    seconds.setdefault(f"{tag}{key} {name} {p} cpu", []).append(cpu)
+                    files = len(test) if key == "e" else args.large_count
+                    rates.setdefault(f"{tag}{key} {name} {p}", []).append(files / took)
         if model is not None:
             rates["c"].append(naive_loop(model, naive_paths))
             rates["c1"].append(naive_loop(model, naive_paths, threads=1))
@@ -307,6 +378,17 @@ def main() -> None:
                 f"; (b2) end to end on {args.large_split} ({args.large_count} files) {b2:.0f}, "
                 f"b2/a {b2 / a:.2f} (target >= 0.80: {'ok' if b2 >= 0.8 * a else 'MISSED'})"
             )
+        for tag in envs:
+            for key, where in splits:
+                k = f"{tag}{key} {name} {p}"
+                took, cpu = (statistics.median(seconds[k + c]) for c in ("", " cpu"))
+                versus += (
+                    f"; ({tag}{key}) per process on {where.name} {took:.3f} s ({cpu:.3f} s "
+                    f"CPU), {m[k]:.0f}/s"
+                    + (f", {k.split()[0]}/d {m[k] / m['d']:.2f}x" if "d" in m else "")
+                    + (" (target >= 2.5x: " + ("ok)" if m[k] >= 2.5 * m["d"] else "MISSED)")
+                       if "d" in m and not tag and key == "e" else "")
+                )  # fmt: skip
         print(
             f"  {name} on {p}: (a) model only {a:.0f}, (b) predict-dir end to end {b:.0f}, "
             f"accuracy {accuracy[name]:.2%}; b/a {b / a:.2f} (target >= 0.80: {ok_a})"

@@ -5,7 +5,6 @@ how it was trained, its test figures, and the images/s `benchmarks/bench_predict
 and its training runs' logs. A name wins over a file of that name in the working folder:
 pass ./NAME for the file."""
 
-from importlib import resources
 from pathlib import Path
 
 from fercli.errors import FercliError
@@ -27,7 +26,11 @@ def bundled_path(name: str = DEFAULT) -> Path:
     """A bundled model's file; a clear error when this install lacks it."""
     if name not in BUNDLED:
         raise FercliError(f"no bundled model {name!r}: choose {' or '.join(BUNDLED)}.")
-    path = Path(str(resources.files("fercli") / BUNDLED[name]))
+    path = Path(__file__).parent / BUNDLED[name]  # importlib.resources' path, on a disk
+    if not path.is_file():  # perhaps elsewhere (a zip, a custom loader)
+        from importlib import resources
+
+        path = Path(str(resources.files("fercli") / BUNDLED[name]))
     if not path.is_file():
         raise FercliError(
             f"the bundled model {name!r} is not in this install of fercli: pass --model "

@@ -41,24 +41,58 @@ def cli(ctx, verbose, quiet, config_path, plugins_dir):
 
         load_plugins_dir(plugins_dir)
     config, path = read_config(config_path)
+    if config:  # its tables are checked against every command, as without lazy commands
+        _add_builtin_commands()
     ctx.default_map = default_map(config, cli.commands)
     ctx.obj = {"config_path": path}
 
 
 def _add_commands(args: list[str]) -> None:
+    """Register the commands `args` may run: where they name a built-in command (and ask for
+    no help), that one alone, its module only imported (a start-up that `fercli predict-dir`
+    on a small folder would otherwise pay for); else every built-in command and the
+    plugins' commands. click resolves the subcommand before the group callback runs, so
+    --plugins-dir is looked for here too."""
+    from fercli import commands
+
+    name, helping = _command_name(args), bool({"--help", "-h"} & set(args))
+    if name in commands.MODULES and not helping:
+        if name not in cli.commands:
+            cli.add_command(commands.command(name))
+        return
+    _add_builtin_commands()
+    if name is None and not helping:  # `fercli`, `fercli --version`
+        return
+    # Commands from plugins: loaded only when the name asked for is not built in.
+    from fercli.plugins import load_plugins, pm
+
+    load_plugins(_plugins_dir_arg(args))
+    pm.hook.register_commands(cli=cli)
+
+
+def _add_builtin_commands() -> None:
     from fercli.commands import ALL
 
     for command in ALL:
         cli.add_command(command)
-    # Commands from plugins: load them only when the name asked for is not built in.
-    # click resolves the subcommand before the group callback runs, so --plugins-dir is
-    # looked for here too.
-    wanted = [a for a in args[:3] if not a.startswith("-")]
-    if any(a not in cli.commands for a in wanted) or {"--help", "-h"} & set(args):
-        from fercli.plugins import load_plugins, pm
 
-        load_plugins(_plugins_dir_arg(args))
-        pm.hook.register_commands(cli=cli)
+
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand's name in `args`: the first argument after the group's own options."""
+    i, takes_value = 0, _group_options()
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        i += 2 if takes_value.get(args[i].split("=", 1)[0]) and "=" not in args[i] else 1
+    return args[i] if i < len(args) and not args[i].startswith("-") else None
+
+
+def _group_options() -> dict[str, bool]:
+    """The group's own options (--version aside), each with whether it takes a value."""
+    return {
+        opt: not param.is_flag
+        for param in cli.params
+        if isinstance(param, click.Option) and param.name != "version"
+        for opt in param.opts + param.secondary_opts
+    }
 
 
 def _plugins_dir_arg(args: list[str]) -> str | None:
@@ -73,12 +107,7 @@ def _plugins_dir_arg(args: list[str]) -> str | None:
 def _hoist_group_options(args: list[str]) -> list[str]:
     """`fercli train --config X` means `fercli --config X train`: the group's own options given
     after the subcommand move before it, unless the subcommand has an option of that name."""
-    takes_value = {
-        opt: not param.is_flag
-        for param in cli.params
-        if isinstance(param, click.Option) and param.name != "version"
-        for opt in param.opts + param.secondary_opts
-    }
+    takes_value = _group_options()
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "--":
         name = args[i].split("=", 1)[0]

@@ -212,7 +212,9 @@ class OnnxModel:
         threads: int | None = None,
         *,
         metadata_only: bool = False,
+        chosen: tuple | None = None,
     ):
+        """chosen: what providers.choose(provider, path) gave the caller, not asked again."""
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -220,7 +222,7 @@ class OnnxModel:
             raise FercliError(
                 f"model {self.path} not found: pass a .onnx file made by `fercli export-onnx`."
             )
-        engine, unusable = providers.choose(provider, self.path)
+        engine, unusable = chosen or providers.choose(provider, self.path)
         self.fallback = unusable.what if unusable else ""
         # nothing to fix (Intel's plugin offers no device on this CPU): said with -v only
         self.fallback_expected = bool(unusable and unusable.expected)

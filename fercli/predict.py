@@ -15,6 +15,7 @@ No torch here (a test checks it): prediction needs only onnxruntime, numpy, Pill
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ DEFAULT_BATCH_SIZE = 256
 # Where the workers predict (on the CPU), they take at most this many images at a time: the
 # first rows come sooner, and onnxruntime on one thread is no slower on such batches.
 WORKER_CHUNK = 128
+# A folder of fewer images than this is predicted (on the CPU, whole images) in this process
+# with one session unless --workers says otherwise: starting the workers, each with a
+# session of its own, costs more than they save on so few (docs/benchmarks/predict.md).
+SMALL_FOLDER = 4096
+SMALL_SAMPLE = 8  # --faces auto: pictures looked at (their headers) to tell a small folder
 
 
 # The file fercli leaves in the --annotate and --crops folders it writes to: find_images
@@ -215,6 +221,7 @@ class Pipeline:
             workers = 0  # the actors decode
         else:
             ray_engine = None
+        self.workers_given = workers is not None
         workers = (os.cpu_count() or 1) if workers is None else workers
         if workers < 0:
             raise FercliError("--workers must be 0 (decode in this process) or more.")
@@ -259,6 +266,12 @@ class Pipeline:
         batch_size, workers, threads = self.batch_size, self.workers, self.threads
         if ray_engine:
             stack.enter_context(ray_engine.cluster(self.ray_address))
+        chosen = None  # providers.choose's answer, asked once (OnnxModel asks where not here)
+        if workers > 1 and not stage and not ray_engine:
+            chosen = providers.choose(self.provider, self.model_path)
+        on_cpu = chosen is not None and chosen[0] == "cpu"
+        if not self.workers_given and self.small_folder(on_cpu):
+            workers = 0  # one session here: cheaper than starting workers (with theirs)
         # One chunk is done in this process; more go to workers, started before onnxruntime.
         if stage:  # detection is slow: smaller chunks keep every worker (or actor) busy
             if ray_engine:
@@ -266,12 +279,7 @@ class Pipeline:
                 workers = ray_engine.actor_count(self.actors, self.threads_per_actor, gpus)
             batch_size = stage.chunk_size(len(paths), batch_size, workers)
             workers = 0 if ray_engine else workers
-        cpu_workers = (  # the workers will predict
-            workers > 1
-            and not stage
-            and not ray_engine
-            and providers.choose(self.provider, self.model_path)[0] == "cpu"
-        )
+        cpu_workers = workers > 1 and on_cpu  # the workers will predict
         if cpu_workers:
             batch_size = min(batch_size, WORKER_CHUNK)
         n_chunks = -(-len(paths) // batch_size)
@@ -283,11 +291,58 @@ class Pipeline:
         self.pool = stack.enter_context(closing(Workers(workers, setup)))
         self.in_workers = setup is not None and self.pool.count > 1  # each decodes and predicts
         self.onnx = OnnxModel(
-            self.model_path, self.provider, threads, metadata_only=self.in_workers
+            self.model_path, self.provider, threads, metadata_only=self.in_workers, chosen=chosen
         )
         self.batch_size = batch_size
         self.predict_proba = predictor(self.onnx, batch_size, self.tta)
         return self.onnx
+
+    def small_folder(self, cpu_workers: bool) -> bool:
+        """Whether the folder is small enough to predict here, without workers: fewer than
+        SMALL_FOLDER images, whole (on the CPU, where each worker would open a session), or
+        with --faces auto where a sample spread over the files holds only pictures that
+        auto takes whole (FER-2013's 48x48: no face detection, which needs the workers)."""
+        paths, stage = self.paths, self.stage
+        if len(paths) >= SMALL_FOLDER or self.ray_engine:
+            return False
+        if not stage:
+            return cpu_workers
+        if stage.mode != "auto":
+            return False
+        from PIL import Image
+
+        from fercli.faces.predict_faces import AUTO_MIN_SIDE
+
+        step = max(1, len(paths) // SMALL_SAMPLE)
+        for rel in paths[step // 2 :: step][:SMALL_SAMPLE]:
+            try:
+                with warnings.catch_warnings():  # Pillow's, for a huge picture: said where read
+                    warnings.simplefilter("ignore")
+                    with Image.open(self.root / rel) as im:  # its header only
+                        if min(im.size) > AUTO_MIN_SIDE:
+                            return False
+            except Exception:  # unreadable: an error row, wherever it is read
+                continue
+        return True
+
+    def whole_chunk(self, outcome):
+        """A chunk's (probabilities, {index: reason}) where it needs no face rows: without
+        --faces, or with --faces auto where every picture was taken whole or is unreadable (a
+        FER-2013 folder); None where the stage makes its rows (the same rows, one by one)."""
+        if not self.stage:
+            return outcome
+        from fercli.faces.predict_faces import FaceStage
+
+        if type(self.stage) is not FaceStage:  # the Ray engine's: its actors predicted
+            return None
+        crops, found = outcome
+        if any(item.error is None and not item.whole for item in found):
+            return None
+        errors = {i: item.error for i, item in enumerate(found) if item.error is not None}
+        probs = np.zeros((len(found), len(self.onnx.info.classes)), np.float32)
+        if len(crops):  # one crop a picture taken whole, in order (as face_rows reads them)
+            probs[[i for i, item in enumerate(found) if item.whole]] = self.predict_proba(crops)
+        return probs, errors
 
     def results(self, todo: list[str]):
         """(chunk of todo, outcome) for every chunk, in order, computed as they are asked
@@ -444,7 +499,8 @@ def predict_dir(
         results = run.results(todo)
         with bar(len(todo), "Predicting") as progress:
             for chunk, outcome in results:
-                if stage:
+                whole = run.whole_chunk(outcome)  # every picture taken whole: as --faces none
+                if whole is None:
                     # one write per batch: Ctrl-C never splits a picture's faces
                     rows = stage.rows(chunk, outcome, run.predict_proba, classes, topk)
                     f.write(fmt.text(rows))
@@ -454,7 +510,7 @@ def predict_dir(
                         f.flush()
                     stage.save_extras(root, chunk, rows, outcome)
                 else:
-                    probs, errors = outcome
+                    probs, errors = whole
                     f.write(fmt.predicted_text(chunk, probs, errors))
                     tally.add_predicted(chunk, probs, errors)
                     if resume:

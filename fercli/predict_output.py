@@ -72,8 +72,13 @@ class RowFormat:
         self.classes, self.topk, self.extra = tuple(classes), topk, extra
 
     def predicted_text(self, paths, probs, errors: dict) -> str:
-        """The records of a predicted chunk: make_rows' rows, as text()."""
-        return self.text(make_rows(paths, probs, errors, self.classes, self.topk))
+        """The records of a predicted chunk: make_rows' rows, as text(), the `extra`
+        columns empty (predict-dir --faces auto: pictures taken whole, unreadable files)."""
+        rows = make_rows(paths, probs, errors, self.classes, self.topk)
+        if self.extra:
+            blank = dict.fromkeys(self.extra)
+            rows = [{**row, **blank} for row in rows]
+        return self.text(rows)
 
 
 # A field the csv module writes as it is (QUOTE_MINIMAL: no delimiter, quote or line end).
@@ -88,10 +93,12 @@ class CsvOut(RowFormat):
         for i in range(1, topk + 1):
             self.columns += [f"top{i}_label", f"top{i}_confidence"]
         self.columns += list(extra)  # more columns at the end (predict-dir --faces: face, box, ...)
-        # predicted_text's %-format of an "ok" row; None where a cell needs the csv module
+        # predicted_text's %-format of an "ok" row, its extra cells empty; None where a cell
+        # needs the csv module
         self.line = None
-        if not extra and all(map(_PLAIN.match, self.classes)):
-            self.line = "%s,ok,,%s,%.6f" + ",%.6f" * len(classes) + ",%s,%.6f" * topk + "\r\n"
+        if all(map(_PLAIN.match, self.classes)):
+            self.line = "%s,ok,,%s,%.6f" + ",%.6f" * len(classes) + ",%s,%.6f" * topk
+            self.line += "," * len(extra) + "\r\n"
 
     def start(self, f, new_file: bool) -> None:
         self.writer = csv.writer(f)

@@ -7,21 +7,27 @@ import sys
 import time
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 settings = {"quiet": False, "verbose": False}
-console = Console(stderr=True)
 log = logging.getLogger("fercli")
 # True where say() and the bars log instead of printing: set by `logged`, in its own context
 _to_log: contextvars.ContextVar[bool] = contextvars.ContextVar("fercli_to_log", default=False)
+
+
+def __getattr__(name: str):
+    """`console`, rich's Console on stderr, made (and rich imported) on first use: a run that
+    prints no status line and no bar never imports rich.progress, nor rich where nothing
+    else prints with it."""
+    if name == "console":
+        from rich.console import Console
+
+        globals()["console"] = value = Console(stderr=True)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _console():
+    made = globals().get("console")
+    return __getattr__("console") if made is None else made
 
 
 def logged(function, *args, **kwargs):
@@ -66,7 +72,7 @@ def say(message: str) -> None:
     if _to_log.get():
         log.info(message)
     elif not settings["quiet"]:
-        console.print(message, highlight=False, markup=False, soft_wrap=True)
+        _console().print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 class _Plain:
@@ -113,9 +119,18 @@ def bar(total: int | None, description: str, fields: tuple[str, ...] = ()):
         yield plain
         plain.close()
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(f"{f}={{task.fields[{f}]}}") for f in fields]
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=_console(), transient=False) as progress:
         task = progress.add_task(description, total=total, **{f: "-" for f in fields})
         yield _Rich(progress, task)
