@@ -22,7 +22,6 @@ The images are read where the actors run: on a cluster of several machines they 
 the same path on every node (a shared filesystem).
 """
 
-import inspect
 import json
 import logging
 import os
@@ -442,21 +441,26 @@ def map_files(
         logging.getLogger("ray.data").setLevel(logging.ERROR)
     actors = actor_count(actors, threads_per_actor, gpus_per_actor)
     dataset = ray.data.from_items([{"index": i, key: f} for i, f in enumerate(files)])
+    # The arguments (the model's bytes among them) go into the object store once, held here
+    # for the run, so that an actor Ray restarts after a crash reads them again.
+    shipped = ray.put(constructor_kwargs)
     options = dict(
-        fn_constructor_kwargs=constructor_kwargs,
+        fn_constructor_kwargs={"actor_class": actor_class, "shipped": [shipped]},
         batch_size=batch_size,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
         num_cpus=threads_per_actor,  # Ray's resources by name: CPUs, and GPUs for CUDA
         **({"num_gpus": gpus_per_actor} if gpus_per_actor else {}),
     )
-    # Actors that may restart make Ray log an error line on every run (their arguments live
-    # in the object store); Ray 2.60 deprecates the only way to say no, due to go in 2.64.
-    if "ray_remote_args_fn" in inspect.signature(dataset.map_batches).parameters:
-        options["ray_remote_args_fn"] = _no_restarts
+    # A lost actor (a crash, the out-of-memory killer, a lost node) is restarted and its
+    # batches run again: Ray Data's defaults, bounded (an actor that dies on every try
+    # fails the run instead of retrying for ever). Ray 2.60 deprecates passing them so,
+    # due to go in 2.64 with no other way yet; the `ray` extra stays below 2.61.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`ray_remote_args_fn` is deprecated")
-        mapped = dataset.map_batches(actor_class, **options)
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        mapped = dataset.map_batches(
+            _Shipped, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **options
+        )
     expected = 0
     for batch in mapped.iter_batches(batch_format="numpy"):
         index = np.asarray(batch["index"])
@@ -526,10 +530,21 @@ def clean_chunks(files: list[str], hash_specs: list[tuple[str, int]], *, chunk: 
         first += len(images)
 
 
-def _no_restarts() -> dict:
-    """A lost actor fails the job (Ray Data's default restarts it, and warns that the model
-    it was made with may be gone by then)."""
-    return {"max_restarts": 0}
+ACTOR_RESTARTS = 3  # times Ray restarts a lost actor, and retries a batch it was running
+
+
+class _Shipped:
+    """`actor_class(**kwargs)`, its kwargs read from the object store (see map_files): passed
+    by reference inside a list, they are no constructor argument of Ray's, which would log
+    that a restarted actor may find them gone."""
+
+    def __init__(self, actor_class, shipped):
+        import ray
+
+        self.inner = actor_class(**ray.get(shipped[0]))
+
+    def __call__(self, batch):
+        return self.inner(batch)
 
 
 def _read_bytes(path) -> bytes:
