@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install --quiet -e '.[train,openvino,video,test]' tox
+.venv/bin/pip install --quiet --upgrade 'pip>=25.1'  # for --group (PEP 735)
+.venv/bin/pip install --quiet -e '.[train,openvino,video]' --group test tox
 fercli=.venv/bin/fercli
 
 # 1. Data: 7 classes of 48x48 cartoon faces, with planted duplicates, blanks and a corrupt file.
