@@ -84,6 +84,8 @@ def test_the_wheel_has_what_fercli_reads_and_no_training_logs(built):
     assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]
     metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: MIT" in metadata
+    extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
+    assert extras == {"train", "openvino", "video", "ray"}  # test, bench: dependency groups
 
 
 def test_the_pattern_finds_machine_paths():
