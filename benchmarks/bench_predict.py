@@ -155,6 +155,15 @@ def per_process(model: str, folder: Path, out: Path, env: dict, provider: str):
     return time.perf_counter() - start, cpu() - cpu_before
 
 
+def small_folder(samples, root: Path, dest: Path, n: int) -> Path:
+    """(e0)'s folder: n of the test files spread over the split, linked in class folders."""
+    for s in samples[:: max(1, len(samples) // n)][:n]:
+        link = dest / s.rel.split("/", 1)[-1]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(root / s.rel)
+    return dest
+
+
 def naive_loop(model, paths: list[Path], threads: int | None = None) -> float:
     """(c): one image at a time through PIL, torchvision transforms and the PyTorch model."""
     import torch
@@ -228,6 +237,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-process", action="store_true", help="skip (e), the whole-process runs"
+    )
+    parser.add_argument(
+        "--small",
+        type=int,
+        default=0,
+        metavar="N",
+        help="(e0): also per process on a folder of N test files (links, spread over the "
+        "classes), where the start-up is most of the time",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -313,6 +330,9 @@ def main() -> None:
     # (e) is given the model as a user names it: a bundled model by its name
     as_named = {name: name if args.bundled is not None else str(path) for name, path in models}
     splits = [("e", folder)] + ([("e2", root / args.large_split)] if args.large_split else [])
+    if args.small:
+        splits.insert(0, ("e0", small_folder(samples, root, tmp / "small", args.small)))
+    files = {"e0": args.small, "e": len(test), "e2": getattr(args, "large_count", 0)}
     for env in envs.values():  # untimed: bytecode, page cache
         for p, name, _ in runs:
             per_process(as_named[name], folder, tmp / "process.csv", env, p)
@@ -332,8 +352,7 @@ def main() -> None:
                     took, cpu = per_process(as_named[name], where, tmp / "process.csv", env, p)
                     seconds.setdefault(f"{tag}{key} {name} {p}", []).append(took)
                     seconds.setdefault(f"{tag}{key} {name} {p} cpu", []).append(cpu)
-                    files = len(test) if key == "e" else args.large_count
-                    rates.setdefault(f"{tag}{key} {name} {p}", []).append(files / took)
+                    rates.setdefault(f"{tag}{key} {name} {p}", []).append(files[key] / took)
         if model is not None:
             rates["c"].append(naive_loop(model, naive_paths))
             rates["c1"].append(naive_loop(model, naive_paths, threads=1))
@@ -385,7 +404,7 @@ def main() -> None:
                 versus += (
                     f"; ({tag}{key}) per process on {where.name} {took:.3f} s ({cpu:.3f} s "
                     f"CPU), {m[k]:.0f}/s"
-                    + (f", {k.split()[0]}/d {m[k] / m['d']:.2f}x" if "d" in m else "")
+                    + (f", ({tag}{key})/d {m[k] / m['d']:.2f}x" if "d" in m else "")
                     + (" (target >= 2.5x: " + ("ok)" if m[k] >= 2.5 * m["d"] else "MISSED)")
                        if "d" in m and not tag and key == "e" else "")
                 )  # fmt: skip

@@ -49,8 +49,10 @@ DEFAULT_BATCH_SIZE = 256
 WORKER_CHUNK = 128
 # A folder of fewer images than this is predicted (on the CPU, whole images) in this process
 # with one session unless --workers says otherwise: starting the workers, each with a
-# session of its own, costs more than they save on so few (docs/benchmarks/predict.md).
-SMALL_FOLDER = 4096
+# session of its own, costs more than they save on so few. Measured on 2 cores (the
+# `fast` model, docs/benchmarks/predict.md): this process wins by 115 ms on 250 images,
+# ties on 1,000-2,000, and the workers win on FER-2013's 3,589 test files.
+SMALL_FOLDER = 1024
 SMALL_SAMPLE = 8  # --faces auto: pictures looked at (their headers) to tell a small folder
 
 
