@@ -116,10 +116,14 @@ def near_ties(fp32: Path, int8: Path, data: Path) -> str:
     )
 
 
-def run_logs(name: str) -> Path:
-    """Where a bundled model's training runs keep their logs and plots: docs/model-runs/NAME/
-    in the repository (they document the model; no code reads them, so the wheel has none)."""
-    return HERE / "docs" / "model-runs" / name
+def run_logs(name: str, dest: Path) -> Path:
+    """Where a bundle's training runs keep their logs and plots: for a bundled model (dest
+    fercli/bundled_models/NAME), docs/model-runs/NAME/ in the repository (they document the
+    model; no code reads them, so the wheel has none); for a bundle made elsewhere (--dest),
+    DEST/runs/."""
+    if Path(dest).resolve() == (BUNDLES / name).resolve():
+        return HERE / "docs" / "model-runs" / name
+    return Path(dest) / "runs"
 
 
 def add_name_and_dest(parser) -> None:
@@ -211,7 +215,7 @@ def main() -> None:
             old.unlink()
     model_file = args.file
     with_test_metrics(chosen, model_file, scores[shipped])
-    logs = run_logs(args.name)  # in the docs, not in the wheel
+    logs = run_logs(args.name, dest)  # a bundled model's: in the docs, not in the wheel
     if logs.exists():
         shutil.rmtree(logs)
     for run in runs + init_runs(ckpts):  # a fine-tuned run's starting run too

@@ -131,7 +131,8 @@ def test_predict_dir_on_a_two_node_cluster_writes_the_local_rows(two_node_cluste
     address, env = two_node_cluster
     done = fercli(
         "predict-dir", root, "-o", tmp_path / "cluster.csv", "--engine", "ray",
-        "--ray-address", address, "--actors", 2, "--batch-size", 4, cwd=tmp_path, env=env,
+        "--ray-address", address, "--actors", 2, "--batch-size", 4, "--faces", "none",
+        cwd=tmp_path, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "cluster.csv").read_bytes() == local.read_bytes()
