@@ -30,6 +30,7 @@ from fercli.errors import FercliError
 from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
 from fercli.faces.predict_faces import MODES, Found, face_rows, faces_in, keep_faces, read_faces
 from fercli.images import ImageError, load_image, to_array, upright_gray
+from fercli.predict_output import abstain_rows
 from fercli.progress import logged
 from fercli.util import first_line
 
@@ -58,7 +59,7 @@ class Prediction:
     small picture under faces="auto"); face_score and face_size (the box's shorter side)
     likewise. probabilities: every class's, rounded to 6 digits as predict-dir writes them;
     label and confidence: the most probable class (the first of equals) and its
-    probability."""
+    probability; label "uncertain" where that is below the Predictor's abstain."""
 
     label: str
     confidence: float
@@ -101,6 +102,8 @@ class Predictor:
     mirror image's. min_face_score, min_face_size: leave out faces the detector scores
     lower or whose box is smaller (predict-dir's --min-face-score, --min-face-size;
     min_face_score None: the detector's own default, fercli.faces.detect.default_min_score).
+    abstain: a face whose top probability is below it gets the label "uncertain" (its
+    probabilities kept; predict-dir's --abstain; 0: off).
 
     The model and the detector are opened on first use; one Predictor may be used from
     several threads at once."""
@@ -116,8 +119,12 @@ class Predictor:
         *,
         min_face_score: float | None = None,
         min_face_size: int = DEFAULT_MIN_FACE_SIZE,
+        abstain: float = 0.0,
     ) -> None:
         _check_choice("faces", faces, MODES)
+        if not 0 <= abstain < 1:
+            raise FercliError(f"abstain must be at least 0 (off) and below 1, not {abstain}.")
+        self.abstain = abstain
         _check_choice("provider", provider, providers.CHOICES)
         if threads is not None and threads < 1:
             raise FercliError(f"threads must be at least 1 (or None: all cores), not {threads}.")
@@ -229,6 +236,7 @@ class Predictor:
             faces = np.concatenate(crops) if crops else np.zeros((0, size, size), np.uint8)
             predict_proba = predict.predictor(model, max(1, len(faces)), self.tta)  # one call
             rows = face_rows(range(len(found)), (faces, found), predict_proba, self.classes, 0)
+            rows = abstain_rows(rows, self.abstain)
             for row in rows:
                 if row["status"] == "ok":
                     results[row["path"]].append(Prediction.from_row(row))

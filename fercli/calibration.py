@@ -126,3 +126,40 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> dict
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
     """ECE of class probabilities (n, classes) against labels (n,); see the module docstring."""
     return reliability(probs, labels, bins)["ece"]
+
+
+# --abstain thresholds the coverage table reports (predict-dir --abstain P).
+COVERAGE_THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def coverage(confidence: np.ndarray, correct: np.ndarray, thresholds=COVERAGE_THRESHOLDS) -> dict:
+    """What `--abstain P` trades, from each face's confidence (its top probability; 0 for a
+    face not found) and whether its label is right: for each P, the share of faces answered
+    (confidence >= P, as rounded in the output) and the accuracy on those; and the
+    risk-coverage curve, the accuracy of the most confident k faces for every k."""
+    confidence = np.round(np.asarray(confidence, np.float64), 6)
+    correct = np.asarray(correct, bool)
+    n = len(confidence)
+    rows = []
+    for p in thresholds:
+        answered = confidence >= p
+        k = int(answered.sum())
+        rows.append(
+            {
+                "abstain": p,
+                "answered": k / n if n else 0.0,
+                "accuracy": float(correct[answered].mean()) if k else None,
+            }
+        )
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(correct[order])
+    shown = np.arange(1, n + 1)
+    return {
+        "faces": n,
+        "table": rows,
+        "curve": {
+            "coverage": (shown / n).round(4).tolist() if n else [],
+            "accuracy": (hits / shown).round(4).tolist() if n else [],
+            "confidence": confidence[order].tolist(),
+        },
+    }

@@ -64,6 +64,7 @@ def evaluate(
     device: str = "auto",
     leak_free: bool = False,
     provider: str | None = None,
+    coverage_plot: str | Path | None = None,
 ) -> dict:
     """Accuracy, macro and weighted F1, per-class scores and the confusion matrix of a model
     on ROOT/<split>, with provenance (model, data, skipped files), and how well its
@@ -71,6 +72,8 @@ def evaluate(
     model's probabilities use its temperature). With tta, the class probabilities are
     averaged with those of the mirrored images. With leak_free, the same scores again under
     "leak_free" for the images with no near duplicate in ROOT/train (fercli.leakage).
+    "coverage": what `predict-dir --abstain P` trades (fercli.calibration.coverage), drawn
+    to coverage_plot (a PNG) where given.
 
     An .onnx model runs on `provider` (fercli.providers; default: `device`), a checkpoint on
     the torch `device`; "provider" in the result names what ran it."""
@@ -105,6 +108,7 @@ def evaluate(
         "provider": scorer.provider,
         "provider_fallback": scorer.fallback or None,  # why `auto` did not take another
         "reliability": bins,
+        "coverage": coverage_of(probs.max(1), predicted == data.labels, coverage_plot, path),
         "file_list_hash": data.file_list_hash,
         "skipped": [{"path": rel, "reason": reason} for rel, reason in data.errors],
     }
@@ -189,6 +193,18 @@ class OnnxScorer:
         return self.onnx.predict_proba(images)
 
 
+def coverage_of(confidence, correct, plot: str | Path | None, model: Path) -> dict:
+    """fercli.calibration.coverage's table (the curve only in the plot, where asked for)."""
+    from fercli.calibration import coverage
+
+    found = coverage(confidence, correct)
+    if plot:
+        from fercli import plots
+
+        plots.coverage(found, Path(plot), f"{Path(model).name}: accuracy against coverage")
+    return {"faces": found["faces"], "table": found["table"]}
+
+
 def write_outputs(result: dict, out_dir: str | Path) -> list[Path]:
     """metrics.json, confusion_matrix.png and reliability.png in out_dir (atomically)."""
     from fercli import plots
@@ -220,6 +236,7 @@ def evaluate_part(
     faces: str = "auto",
     provider: str | None = None,
     detector: str = DEFAULT_DETECTOR,
+    coverage_plot: str | Path | None = None,
 ) -> dict:
     """Score an ONNX model on one part of a person-level split (fercli.splits) of the photo
     folder ROOT/<class>/<image>, through predict-dir's own pipeline (fercli.predict.
@@ -251,7 +268,7 @@ def evaluate_part(
             links, out, model, provider=provider or "auto", faces=faces, detector=detector,
             write_summary=False,
         )  # fmt: skip
-        best: dict[str, tuple[float, str]] = {}  # path -> (face area, label)
+        best: dict[str, tuple[float, str, float]] = {}  # path -> (face area, label, confidence)
         with out.open(newline="") as f:
             for row in csv.DictReader(f):
                 if row["status"] != "ok":
@@ -259,16 +276,19 @@ def evaluate_part(
                 numbers = [float(v) for v in re.findall(r"[\d.]+", row.get("box") or "")]
                 area = numbers[2] * numbers[3] if len(numbers) >= 4 else float("inf")
                 if row["path"] not in best or area > best[row["path"]][0]:
-                    best[row["path"]] = (area, row["label"])
+                    best[row["path"]] = (area, row["label"], float(row["confidence"]))
     classes = list(run.classes)
     support = {c: 0 for c in classes}
     correct = {c: 0 for c in classes}
+    confidences, rights = [], []  # per photo; a photo without a face: confidence 0, wrong
     for cls, path in chosen.files:
         if cls not in support:
             continue
         support[cls] += 1
         found = best.get(f"{cls}/{path.name}")
         correct[cls] += bool(found and found[1] == cls)
+        confidences.append(found[2] if found else 0.0)
+        rights.append(bool(found and found[1] == cls))
     count = sum(support.values())
     scored = [c for c in classes if support[c]]
     return {
@@ -291,6 +311,7 @@ def evaluate_part(
             }
             for c in classes
         },
+        "coverage": coverage_of(np.array(confidences), np.array(rights), coverage_plot, run.model),
         "no_face": run.no_face,
         "errors": len(run.errors),
         "unknown_persons": chosen.unknown,

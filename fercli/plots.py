@@ -177,3 +177,21 @@ def training_plots(out, history, report, data) -> list[Path]:
         ),
         sample_grid(np.asarray(data.x_train), np.asarray(data.y_train), classes, out / SAMPLES),
     ]
+
+
+def coverage(result: dict, path: Path, title: str = "Risk and coverage") -> Path:
+    """Accuracy of the faces answered against their share (fercli.calibration.coverage), as
+    --abstain P trades them, with the thresholds of its table marked."""
+    curve = result["curve"]
+    fig = figure(6, 4.5)
+    ax = fig.subplots()
+    ax.plot(curve["coverage"], curve["accuracy"], linewidth=1.8)
+    for row in result["table"]:
+        if row["accuracy"] is not None and row["answered"] > 0:
+            ax.plot(row["answered"], row["accuracy"], "o", color="tab:red", markersize=4)
+            ax.annotate(f"P={row['abstain']:g}", (row["answered"], row["accuracy"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)  # fmt: skip
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="share of faces answered (coverage)",
+           ylabel="accuracy of the faces answered", title=title)  # fmt: skip
+    ax.grid(alpha=0.3)
+    return save(fig, path)

@@ -30,7 +30,14 @@ from fercli.errors import FercliError
 from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
 from fercli.images import SUFFIXES, is_image_name
 from fercli.onnx_model import OnnxModel
-from fercli.predict_output import ENCODING, make_rows, output_format, read_existing
+from fercli.predict_output import (
+    ENCODING,
+    UNCERTAIN,
+    abstain_rows,
+    make_rows,
+    output_format,
+    read_existing,
+)
 from fercli.predict_workers import (
     Workers,
     chunked,
@@ -95,8 +102,8 @@ class Tally:
     """Counts per label, errors and (for --eval) true/predicted pairs, row by row: nothing
     per image is kept beyond that, so a folder of any size fits in memory."""
 
-    def __init__(self, classes, evaluate: bool):
-        self.classes = classes
+    def __init__(self, classes, evaluate: bool, below: float = 0.0):
+        self.classes, self.below = classes, below  # below: --abstain
         self.index = {c: i for i, c in enumerate(classes)}
         self.counts = {c: 0 for c in classes}
         self.errors: list[tuple[str, str]] = []
@@ -126,11 +133,17 @@ class Tally:
         if not good:
             return
         labels = probs[good].argmax(axis=1)  # make_rows' label: the first largest
-        for c, n in zip(self.classes, np.bincount(labels, minlength=len(self.classes)).tolist()):
+        answered = np.ones(len(good), bool)
+        if self.below > 0:  # abstain_rows' rule, on the confidence as written
+            answered = probs[good].max(axis=1).round(6) >= self.below
+            self.counts[UNCERTAIN] = self.counts.get(UNCERTAIN, 0) + int((~answered).sum())
+        counts = np.bincount(labels[answered], minlength=len(self.classes)).tolist()
+        for c, n in zip(self.classes, counts):
             self.counts[c] += n
         if self.evaluate:
-            for i, k in zip(good, labels.tolist()):
-                self._pair(paths[i], k)
+            for i, k, ok in zip(good, labels.tolist(), answered.tolist()):
+                if ok:
+                    self._pair(paths[i], k)
 
     def _pair(self, path: str, predicted: int) -> None:
         """--eval: the true class is the top folder's name, where it is one of the classes."""
@@ -207,8 +220,13 @@ class Pipeline:
         ray_address: str | None = None,
         actors: int | None = None,
         threads_per_actor: int = 1,
+        abstain: float = 0.0,
     ):
         root = Path(root)
+        if not 0 <= abstain < 1:
+            raise FercliError(
+                f"--abstain must be at least 0 (off) and below 1 (a probability), not {abstain}."
+            )
         if batch_size < 1:
             raise FercliError("--batch-size must be at least 1.")
         if engine not in ("local", "ray"):
@@ -244,7 +262,7 @@ class Pipeline:
                     "photos; pass another folder."
                 )
             keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
-            stage = FaceStage(faces, detector, annotate, crops, keep=keep)
+            stage = FaceStage(faces, detector, annotate, crops, keep=keep, below=abstain)
             if ray_engine:  # the actors find the faces, and write --annotate and --crops
                 ray_engine.detector_plugins_dir(detector)  # one they cannot make: one line
                 stage = ray_engine.RemoteFaces(stage)
@@ -259,6 +277,7 @@ class Pipeline:
             threads,
         )
         self.tta, self.engine, self.ray_address = tta, engine, ray_address
+        self.abstain = abstain
         self.actors, self.threads_per_actor = actors, threads_per_actor
 
     def start(self, stack: ExitStack) -> OnnxModel:
@@ -405,7 +424,7 @@ def predict_rows(
                 if run.stage:
                     yield from run.stage.rows(chunk, done, run.predict_proba, classes, topk)
                 else:
-                    yield from make_rows(chunk, *done, classes, topk)
+                    yield from abstain_rows(make_rows(chunk, *done, classes, topk), run.abstain)
 
     return rows()
 
@@ -435,6 +454,7 @@ def predict_dir(
     ray_address: str | None = None,
     actors: int | None = None,
     threads_per_actor: int = 1,
+    abstain: float = 0.0,
 ) -> PredictResult:
     """Predict every image under root and write one row per image to output; with tta, each
     image's probabilities are averaged with its mirror image's (twice the model time).
@@ -442,7 +462,9 @@ def predict_dir(
     faces="auto" or "detect": one row per face found by `detector` instead (see
     fercli.faces.predict_faces), with copies of the pictures with the faces drawn in
     `annotate` and the aligned faces in `crops` where given, leaving out faces scoring below
-    min_face_score or smaller than min_face_size pixels. engine "ray" decodes (and finds
+    min_face_score or smaller than min_face_size pixels. abstain P (0 < P < 1): a row whose
+    top probability is below P gets the label "uncertain" (fercli.predict_output.abstain_rows).
+    engine "ray" decodes (and finds
     the faces) and predicts on a Ray cluster (fercli.ray_engine) instead of here; the output
     is the same, byte for byte."""
     start_time = time.perf_counter()
@@ -456,7 +478,7 @@ def predict_dir(
         recursive=recursive, threads=threads, tta=tta, faces=faces, detector=detector,
         min_face_score=min_face_score, min_face_size=min_face_size, annotate=annotate,
         crops=crops, engine=engine, ray_address=ray_address, actors=actors,
-        threads_per_actor=threads_per_actor,
+        threads_per_actor=threads_per_actor, abstain=abstain,
     )  # fmt: skip
     paths, model_path, stage = run.paths, run.model_path, run.stage
 
@@ -469,6 +491,7 @@ def predict_dir(
         record = predict_record.made_with(
             root, model_path, tta=tta, faces=faces, recursive=recursive,
             **dict(zip(("detector", "min_face_score", "min_face_size"), found_by)),
+            **({"abstain": abstain} if abstain else {}),  # older records have none
         )  # fmt: skip
     if resume:
         predict_record.check_resume(output, record)
@@ -481,8 +504,8 @@ def predict_dir(
             say(f"{onnx.fallback}: running on the CPU.")
         classes = onnx.info.classes
         check_topk(topk, classes)
-        fmt = output_format(output, classes, topk, stage.columns if stage else ())
-        tally = Tally(classes, evaluate)
+        fmt = output_format(output, classes, topk, stage.columns if stage else (), abstain)
+        tally = Tally(classes, evaluate, abstain)
         done = read_existing(output, fmt, tally.add, faces=bool(stage)) if resume else set()
         resumed = tally.rows
         todo = [p for p in paths if p not in done]

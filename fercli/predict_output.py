@@ -23,6 +23,19 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 
 
+UNCERTAIN = "uncertain"  # --abstain P: the label of a face whose top probability is below P
+
+
+def abstain_rows(rows: list[dict], below: float) -> list[dict]:
+    """--abstain P: each predicted row whose confidence (its top probability, as written) is
+    below P gets the label "uncertain"; its confidence and probabilities stay. 0: off."""
+    if below > 0:
+        for row in rows:
+            if row.get("status") == "ok" and row["confidence"] < below:
+                row["label"] = UNCERTAIN
+    return rows
+
+
 def make_rows(paths, probs, errors: dict, classes, topk: int) -> list[dict]:
     """One row per path; `errors` maps an index in `paths` to the reason it could not be read."""
     if len(paths) > len(errors):  # whole-chunk numpy, then Python floats: far faster per row
@@ -68,13 +81,15 @@ class RowFormat:
     """What CsvOut and JsonlOut share: the classes and top-k they write, and the text of a
     whole batch of rows, for one write to the file, so that Ctrl-C never splits a batch."""
 
-    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
+    def __init__(self, classes, topk: int, extra: tuple[str, ...] = (), below: float = 0.0):
         self.classes, self.topk, self.extra = tuple(classes), topk, extra
+        self.below = below  # --abstain
 
     def predicted_text(self, paths, probs, errors: dict) -> str:
-        """The records of a predicted chunk: make_rows' rows, as text(), the `extra`
-        columns empty (predict-dir --faces auto: pictures taken whole, unreadable files)."""
-        rows = make_rows(paths, probs, errors, self.classes, self.topk)
+        """The records of a predicted chunk: make_rows' rows (with --abstain's label), as
+        text(), the `extra` columns empty (predict-dir --faces auto: pictures taken whole,
+        unreadable files)."""
+        rows = abstain_rows(make_rows(paths, probs, errors, self.classes, self.topk), self.below)
         if self.extra:
             blank = dict.fromkeys(self.extra)
             rows = [{**row, **blank} for row in rows]
@@ -86,8 +101,8 @@ _PLAIN = re.compile(r'[^,"\r\n]*\Z')
 
 
 class CsvOut(RowFormat):
-    def __init__(self, classes, topk: int, extra: tuple[str, ...] = ()):
-        super().__init__(classes, topk, extra)
+    def __init__(self, classes, topk: int, extra: tuple[str, ...] = (), below: float = 0.0):
+        super().__init__(classes, topk, extra, below)
         self.columns = ["path", "status", "error", "label", "confidence"]
         self.columns += [f"prob_{c}" for c in classes]
         for i in range(1, topk + 1):
@@ -138,7 +153,10 @@ class CsvOut(RowFormat):
                 continue
             p, top = values[i], order[i]
             tops = [x for j in top[: self.topk] for x in (labels[j], p[j])]
-            text.append(line % (path, labels[top[0]], p[top[0]], *p, *tops))
+            label = labels[top[0]]
+            if self.below > 0 and round(p[top[0]], 6) < self.below:  # abstain_rows' rule
+                label = UNCERTAIN
+            text.append(line % (path, label, p[top[0]], *p, *tops))
         return "".join(text)
 
     def copy(self, record: list[str]) -> None:
@@ -189,13 +207,14 @@ class JsonlOut(RowFormat):
         return isinstance(row, dict) and "path" in row and "status" in row
 
 
-def output_format(path: Path, classes, topk: int, extra: tuple[str, ...] = ()):
+def output_format(path: Path, classes, topk: int, extra: tuple[str, ...] = (), below: float = 0.0):
+    """The writer of `path`'s format; `below`: --abstain's threshold (0: off)."""
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise FercliError(
             f"cannot tell the output format of {path.name}: name it .csv or .jsonl (JSON Lines)."
         )
-    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk, extra)
+    return (CsvOut if kind == "csv" else JsonlOut)(classes, topk, extra, below)
 
 
 def read_existing(path: Path, fmt, on_row, faces: bool = False) -> set[str]:

@@ -24,6 +24,7 @@ ROW_OPTIONS = {
     "min_face_score": "--min-face-score",
     "min_face_size": "--min-face-size",
     "recursive": "--recursive",
+    "abstain": "--abstain",  # recorded only where given (older records have none)
 }
 
 
@@ -102,7 +103,8 @@ def check_resume(output: Path, record: dict) -> None:
             "--resume cannot check that its rows came from this model, folder and options."
         )
         return
-    differ = [k for k in record if k != "model_file" and before.get(k) != record[k]]
+    keys = [*record, *(k for k in before if k in ROW_OPTIONS and k not in record)]
+    differ = [k for k in keys if k != "model_file" and before.get(k) != record.get(k)]
     if not differ:
         return
     key = differ[0]
@@ -115,7 +117,7 @@ def check_resume(output: Path, record: dict) -> None:
     elif key == "root":
         what = f"another input folder ({before.get('root')})"
     else:
-        what = f"{ROW_OPTIONS[key]} {before.get(key)!r} (this run: {record[key]!r})"
+        what = f"{ROW_OPTIONS[key]} {before.get(key)!r} (this run: {record.get(key)!r})"
     raise FercliError(
         f"--resume: {output} was written with {what}; its rows would mix with this run's. "
         "Resume with the same model, folder and options, or write another output."

@@ -125,6 +125,7 @@ class FacePredictor(Predictor):
         import pickle
 
         from fercli.faces.predict_faces import face_rows
+        from fercli.predict_output import abstain_rows
         from fercli.progress import console
 
         results = []
@@ -139,6 +140,7 @@ class FacePredictor(Predictor):
             said = ""
             if self.stage.annotate or self.stage.crops:  # label, box and face, as locally
                 rows = face_rows(chunk, decoded, lambda _, p=probs: p, classes, 0)
+                rows = abstain_rows(rows, self.stage.below)
                 with console.capture() as captured:  # its lines go back to the driver
                     self.stage.save_extras(Path(self.root), chunk, rows, decoded)
                 said = captured.get()
@@ -160,9 +162,11 @@ class RemoteFaces:
 
     def rows(self, chunk, outcome, predict_proba, classes, topk) -> list[dict]:
         from fercli.faces.predict_faces import face_rows
+        from fercli.predict_output import abstain_rows
 
         probs, found, _ = outcome
-        return face_rows(chunk, (probs, found), lambda _: probs, classes, topk)
+        rows = face_rows(chunk, (probs, found), lambda _: probs, classes, topk)
+        return abstain_rows(rows, self.stage.below)
 
     def save_extras(self, root, chunk, rows, outcome) -> None:
         from fercli.progress import say

@@ -49,10 +49,16 @@ from fercli.providers import CHOICES
     show_default=True,
     help="With --split-file: predict-dir's --faces (auto: detect faces in photos over 96 px).",
 )
+@click.option(
+    "--coverage-plot",
+    type=click.Path(dir_okay=False),
+    help="Draw the accuracy of the faces answered against their share, as predict-dir "
+    "--abstain P trades them, to this PNG (the table is in the text and JSON too).",
+)
 @click.pass_context
 def evaluate_command(
     ctx, model, data_dir, split, tta, as_json, out, device, provider, leak_free, split_file,
-    part, faces,
+    part, faces, coverage_plot,
 ):  # fmt: skip
     """Score MODEL (a bundled model's name, fast or accurate; a checkpoint .pt, a run folder,
     or an .onnx file; default: the default bundled model) on ROOT/<split>.
@@ -84,7 +90,9 @@ def evaluate_command(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
         )
     if split_file:
-        return _evaluate_part(model, data_dir, split_file, part, faces, provider, as_json)
+        return _evaluate_part(
+            model, data_dir, split_file, part, faces, provider, as_json, coverage_plot
+        )
     for name in ("part", "faces"):
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             raise FercliError(f"--{name} goes with --split-file.")
@@ -96,8 +104,10 @@ def evaluate_command(
         device=device,
         leak_free=leak_free,
         provider=provider,
+        coverage_plot=coverage_plot,
     )
     written = write_outputs(result, out) if out else []
+    written += [Path(coverage_plot)] if coverage_plot else []
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -106,11 +116,15 @@ def evaluate_command(
         click.echo(f"Wrote {path}", err=True)
 
 
-def _evaluate_part(model, root, split_file, part, faces, provider, as_json) -> None:
+def _evaluate_part(model, root, split_file, part, faces, provider, as_json, plot) -> None:
     """--split-file: accuracy, macro recall and per-class recall on one part of the split."""
     from fercli.evaluation import evaluate_part
 
-    result = evaluate_part(model, root, split_file, part=part, faces=faces, provider=provider)
+    result = evaluate_part(
+        model, root, split_file, part=part, faces=faces, provider=provider, coverage_plot=plot
+    )
+    if plot:
+        click.echo(f"Wrote {plot}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -122,6 +136,17 @@ def _evaluate_part(model, root, split_file, part, faces, provider, as_json) -> N
     )
     for cls, row in result["per_class"].items():
         click.echo(f"  {cls:<10} recall {row['recall']:.4f} ({row['correct']}/{row['support']})")
+    click.echo(coverage_line(result["coverage"]))
+
+
+def coverage_line(found: dict) -> str:
+    """--abstain P: the share answered and its accuracy, for the table's thresholds."""
+    cells = [
+        f"P={row['abstain']:g}: {row['answered']:.0%}"
+        + (f" at {row['accuracy']:.1%}" if row["accuracy"] is not None else "")
+        for row in found["table"]
+    ]
+    return "With --abstain P (answered, their accuracy): " + ", ".join(cells)
 
 
 def _print_report(result: dict) -> None:
@@ -161,3 +186,4 @@ def _print_report(result: dict) -> None:
         )
     console.print(per_class_table(result, "Per class"))
     console.print(confusion_table(result))
+    console.print(coverage_line(result["coverage"]), highlight=False)

@@ -28,3 +28,17 @@ def face_filter_options(command):
         help="Leave out faces the detector scores below this (the face_score column); each "
         "detector scores on its own scale.",
     )(command)
+
+
+def abstain_option(command):
+    """--abstain P, for predict-dir and predict-video."""
+    return click.option(
+        "--abstain",
+        type=click.FloatRange(0, 1, max_open=True),
+        default=0.0,
+        show_default=True,
+        metavar="P",
+        help="Label a face `uncertain` where its top probability (the confidence column) is "
+        "below P; the probabilities are written all the same. 0: off. Pick P from `fercli "
+        "evaluate --coverage-plot` (the accuracy of the faces answered, against their share).",
+    )(command)

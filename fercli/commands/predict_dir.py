@@ -3,7 +3,7 @@
 import click
 
 from fercli.bundled import model_help
-from fercli.commands.face_options import face_filter_options
+from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
 
@@ -81,6 +81,7 @@ from fercli.faces.detect import DEFAULT_DETECTOR
     help="Face detector for --faces, built in or from a plugin (see `fercli plugins`).",
 )
 @face_filter_options
+@abstain_option
 @click.option(
     "--annotate",
     type=click.Path(file_okay=False),
@@ -129,6 +130,7 @@ def predict_dir_command(
     ray_address,
     actors,
     threads_per_actor,
+    abstain,
 ):
     """Predict the emotion of every image under DIRECTORY and write one row per image: path
     (relative to DIRECTORY), status, error, label, confidence and every class probability.
@@ -162,6 +164,7 @@ def predict_dir_command(
         ray_address=ray_address,
         actors=actors,
         threads_per_actor=threads_per_actor,
+        abstain=abstain,
     )
     _print_summary(result)
     if strict and result.errors:

@@ -4,7 +4,7 @@ face followed from frame to frame as a numbered track (docs/video.md)."""
 import click
 
 from fercli.bundled import model_help
-from fercli.commands.face_options import face_filter_options
+from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
 
@@ -87,6 +87,7 @@ from fercli.faces.detect import DEFAULT_DETECTOR
     help="Face detector (see `fercli plugins`).",
 )
 @face_filter_options
+@abstain_option
 @click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")

@@ -31,7 +31,7 @@ from fercli.faces.detect import (
     detect_scaled,
 )
 from fercli.images import ImageError, load_shortcut, open_raw, to_array, to_gray, upright_gray
-from fercli.predict_output import make_rows
+from fercli.predict_output import abstain_rows, make_rows
 from fercli.util import atomic_path
 
 MODES = ("auto", "detect", "none")
@@ -227,7 +227,10 @@ class FaceStage:
         crops=None,
         max_side=None,
         keep=keep_faces,
+        below=0.0,
     ):
+        """below: --abstain's threshold (0: off), for the rows' labels, the annotated
+        pictures and the crops' folders."""
         from fercli import registry
         from fercli.errors import FercliError
 
@@ -245,6 +248,7 @@ class FaceStage:
                     ) from None
         self.mode, self.detector_name, self.max_side = mode, detector_name, max_side
         self.keep = keep  # picklable: keep_faces, or a partial of it
+        self.below = below
         self.annotate = Path(annotate) if annotate else None
         self.crops = Path(crops) if crops else None
         self.columns = COLUMNS
@@ -268,7 +272,7 @@ class FaceStage:
 
     def rows(self, chunk, decoded, predict_proba, classes, topk) -> list[dict]:
         """The rows of a chunk: one per face, per picture without a face, per error."""
-        return face_rows(chunk, decoded, predict_proba, classes, topk)
+        return abstain_rows(face_rows(chunk, decoded, predict_proba, classes, topk), self.below)
 
     def save_extras(self, root: Path, chunk, rows: list[dict], decoded) -> None:
         """--crops and --annotate for the pictures of a chunk in which faces were looked

@@ -33,7 +33,14 @@ from fercli.faces.predict_faces import detector as make_detector
 from fercli.faces.predict_faces import face_columns, keep_faces, reset_detectors
 from fercli.faces.tracking import Tracker, TrackLog, iou
 from fercli.images import ImageError, _is_empty, _reason, open_regular
-from fercli.predict_output import ENCODING, CsvOut, make_rows, output_format
+from fercli.predict_output import (
+    ENCODING,
+    UNCERTAIN,
+    CsvOut,
+    abstain_rows,
+    make_rows,
+    output_format,
+)
 from fercli.progress import say
 from fercli.util import atomic_path
 
@@ -113,6 +120,7 @@ class VideoOptions:
     smoothed_columns: bool = False  # the rows gain the smoothed label and probabilities
     track_gap: float = 1.0  # seconds a track waits for a face it has lost
     redetect: float = 0.0  # seconds between whole-frame detections; 0: every sampled frame
+    abstain: float = 0.0  # a face whose top probability is below it: label "uncertain"
 
     def check(self, output: Path) -> None:
         for name, value in (
@@ -122,6 +130,8 @@ class VideoOptions:
         ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise FercliError(f"--{name} must be 0 or more (got {value}).")
+        if not (isinstance(self.abstain, (int, float)) and 0 <= self.abstain < 1):
+            raise FercliError(f"--abstain must be at least 0 and below 1 (got {self.abstain}).")
         if not (math.isfinite(self.track_gap) and self.track_gap >= 0):
             raise FercliError(f"--track-gap must be 0 or more seconds (got {self.track_gap}).")
         if self.smoothed_columns and not self.smooth:
@@ -274,6 +284,7 @@ class VideoRun:
         ids = tracker.update(t, [face.box for face in faces])
         smoothed = log.add(t, ids, probs)
         rows = make_rows([path] * len(faces), probs, {}, self.classes, self.options.topk)
+        rows = abstain_rows(rows, self.options.abstain)
         for i, (row, face) in enumerate(zip(rows, faces)):
             row.update(where, **face_columns(i, face), track=ids[i])
             if self.options.smoothed_columns:
@@ -283,7 +294,8 @@ class VideoRun:
     def smoothed_fields(self, p: np.ndarray) -> dict:
         top = int(np.argmax(p))
         values = [round(float(v), 6) for v in p]
-        fields = {"smoothed_label": self.classes[top], "smoothed_confidence": values[top]}
+        label = self.classes[top] if values[top] >= self.options.abstain else UNCERTAIN
+        fields = {"smoothed_label": label, "smoothed_confidence": values[top]}
         if isinstance(self.fmt, CsvOut):
             return {**fields, **{f"smoothed_prob_{c}": v for c, v in zip(self.classes, values)}}
         return {**fields, "smoothed_probabilities": dict(zip(self.classes, values))}
