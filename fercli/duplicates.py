@@ -94,13 +94,20 @@ def group_around_kept(
         candidates,
         key=lambda i: (split_rank(splits[i]), -votes[cluster[i], labels[i]], paths[i]),
     )
+    return _group(ranked, uid, ei.tolist(), ej.tolist())
+
+
+def _group(ranked, node, a_side, b_side) -> list[list[int]]:
+    """Groups of rows, each led by its best-ranked row: that row, every row sharing its node
+    (a hash id, a set of pixel-identical files) and every row of the nodes the edges
+    (a_side[k], b_side[k]) join to that node; rows in rank order, no row in two groups."""
     neighbours = defaultdict(list)
-    for a, b in zip(ei.tolist(), ej.tolist()):
+    for a, b in zip(a_side, b_side):
         neighbours[a].append(b)
         neighbours[b].append(a)
-    holders = defaultdict(list)  # hash id -> rows with that hash, in rank order
+    holders = defaultdict(list)  # node -> its rows, in rank order
     for i in ranked:
-        holders[uid[i]].append(i)
+        holders[node[i]].append(i)
     grouped: set[int] = set()
     groups = []
     for i in ranked:
@@ -108,8 +115,8 @@ def group_around_kept(
             continue
         group = [i]
         grouped.add(i)
-        for h in [uid[i], *neighbours[uid[i]]]:
-            for other in holders[h]:
+        for n in [node[i], *neighbours[node[i]]]:
+            for other in holders[n]:
                 if other not in grouped:
                     grouped.add(other)
                     group.append(other)
@@ -168,28 +175,7 @@ def group_verified(
         candidates,
         key=lambda i: (split_rank(splits[i]), -votes[cluster[i], labels[i]], paths[i]),
     )
-    neighbours = defaultdict(list)
-    for a, b in zip(na[ok].tolist(), nb[ok].tolist()):
-        neighbours[a].append(b)
-        neighbours[b].append(a)
-    holders = defaultdict(list)  # pixel set -> its rows, in rank order
-    for i in ranked:
-        holders[pix[i]].append(i)
-    grouped: set[int] = set()
-    groups = []
-    for i in ranked:
-        if i in grouped:
-            continue
-        group = [i]
-        grouped.add(i)
-        for node in [pix[i], *neighbours[pix[i]]]:
-            for other in holders[node]:
-                if other not in grouped:
-                    grouped.add(other)
-                    group.append(other)
-        if len(group) > 1:
-            groups.append(group)
-    return groups, checked
+    return _group(ranked, pix, na[ok].tolist(), nb[ok].tolist()), checked
 
 
 def find_duplicates(
