@@ -26,7 +26,7 @@ def export(name: str, folder: Path) -> dict[str, Path]:
     from fercli import FER_CLASSES, registry
     from fercli.export.convert import INPUT, OUTPUT
     from fercli.export.int8 import quantize_int8
-    from fercli.onnx_model import ModelInfo
+    from fercli.predict.onnx_model import ModelInfo
 
     torch.manual_seed(0)
     model = registry.create("model", name, num_classes=len(FER_CLASSES)).eval()
@@ -68,7 +68,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from fercli import registry
-    from fercli.model_cost import count_macs, count_parameters
+    from fercli.train.model_cost import count_macs, count_parameters
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

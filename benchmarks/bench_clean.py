@@ -16,7 +16,7 @@
     same load.
 
 (d) with --million or --search-only: the near-duplicate search alone, the previous one
-    (fercli.hashing.near_graph) against fercli.near_search.near_graph, on 250,000 to
+    (fercli.data.hashing.near_graph) against fercli.clean.near_search.near_graph, on 250,000 to
     4,000,000 hashes shaped like FER-2013's (`--sizes`), each search in a fresh process
     (seconds, peak RSS), the old one only while it takes under `--old-limit` seconds; the
     pairs must be identical wherever both ran.
@@ -32,7 +32,7 @@ Each side is repeated `--repeats` times; the medians and their ratio are printed
     .venv/bin/python benchmarks/bench_clean.py --compare ../main    # before/after a change
     .venv/bin/python benchmarks/bench_clean.py --check              # loader vs Pillow, all files
 
---check compares, for every file, fercli's loader (fercli.images, with its JPEG shortcut)
+--check compares, for every file, fercli's loader (fercli.data.images, with its JPEG shortcut)
 with the reference decode through `Image.open` (the 48x48 array and the stored gray pixels),
 and fercli's phash and dhash with imagehash's, and exits 1 on any difference.
 """
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-THRESHOLD = 6  # fercli.duplicates.DEFAULT_THRESHOLD_64
+THRESHOLD = 6  # fercli.clean.duplicates.DEFAULT_THRESHOLD_64
 
 
 def dataset_root(explicit: str | None) -> Path:
@@ -63,7 +63,7 @@ def dataset_root(explicit: str | None) -> Path:
 
 
 def image_files(root: Path) -> list[Path]:
-    from fercli.dataset import class_names, find_splits, scan_split
+    from fercli.data.dataset import class_names, find_splits, scan_split
 
     splits = find_splits(root)
     classes = class_names(root, splits)
@@ -149,8 +149,8 @@ def check(paths: list[Path]) -> int:
     import imagehash
     from PIL import Image
 
-    from fercli.hashing import hash_arrays, to_hex
-    from fercli.images import ImageError, load_with_pixels, open_raw, to_array, upright_gray
+    from fercli.data.hashing import hash_arrays, to_hex
+    from fercli.data.images import ImageError, load_with_pixels, open_raw, to_array, upright_gray
 
     start, differ, unreadable = time.perf_counter(), 0, 0
     for first in range(0, len(paths), 512):
@@ -201,7 +201,7 @@ def fer_like_bits(root: Path) -> np.ndarray:
     """The phashes of every fourth image of the dataset: the rows planted_hashes varies."""
     from PIL import Image
 
-    from fercli.hashing import hash_images
+    from fercli.data.hashing import hash_images
 
     paths = image_files(root)[::4]
     return hash_images("phash", [Image.open(p) for p in paths], 8)
@@ -211,9 +211,9 @@ def search_once(base: str, n: int, impl: str, out: str) -> None:
     """In a fresh process (--search-once): one search over n planted hashes, the pairs saved
     to `out` (.npz) with the seconds and the process's peak memory."""
     if impl == "old":
-        from fercli.hashing import near_graph
+        from fercli.data.hashing import near_graph
     else:
-        from fercli.near_search import near_graph
+        from fercli.clean.near_search import near_graph
     hashes = planted_hashes(np.load(base), n, n // 50)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     start = time.perf_counter()
@@ -224,8 +224,8 @@ def search_once(base: str, n: int, impl: str, out: str) -> None:
 
 
 def million(root: Path, sizes: list[int], old_limit: float) -> None:
-    """Near-duplicate search, the previous one (fercli.hashing.near_graph) against
-    fercli.near_search.near_graph, over n 64-bit hashes shaped like FER-2013's phashes: each
+    """Near-duplicate search, the previous one (fercli.data.hashing.near_graph) against
+    fercli.clean.near_search.near_graph, over n 64-bit hashes shaped like FER-2013's phashes: each
     a real image's phash with bits flipped at random (15%), plus n/50 planted near copies
     (1-3 bits). Each search runs in its own process (its peak RSS is its own); the old one
     stops at the first size where it took over `old_limit` seconds. Where both ran, their

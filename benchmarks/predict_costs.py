@@ -26,10 +26,11 @@ def main() -> None:
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)
-    from fercli import bundled, fastjpeg
-    from fercli.onnx_model import OnnxModel, preprocess
-    from fercli.predict import find_images
-    from fercli.predict_workers import decode_chunk, predict_files
+    from fercli.data import fastjpeg
+    from fercli.predict import bundled
+    from fercli.predict.folder import find_images
+    from fercli.predict.onnx_model import OnnxModel, preprocess
+    from fercli.predict.workers import decode_chunk, predict_files
 
     root = Path(args.data) / args.split
     paths = [os.path.join(root, p) for p in find_images(root)[0][: args.images]]

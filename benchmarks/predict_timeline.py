@@ -27,8 +27,8 @@ def main() -> None:
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)
-    import fercli.predict as predict
-    from fercli.predict_output import CsvOut
+    import fercli.predict.folder as predict
+    from fercli.predict.output import CsvOut
     from fercli.progress import settings
 
     settings["quiet"] = True

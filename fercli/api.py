@@ -6,7 +6,7 @@ prints: what the command line would say goes to the `fercli` logger (fercli.prog
 and nothing is written but what is asked for. docs/python-api.md has the examples.
 
 Every image goes through the preprocessing that `fercli predict-dir` applies to a file
-(fercli.images; with faces, fercli.faces.predict_faces), so a picture gives the numbers
+(fercli.data.images; with faces, fercli.predict.faces), so a picture gives the numbers
 predict-dir writes for it, whether it comes as a file, a Pillow image or a numpy array.
 """
 
@@ -25,17 +25,19 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 from PIL import Image
 
-from fercli import bundled, predict, providers, registry
+from fercli import registry
+from fercli.data.images import ImageError, load_image, to_array, upright_gray
 from fercli.errors import FercliError
 from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
-from fercli.faces.predict_faces import MODES, Found, face_rows, faces_in, keep_faces, read_faces
-from fercli.images import ImageError, load_image, to_array, upright_gray
-from fercli.predict_output import abstain_rows
+from fercli.predict import bundled, providers
+from fercli.predict import folder as predict
+from fercli.predict.faces import MODES, Found, face_rows, faces_in, keep_faces, read_faces
+from fercli.predict.output import abstain_rows
 from fercli.progress import logged
 from fercli.util import first_line
 
 if TYPE_CHECKING:
-    from fercli.onnx_model import OnnxModel
+    from fercli.predict.onnx_model import OnnxModel
 
 __all__ = ["Prediction", "Predictor", "predict_dir", "clean_dataset", "FercliError"]
 
@@ -70,7 +72,7 @@ class Prediction:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Prediction:
-        """The Prediction of an `ok` row as predict-dir makes it (fercli.predict_output)."""
+        """The Prediction of an `ok` row as predict-dir makes it (fercli.predict.output)."""
         box = row.get("box")
         return cls(
             label=row["label"],
@@ -153,7 +155,7 @@ class Predictor:
 
     @property
     def model(self) -> OnnxModel:
-        """The onnxruntime session (fercli.onnx_model.OnnxModel), opened on first use."""
+        """The onnxruntime session (fercli.predict.onnx_model.OnnxModel), opened on first use."""
         if self._model is None:
             with self._lock:
                 if self._model is None:
@@ -161,7 +163,7 @@ class Predictor:
         return self._model
 
     def _open_model(self) -> OnnxModel:
-        from fercli.onnx_model import OnnxModel
+        from fercli.predict.onnx_model import OnnxModel
 
         model = OnnxModel(self.model_path, self.provider, self.threads)
         if model.fallback:  # what predict-dir says on stderr
@@ -372,7 +374,7 @@ def clean_dataset(
     groups), and "unreadable" where files could not be read. ROOT is laid out as
     ROOT/<split>/<class>/<image>; the options are `fercli clean`'s (None: the filter's
     default). To quarantine what it flags, run `fercli clean ROOT --apply`."""
-    from fercli.cleaning import CleanSettings, run_clean
+    from fercli.clean.pipeline import CleanSettings, run_clean
 
     settings = CleanSettings(
         filters=filters,

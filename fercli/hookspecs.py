@@ -10,7 +10,7 @@ hookimpl = pluggy.HookimplMarker("fercli")
 def register_filters(register):
     """Register image filters for `fercli clean`: register(name, factory, description).
 
-    factory(**options) returns a fercli.filters.Filter: it sees images in batches and flags
+    factory(**options) returns a fercli.clean.filters.Filter: it sees images in batches and flags
     those to drop, each with a reason."""
 
 

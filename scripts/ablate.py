@@ -17,7 +17,7 @@ from pathlib import Path
 from fercli.commands.train import train_command
 from fercli.config import default_map, read_config
 from fercli.progress import settings
-from fercli.training import TrainConfig, train
+from fercli.train import TrainConfig, train
 from fercli.util import atomic_write_text
 
 # name -> (what the recipe does, the overrides that undo or change it)

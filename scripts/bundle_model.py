@@ -22,14 +22,14 @@ import onnx
 from model_card import write_card  # scripts/model_card.py
 
 from fercli import __version__, registry
-from fercli.checkpoint import load_checkpoint
 from fercli.config import read_config
-from fercli.evaluation import evaluate
+from fercli.evaluate.evaluation import evaluate
 from fercli.export import export_onnx
 from fercli.export.saturation import check_saturation
-from fercli.onnx_model import OnnxModel
+from fercli.predict.onnx_model import OnnxModel
 from fercli.progress import settings
-from fercli.training import TrainConfig, load_data
+from fercli.train import TrainConfig, load_data
+from fercli.train.checkpoint import load_checkpoint
 from fercli.util import atomic_path, cpu_name
 
 HERE = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ def near_ties(fp32: Path, int8: Path, data: Path) -> str:
     there (a disagreement on a near tie is a coin toss either way)."""
     import numpy as np
 
-    from fercli.dataset import load_split
+    from fercli.data.dataset import load_split
 
     a, b = (OnnxModel(p, "cpu") for p in (fp32, int8))
     test = load_split(data, "test", classes=a.info.classes, size=a.info.image_size)

@@ -21,11 +21,11 @@ sys.path.insert(0, str(HERE / "scripts"))
 from bundle_model import bundle_args  # noqa: E402  (scripts/bundle_model.py)
 from model_card import write_card  # noqa: E402  (scripts/model_card.py)
 
-from fercli.calibration import reliability  # noqa: E402
-from fercli.dataset import load_split  # noqa: E402
+from fercli.data.dataset import load_split  # noqa: E402
 from fercli.export.metadata import set_metadata  # noqa: E402
 from fercli.export.temperature import calibrate  # noqa: E402
-from fercli.onnx_model import OnnxModel, preprocess, softmax  # noqa: E402
+from fercli.metrics.calibration import reliability  # noqa: E402
+from fercli.predict.onnx_model import OnnxModel, preprocess, softmax  # noqa: E402
 from fercli.util import atomic_path, cpu_name  # noqa: E402
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     # flip TTA averages probabilities, so the temperature can move a near tie: score it again
     from bundle_model import summary
 
-    from fercli.evaluation import evaluate
+    from fercli.evaluate.evaluation import evaluate
 
     tta = evaluate(model_file, args.data, "test", tta=True, device="cpu")
     card["metrics"]["test"]["int8_tta"] = summary(tta)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from fercli.progress import settings
-from fercli.training import TrainConfig, train
+from fercli.train import TrainConfig, train
 
 COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc")
 

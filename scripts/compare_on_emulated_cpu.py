@@ -25,7 +25,7 @@ import numpy as np
 PREDICT = """
 import json, sys
 import numpy as np
-from fercli.onnx_model import OnnxModel
+from fercli.predict.onnx_model import OnnxModel
 images = np.load(sys.argv[1])
 print(json.dumps({p: OnnxModel(p, "cpu", threads=1).predict_proba(images).tolist()
                   for p in sys.argv[2:]}))
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400, help="random test images")
     parser.add_argument("--cpu", default="Haswell", help="qemu's CPU model")
     args = parser.parse_args()
-    from fercli.dataset import load_split
+    from fercli.data.dataset import load_split
     from fercli.util import cpu_description
 
     print(cpu_description(), flush=True)

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fercli.checkpoint import load_checkpoint
-from fercli.dataset import load_split
-from fercli.evaluation import CheckpointScorer
-from fercli.onnx_model import mirror_averaged
+from fercli.data.dataset import load_split
+from fercli.evaluate.evaluation import CheckpointScorer
+from fercli.predict.onnx_model import mirror_averaged
 from fercli.progress import settings
-from fercli.training import TrainConfig, load_data
+from fercli.train import TrainConfig, load_data
+from fercli.train.checkpoint import load_checkpoint
 
 
 def score_runs(runs: list[Path], data_root, cache: Path | None = None):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Export facenet-pytorch's MTCNN weights (MIT, Timothy Esler; converted from Kaipeng Zhang's
-original MTCNN, MIT) to the three ONNX files fercli ships in fercli/faces/mtcnn/.
+original MTCNN, MIT) to the three ONNX files fercli ships in fercli/faces/weights/mtcnn/.
 
     pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/fp && unzip /tmp/fp/*.whl -d /tmp/fp
     python scripts/export_mtcnn_onnx.py /tmp/fp/facenet_pytorch/data fercli/faces/mtcnn

@@ -11,7 +11,7 @@ it as `predict-dir --faces detect` does, the face nearest to the pasted place is
 (fercli.faces.align) and predicted. Printed: how many faces were found, the accuracy of
 the original 48x48 images (all, and those found), and the accuracy after detection and
 alignment (those found; NaN when none is); the same two on the leak-free faces, those
-with no near duplicate in train (fercli.leakage, as `fercli evaluate --leak-free`).
+with no near duplicate in train (fercli.clean.leakage, as `fercli evaluate --leak-free`).
 """
 
 import argparse
@@ -25,11 +25,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fercli.bundled import bundled_path  # noqa: E402
+from fercli.clean.leakage import leaked_paths  # noqa: E402
 from fercli.faces.align import align  # noqa: E402
 from fercli.faces.mtcnn import MTCNN  # noqa: E402
-from fercli.leakage import leaked_paths  # noqa: E402
-from fercli.onnx_model import OnnxModel  # noqa: E402
+from fercli.predict.bundled import bundled_path  # noqa: E402
+from fercli.predict.onnx_model import OnnxModel  # noqa: E402
 
 
 def main() -> None:

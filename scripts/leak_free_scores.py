@@ -3,7 +3,7 @@
 FER-2013's test split shares faces with its train split (exact and near duplicates, often
 under the same label), which flatters any model trained on train. This scores each model on
 the whole test split and on the test images with no near duplicate in train, found by
-fercli.leakage (the hashes and threshold of `fercli clean`), the library function behind
+fercli.clean.leakage (the hashes and threshold of `fercli clean`), the library function behind
 `fercli evaluate ROOT --leak-free`; the test images are hashed once for all models.
 
     .venv/bin/python scripts/leak_free_scores.py --data ../shared/fer2013 \
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fercli.dataset import load_split
-from fercli.evaluation import scorer_for
-from fercli.leakage import leaked_paths
+from fercli.clean.leakage import leaked_paths
+from fercli.data.dataset import load_split
+from fercli.evaluate.evaluation import scorer_for
 from fercli.progress import settings
 
 

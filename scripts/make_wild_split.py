@@ -3,7 +3,7 @@
     python scripts/make_wild_split.py [WILD_FACES_DIR] [-o OUT] [--check]
 
 The rule (fixed before any model was scored on the photos): a person is a file's name
-without its trailing number (fercli.splits.person_of). People are taken in the order of
+without its trailing number (fercli.data.splits.person_of). People are taken in the order of
 sha256(name) (hex digest, UTF-8), and each goes to val when, for every class it has photos
 of, val's photos of that class plus its own stay at most round(0.30 x the class's photos);
 otherwise to train. So no class has more than 30% of its photos in val, each class with
@@ -22,12 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fercli.splits import IMAGE_SUFFIXES, WILD_SPLIT, person_of  # noqa: E402
+from fercli.data.splits import IMAGE_SUFFIXES, WILD_SPLIT, person_of  # noqa: E402
 
 VAL_FRACTION = 0.30
 
 RULE = (
-    "person = file name without its trailing number (fercli.splits.person_of). People in "
+    "person = file name without its trailing number (fercli.data.splits.person_of). People in "
     "order of sha256(name) (hex, UTF-8); a person goes to val when, for every class it has "
     f"photos of, val's photos of that class plus its own stay <= round({VAL_FRACTION} x the "
     "class's photos), else to train. Fixed before any model was scored on these photos; "

@@ -169,7 +169,8 @@ images/s.{large}{fer}
 
 def providers_section(card: dict) -> str:
     """The execution providers verified to give the CPU provider's labels, which `--provider
-    auto` may pick for this model (fercli.providers.card_verified), and why not the others."""
+    auto` may pick for this model (fercli.predict.providers.card_verified), and why not the
+    others."""
     p = card.get("providers")
     if not p:
         return """

@@ -29,7 +29,7 @@ from bundle_model import (  # noqa: E402  (scripts/bundle_model.py)
 )
 from model_card import write_card  # noqa: E402  (scripts/model_card.py)
 
-from fercli.evaluation import evaluate  # noqa: E402
+from fercli.evaluate.evaluation import evaluate  # noqa: E402
 from fercli.export import requantize_onnx  # noqa: E402
 from fercli.export.saturation import check_saturation  # noqa: E402
 from fercli.util import cpu_name  # noqa: E402

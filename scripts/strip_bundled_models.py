@@ -18,9 +18,9 @@ sys.path.insert(0, str(HERE / "scripts"))
 from bundle_model import bundle_args  # noqa: E402  (scripts/bundle_model.py)
 from model_card import write_card  # noqa: E402  (scripts/model_card.py)
 
-from fercli.dataset import load_split  # noqa: E402
+from fercli.data.dataset import load_split  # noqa: E402
 from fercli.export.metadata import strip_build_traces  # noqa: E402
-from fercli.onnx_model import OnnxModel  # noqa: E402
+from fercli.predict.onnx_model import OnnxModel  # noqa: E402
 from fercli.util import atomic_path, cpu_name  # noqa: E402
 
 

@@ -69,7 +69,7 @@ def one_torch_thread():
 def synth_root(tmp_path_factory) -> Path:
     """A synthetic dataset (40 faces per class in train, 10 in test, planted problems),
     made once per session. Read only: use `synth_copy` to change files."""
-    from fercli.synth import make_synthetic
+    from fercli.data.synth import make_synthetic
 
     root = tmp_path_factory.mktemp("synth") / "data"
     make_synthetic(root, per_class=40, seed=0)
@@ -128,10 +128,10 @@ def trained_onnx(trained_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(synth_root, tmp_path_factory) -> tuple[Path, dict]:
     """A finished short training run of seed-cnn on the synthetic dataset, made once per
-    session: (run folder, metrics returned by fercli.training.train). Read only."""
+    session: (run folder, metrics returned by fercli.train.train). Read only."""
     import torch
 
-    from fercli.training import TrainConfig, train
+    from fercli.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     config = TrainConfig(

@@ -1,4 +1,4 @@
-"""Scenes for the face tests: 48x48 faces (fercli.synth's, or FER-2013's where present)
+"""Scenes for the face tests: 48x48 faces (fercli.data.synth's, or FER-2013's where present)
 scaled up, turned and pasted into larger pictures at known places, and a detector plugin
 that knows where they are."""
 
@@ -11,7 +11,7 @@ from PIL import Image
 from fercli.faces.detect import Face
 from fercli.hookspecs import hookimpl
 
-# Where a FER-style 48x48 face has its landmarks, roughly (fercli.synth draws the eyes at
+# Where a FER-style 48x48 face has its landmarks, roughly (fercli.data.synth draws the eyes at
 # +-0.38 face units, 0.18 above the centre, and the mouth 0.58 below, for a 20 px unit).
 CANONICAL = np.array([[16.3, 20.4], [31.7, 20.4], [24.0, 28.0], [17.0, 35.7], [31.0, 35.7]])
 
@@ -108,8 +108,8 @@ PASTE_CANVASES = ((640, 480), (1600, 1200))
 
 
 def synthetic_faces(n: int = 7) -> list[np.ndarray]:
-    """fercli.synth's cartoon faces, one per expression (where FER-2013 is absent)."""
-    from fercli.synth import EXPRESSIONS, draw_face
+    """fercli.data.synth's cartoon faces, one per expression (where FER-2013 is absent)."""
+    from fercli.data.synth import EXPRESSIONS, draw_face
 
     names = list(EXPRESSIONS)
     return [draw_face(names[k % 7], np.random.default_rng(k)) for k in range(n)]

@@ -12,11 +12,11 @@ from faces_scenes import Placed, scene
 from test_faces import oracle, oracle_folder  # noqa: F401 (the fixture)
 from test_video import make_video, oracle_plugin  # noqa: F401 (the fixture)
 
-from fercli.calibration import coverage
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.errors import FercliError
-from fercli.predict import predict_dir
-from fercli.predict_output import UNCERTAIN, abstain_rows
-from fercli.synth import EXPRESSIONS, draw_face
+from fercli.metrics.calibration import coverage
+from fercli.predict.folder import predict_dir
+from fercli.predict.output import UNCERTAIN, abstain_rows
 
 P = 0.6
 

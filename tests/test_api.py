@@ -22,10 +22,10 @@ from PIL import Image
 
 import fercli
 from fercli import FER_CLASSES
-from fercli.onnx_model import OnnxModel
+from fercli.data.synth import draw_face
 from fercli.plugins import pm
-from fercli.predict import predict_dir as write_predictions
-from fercli.synth import draw_face
+from fercli.predict.folder import predict_dir as write_predictions
+from fercli.predict.onnx_model import OnnxModel
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
@@ -120,7 +120,7 @@ def test_import_fercli_loads_nothing_heavy_until_asked():
         "print([m for m in heavy if m in sys.modules])\n"
         "predictor = fercli.Predictor(faces='none')\n"
         "print([m for m in ('onnxruntime', 'torch') if m in sys.modules])\n"
-        "from fercli.synth import draw_face\n"
+        "from fercli.data.synth import draw_face\n"
         "import numpy as np\n"
         "print(predictor.predict(draw_face('happy', np.random.default_rng(0)))[0].label)\n"
         "print([m for m in ('onnxruntime', 'torch') if m in sys.modules])\n"
@@ -434,7 +434,7 @@ def test_predict_dir_checks_on_the_call_and_can_stop_early(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory) -> Path:
-    from fercli.synth import make_synthetic
+    from fercli.data.synth import make_synthetic
 
     root = tmp_path_factory.mktemp("clean") / "data"
     make_synthetic(root, per_class=4, seed=1)

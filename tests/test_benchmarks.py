@@ -43,7 +43,7 @@ def test_bench_predict_runs(synth_root, run_script):
         "--naive-images", 5, "--profile",
     )  # fmt: skip
     assert "b/c" in out and "M multiply-accumulates per image" in out
-    from fercli.providers import cpu_providers
+    from fercli.predict.providers import cpu_providers
 
     for provider in cpu_providers():
         assert f"int8 on {provider}: (a) model only" in out  # each installed engine measured
@@ -60,7 +60,7 @@ def test_bench_predict_runs(synth_root, run_script):
 
 
 def test_bench_predict_times_the_bundled_models(synth_root, run_script):
-    from fercli import bundled
+    from fercli.predict import bundled
 
     out = run_script(
         "benchmarks/bench_predict.py", "--data", synth_root, "--bundled", "--repeats", 1,
@@ -75,7 +75,7 @@ def test_bench_predict_times_the_bundled_models(synth_root, run_script):
 
 
 def test_end_to_end_times_predict_dir_in_a_light_process(synth_root, tmp_path, run_script):
-    from fercli import bundled
+    from fercli.predict import bundled
 
     out = run_script(
         "benchmarks/end_to_end.py", bundled.bundled_path("fast"), synth_root / "test",
@@ -98,7 +98,7 @@ def test_predict_costs_runs(synth_root, run_script):
 
 
 def test_predict_timeline_runs(synth_root, run_script):
-    from fercli.bundled import model_path
+    from fercli.predict.bundled import model_path
 
     out = run_script(
         "benchmarks/predict_timeline.py", "--folder", f"{synth_root}/test", "--model",

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from fercli import FER_CLASSES, bundled
+from fercli import FER_CLASSES
 from fercli.config import read_config
-from fercli.onnx_model import OnnxModel
+from fercli.predict import bundled
+from fercli.predict.onnx_model import OnnxModel
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE_BYTES = 20_000_000  # every bundled model together
@@ -102,7 +103,7 @@ def test_the_recipe_is_the_configuration_of_the_shipped_runs(bundle):
 
 @pytest.mark.fer2013
 def test_card_fingerprint_is_this_fer2013(fer2013, bundle):
-    from fercli.dataset import load_split
+    from fercli.data.dataset import load_split
 
     train = load_split(fer2013, "train")
     assert (len(train), train.file_list_hash) == (
@@ -113,7 +114,7 @@ def test_card_fingerprint_is_this_fer2013(fer2013, bundle):
 
 @pytest.mark.fer2013
 def test_bundled_model_scores_what_its_card_says(fer2013, bundle):
-    from fercli.evaluation import evaluate
+    from fercli.evaluate.evaluation import evaluate
 
     result = evaluate(bundle.name, fer2013, "test", device="cpu")
     claimed = bundle.card["metrics"]["test"][bundle.card["shipped"]["precision"]]

@@ -1,5 +1,5 @@
-"""fercli.calibration (temperature fitting, ECE) and where it is applied: the ONNX metadata's
-temperature in OnnxModel.predict_proba (predict-dir, evaluate), ECE and the reliability
+"""fercli.metrics.calibration (temperature fitting, ECE) and where it is applied: the ONNX
+metadata's temperature in OnnxModel.predict_proba (predict-dir, evaluate), ECE and the reliability
 diagram in `fercli evaluate`."""
 
 import csv
@@ -10,11 +10,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from fercli import calibration
-from fercli.bundled import bundled_path
 from fercli.errors import FercliError
-from fercli.onnx_model import ModelInfo, OnnxModel, softmax
-from fercli.predict import predict_dir
+from fercli.metrics import calibration
+from fercli.predict.bundled import bundled_path
+from fercli.predict.folder import predict_dir
+from fercli.predict.onnx_model import ModelInfo, OnnxModel, softmax
 
 
 def sampled(rng, n=20000, classes=7, temperature=2.5):

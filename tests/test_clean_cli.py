@@ -10,7 +10,7 @@ import pytest
 from clean_helpers import make_dirty_dataset, tree
 from PIL import Image
 
-from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD
+from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD
 
 
 @pytest.fixture
@@ -135,6 +135,6 @@ def test_clean_never_imports_torch(dirty):
 
 def test_the_command_offers_every_hash_the_library_has():
     from fercli.commands.clean import HASHES
-    from fercli.hashing import HASHES as LIBRARY
+    from fercli.data.hashing import HASHES as LIBRARY
 
     assert HASHES == LIBRARY

@@ -3,10 +3,10 @@ data is absent)."""
 
 import pytest
 
-from fercli.cleaning import CleanSettings, run_clean
+from fercli.clean.pipeline import CleanSettings, run_clean
 
 # docs/clean.md, "On FER-2013": defaults (phash, 8, threshold 6, blank std 5, near
-# duplicates verified on their pixels at fercli.near_verify's default threshold;
+# duplicates verified on their pixels at fercli.clean.near_verify's default threshold;
 # docs/near-duplicates.md).
 README_COUNTS = {
     "images": 32298,

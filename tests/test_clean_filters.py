@@ -9,10 +9,10 @@ from PIL import Image
 
 from fercli import registry
 from fercli.builtin.filters import BlankFilter, CorruptFilter, DedupFilter
-from fercli.cleaning import CleanSettings, run_clean
-from fercli.duplicates import find_duplicates, group_around_kept
+from fercli.clean.duplicates import find_duplicates, group_around_kept
+from fercli.clean.filters import Filter, ImageBatch
+from fercli.clean.pipeline import CleanSettings, run_clean
 from fercli.errors import FercliError, PluginError
-from fercli.filters import Filter, ImageBatch
 from fercli.hookspecs import hookimpl
 from fercli.plugins import pm
 
@@ -221,12 +221,12 @@ def test_planted_problems_of_the_synthetic_dataset_are_found(synth_root):
 
 def test_decoding_matches_the_one_preprocessing_and_imagehash(tmp_path):
     """The worker's fast path for plain 48x48 gray JPEGs and the general path give exactly
-    fercli.images.load_image's arrays; the hashes are imagehash's."""
+    fercli.data.images.load_image's arrays; the hashes are imagehash's."""
     import imagehash
 
-    from fercli.cleaning import decode_chunk
-    from fercli.hashing import to_hex
-    from fercli.images import load_image
+    from fercli.clean.pipeline import decode_chunk
+    from fercli.data.hashing import to_hex
+    from fercli.data.images import load_image
 
     rng = np.random.default_rng(5)
     face = texture(rng)

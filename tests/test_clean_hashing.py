@@ -1,4 +1,4 @@
-"""fercli.hashing: bit-identical to imagehash, and an exact near-duplicate search."""
+"""fercli.data.hashing: bit-identical to imagehash, and an exact near-duplicate search."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fercli import hashing
+from fercli.data import hashing
 from fercli.errors import FercliError
 
 REFERENCE = {

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from clean_helpers import make_dirty_dataset, tree
 
-from fercli import quarantine
-from fercli.cleaning import CleanSettings, clean_dataset, run_clean
+from fercli.clean import quarantine
+from fercli.clean.pipeline import CleanSettings, clean_dataset, run_clean
 from fercli.errors import FercliError
 
 BUILTIN = CleanSettings(filters=["corrupt", "blank", "dedup"])  # whatever else is installed

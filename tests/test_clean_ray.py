@@ -25,7 +25,7 @@ def test_ray_engine_flags_what_the_local_engine_flags(
     run_cli,
     monkeypatch,
 ):
-    from fercli import dataset
+    from fercli.data import dataset
 
     monkeypatch.setattr(dataset, "CHUNK", 100)  # several Ray batches, regrouped (local: 512)
     local = run_cli("clean", synth_root, "--report", tmp_path / "local.json", "--workers", 1)
@@ -51,11 +51,11 @@ def test_without_ray_the_extra_is_named(synth_root, run_cli, monkeypatch):
 
 
 def test_regroup_cuts_batches_into_the_chunks():
-    from fercli.ray_engine import _regroup
+    from fercli.engines.ray import regroup
 
     batches = [{"index": np.arange(a, b), "x": np.arange(a, b) * 2} for a, b in
                [(0, 3), (3, 4), (4, 10), (10, 11)]]  # fmt: skip
-    parts = list(_regroup(iter(batches), [5, 5, 1]))
+    parts = list(regroup(iter(batches), [5, 5, 1]))
     assert [list(p["index"]) for p in parts] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10]]
     assert list(parts[1]["x"]) == [10, 12, 14, 16, 18]
 

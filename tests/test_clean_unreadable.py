@@ -14,7 +14,7 @@ import os
 import pytest
 from clean_helpers import make_dirty_dataset, tree
 
-from fercli.cleaning import clean_dataset, read_failure, run_clean
+from fercli.clean.pipeline import clean_dataset, read_failure, run_clean
 
 DENIED = ("train/happy/happy_002.jpg", "train/sad/truncated.jpg")  # a good file, a corrupt one
 

@@ -135,7 +135,7 @@ def _per_class(root):
 
 
 def test_config_values_reach_options_and_flags_win(run_cli, tmp_path, monkeypatch):
-    from fercli.synth import make_synthetic
+    from fercli.data.synth import make_synthetic
 
     make_synthetic(tmp_path / "expected", per_class=3, seed=7)
     monkeypatch.chdir(tmp_path)

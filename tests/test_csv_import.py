@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from fercli.csv_import import CSV_LABELS, import_csv
-from fercli.dataset import load_split
+from fercli.data.csv_import import CSV_LABELS, import_csv
+from fercli.data.dataset import load_split
+from fercli.data.images import load_image
 from fercli.errors import FercliError
-from fercli.images import load_image
 
 
 def pixels(image):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fercli import FER_CLASSES, dataset
-from fercli.dataset import (
+from fercli import FER_CLASSES
+from fercli.data import dataset
+from fercli.data.dataset import (
     QUARANTINE_DIR,
     cache_dir,
     class_names,
@@ -18,8 +19,8 @@ from fercli.dataset import (
     load_split,
     scan_split,
 )
+from fercli.data.images import load_image
 from fercli.errors import FercliError
-from fercli.images import load_image
 
 
 def make_tree(root: Path, files: dict[str, int]) -> Path:
@@ -50,7 +51,7 @@ def tree(tmp_path):
 
 
 class DecodeSpy:
-    """Counts calls of fercli.dataset.decode (or refuses them)."""
+    """Counts calls of fercli.data.dataset.decode (or refuses them)."""
 
     def __init__(self, monkeypatch, refuse=False):
         self.calls = 0

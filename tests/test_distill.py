@@ -9,10 +9,10 @@ import pytest
 import torch
 from train_helpers import interrupt_at
 
-from fercli.checkpoint import load_checkpoint
 from fercli.errors import FercliError
-from fercli.training import TrainConfig, train
-from fercli.training.teacher import distillation_loss
+from fercli.train import TrainConfig, train
+from fercli.train.checkpoint import load_checkpoint
+from fercli.train.teacher import distillation_loss
 
 TIMING = ("seconds", "images_per_s")  # recorded by the run that computes the targets
 
@@ -95,7 +95,7 @@ def test_a_distilled_run_records_its_teacher_and_resumes_exactly(
 
 
 def test_resume_keeps_the_first_runs_teacher_timing(synth_root, teacher, tmp_path, monkeypatch):
-    from fercli.training import teacher as teacher_module
+    from fercli.train import teacher as teacher_module
 
     monkeypatch.setattr(teacher_module, "cache_dir", lambda: tmp_path / "cache")
     options = dict(teacher=str(teacher), max_minutes=1e-9)  # stops after epoch 1
@@ -141,9 +141,9 @@ def test_resume_needs_the_same_teacher(synth_root, teacher, tmp_path, run_cli):
 
 
 def test_cached_targets_are_the_mirror_averaged_teacher(synth_root, teacher):
-    from fercli.dataset import load_split
-    from fercli.onnx_model import OnnxModel
-    from fercli.training.teacher import teacher_targets
+    from fercli.data.dataset import load_split
+    from fercli.predict.onnx_model import OnnxModel
+    from fercli.train.teacher import teacher_targets
 
     images = load_split(synth_root, "train").images[:50]
     x = torch.from_numpy(images).unsqueeze(1)
@@ -181,8 +181,8 @@ def test_batch_targets_are_the_teacher_on_each_augmented_batch(
 ):
     """--teacher-targets batch: the teacher sees exactly the student's (augmented, mixed)
     batches, once each, and its targets are its tempered log-probabilities of them."""
-    from fercli.onnx_model import OnnxModel
-    from fercli.training import teacher as teacher_module
+    from fercli.predict.onnx_model import OnnxModel
+    from fercli.train import teacher as teacher_module
 
     model = OnnxModel(teacher, "cpu")
     seen = []
@@ -214,7 +214,7 @@ def test_batch_targets_are_the_teacher_on_each_augmented_batch(
 def test_init_starts_from_the_checkpoint_and_resume_keeps_the_run(
     synth_root, tmp_path, monkeypatch
 ):
-    from fercli.training import epoch as training
+    from fercli.train import epoch as training
 
     train(config(synth_root, tmp_path / "first", num_epochs=1))
     start = load_checkpoint(tmp_path / "first" / "best.pt")["state_dict"]
@@ -251,8 +251,8 @@ def test_an_init_that_does_not_fit_is_one_line(synth_root, trained_run, tmp_path
 
 
 def test_a_batch_teacher_of_another_normalization_is_one_line(teacher):
-    from fercli.onnx_model import OnnxModel
-    from fercli.training.teacher import BatchTeacher
+    from fercli.predict.onnx_model import OnnxModel
+    from fercli.train.teacher import BatchTeacher
 
     info = OnnxModel(teacher, "cpu").info
     BatchTeacher(str(teacher), info.classes, info.image_size, {"mean": info.mean, "std": info.std})

@@ -11,9 +11,9 @@ import click
 import pytest
 import torch
 
-from fercli.checkpoint import load_checkpoint
-from fercli.training import TrainConfig, train
-from fercli.training.distributed import World, gather_rows, local_batches, shard
+from fercli.train import TrainConfig, train
+from fercli.train.checkpoint import load_checkpoint
+from fercli.train.distributed import World, gather_rows, local_batches, shard
 
 QUICK = ["--model", "seed-cnn", "--optimizer", "adamw", "--lr", "2e-3", "--batch-size", "32"]
 QUICK += ["--augment", "flip", "--epochs", "4"]
@@ -158,7 +158,7 @@ def test_bad_input_is_one_line_from_rank_0(rank, says, synth_root, run_cli, monk
 
 def test_more_processes_than_gpus_is_one_clear_line(monkeypatch):
     from fercli.errors import FercliError
-    from fercli.training import distributed
+    from fercli.train import distributed
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(FercliError, match=r"2 processes on this machine but 1 CUDA GPU"):
@@ -166,7 +166,7 @@ def test_more_processes_than_gpus_is_one_clear_line(monkeypatch):
 
 
 def test_each_process_gets_its_share_of_the_cores(monkeypatch):
-    from fercli.training.distributed import threads_per_process
+    from fercli.train.distributed import threads_per_process
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert threads_per_process(World(4, 0, 0, 4)) == 4  # 4 processes here, 16 cores

@@ -8,10 +8,10 @@ import pytest
 import torch
 from train_helpers import interrupt_at, validation_accuracy
 
-from fercli.checkpoint import load_checkpoint
 from fercli.errors import FercliError
-from fercli.training import TrainConfig, train
-from fercli.training.ema import WeightAverage
+from fercli.train import TrainConfig, train
+from fercli.train.checkpoint import load_checkpoint
+from fercli.train.ema import WeightAverage
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fercli.errors import FercliError
-from fercli.evaluation import evaluate
+from fercli.evaluate.evaluation import evaluate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,7 +27,7 @@ def test_checkpoint_on_the_test_split_beats_chance(trained_run, synth_root):
 
 
 def test_tta_averages_with_the_mirror_image(trained_run, synth_root, monkeypatch):
-    from fercli import evaluation
+    from fercli.evaluate import evaluation
 
     out, _ = trained_run
     seen = []
@@ -117,7 +117,7 @@ def test_bad_input_is_one_clear_line(trained_run, synth_root, run_cli, args, mes
 
 
 def test_default_model_is_used_when_model_is_left_out(synth_root, run_cli):
-    from fercli.bundled import bundled_path
+    from fercli.predict.bundled import bundled_path
 
     try:
         bundled_path()
@@ -134,7 +134,7 @@ def test_default_model_is_used_when_model_is_left_out(synth_root, run_cli):
 def test_the_provider_that_ran_is_named_and_can_be_chosen(trained_run, synth_root, run_cli):
     """fast's card verifies the CPU provider alone, so `auto` scores it there on every machine
     (on Intel with OpenVINO its card's figure, not OpenVINO's); --provider names another."""
-    from fercli.bundled import bundled_path
+    from fercli.predict.bundled import bundled_path
 
     path = bundled_path("fast")
     result = run_cli("evaluate", path, synth_root, "--json")

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageFilter
 
 from fercli import FER_CLASSES, plugins, registry
+from fercli.clean.filters import ImageBatch
 from fercli.config import tomllib
-from fercli.filters import ImageBatch
-from fercli.synth import draw_face
+from fercli.data.synth import draw_face
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugins" / "fercli-blur"
 PROJECT = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())["project"]

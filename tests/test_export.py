@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from fercli import FER_CLASSES, __version__, registry
-from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
-from fercli.dataset import load_split
+from fercli.data.dataset import load_split
 from fercli.errors import FercliError
 from fercli.export import default_output, export_onnx
 from fercli.export.int8 import input_on_pixel_grid
-from fercli.onnx_model import OnnxModel, preprocess
+from fercli.predict.onnx_model import OnnxModel, preprocess
+from fercli.train.checkpoint import build_model, load_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -354,7 +354,7 @@ def test_input_on_pixel_grid_leaves_what_it_cannot_shift_alone(mean, other_reade
 
 def test_export_keeps_temperature_one_on_a_small_holdout(trained_run, tmp_path, monkeypatch):
     import fercli.export.exporter as export
-    from fercli import calibration
+    from fercli.metrics import calibration
 
     lines = []
     monkeypatch.setattr(export, "say", lines.append)
@@ -375,9 +375,9 @@ def test_export_keeps_temperature_one_on_a_small_holdout(trained_run, tmp_path, 
 def test_export_writes_the_temperature_chosen_on_the_validation_holdout(
     trained_run, tmp_path, monkeypatch
 ):
-    from fercli import calibration
     from fercli.export.temperature import holdout
-    from fercli.onnx_model import preprocess
+    from fercli.metrics import calibration
+    from fercli.predict.onnx_model import preprocess
 
     monkeypatch.setattr(calibration, "MIN_IMAGES", 1)  # the session's run has a small hold-out
     run, _ = trained_run

@@ -30,7 +30,7 @@ from fercli.faces.detect import (
     detect_scaled,
     search_side,
 )
-from fercli.faces.predict_faces import keep_faces
+from fercli.predict.faces import keep_faces
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +49,13 @@ def found_at_defaults(detector, picture) -> list[Face]:
 def test_yunet_is_the_default_detector_everywhere():
     import inspect
 
-    from fercli import api, evaluation, predict
+    from fercli import api
     from fercli.commands.predict_dir import predict_dir_command
     from fercli.commands.predict_video import predict_video_command
-    from fercli.faces.predict_faces import FaceStage
-    from fercli.faces.video import VideoOptions
+    from fercli.evaluate import evaluation
+    from fercli.predict import folder as predict
+    from fercli.predict.faces import FaceStage
+    from fercli.predict.video import VideoOptions
 
     assert DEFAULT_DETECTOR == "yunet"
     for command in (predict_dir_command, predict_video_command):

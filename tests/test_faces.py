@@ -15,15 +15,15 @@ import pytest
 from faces_scenes import OraclePlugin, Placed, backdrop, fer_faces, scene
 from PIL import Image
 
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.errors import FercliError
 from fercli.faces import mtcnn as mtcnn_module
 from fercli.faces.align import align, framing
 from fercli.faces.detect import Face
 from fercli.faces.mtcnn import MTCNN, nms, square
-from fercli.faces.predict_faces import crop_name
 from fercli.plugins import pm
-from fercli.predict import OUTPUT_MARKER, find_images, predict_dir
-from fercli.synth import EXPRESSIONS, draw_face
+from fercli.predict.faces import crop_name
+from fercli.predict.folder import OUTPUT_MARKER, find_images, predict_dir
 
 PHOTOS = Path(
     os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "photos"
@@ -96,7 +96,7 @@ def test_mtcnn_takes_grey_and_rgb_of_any_size(detector):
 
 
 def test_mtcnn_finds_synthetic_faces_where_they_are(detector):
-    # MTCNN was trained on photos: it finds only some of fercli.synth's cartoon faces (these
+    # MTCNN was trained on photos: it finds only some of fercli.data.synth's cartoon faces (these
     # seeds), but every face it reports must be one of them, with the eyes above the mouth.
     faces = [draw_face(list(EXPRESSIONS)[s % 7], np.random.default_rng(s)) for s in (0, 1, 8, 14)]
     placed = [

@@ -1,7 +1,7 @@
-"""The loader's JPEG shortcut (fercli.fastjpeg) and the numpy LANCZOS resize (fercli.resample)
-give exactly what Pillow gives; files the shortcut does not take keep Pillow's result or
-error message. Every test runs with both of the shortcut's decoders: simplejpeg, and
-Pillow's own where simplejpeg is not installed."""
+"""The loader's JPEG shortcut (fercli.data.fastjpeg) and the numpy LANCZOS resize
+(fercli.data.resample) give exactly what Pillow gives; files the shortcut does not take keep
+Pillow's result or error message. Every test runs with both of the shortcut's decoders:
+simplejpeg, and Pillow's own where simplejpeg is not installed."""
 
 import io
 
@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fercli import fastjpeg
-from fercli.images import ImageError, load_image, load_with_pixels, open_raw, to_array, upright_gray
-from fercli.resample import resize_lanczos
+from fercli.data import fastjpeg
+from fercli.data.images import (
+    ImageError,
+    load_image,
+    load_with_pixels,
+    open_raw,
+    to_array,
+    upright_gray,
+)
+from fercli.data.resample import resize_lanczos
 
 
 @pytest.fixture(autouse=True, params=["simplejpeg", "pillow"])
@@ -184,7 +191,7 @@ def test_a_pillow_that_copies_the_buffer_still_gives_the_pixels(tmp_path, monkey
 
 def test_load_shortcut_only_decodes_plain_gray_jpegs_up_to_max_side(tmp_path):
     """predict-dir --faces auto reads small pictures whole through it."""
-    from fercli.images import load_shortcut
+    from fercli.data.images import load_shortcut
 
     small = gray_jpeg(tmp_path / "s.jpg", (60, 90))
     array, pixels = load_shortcut(small, 48, max_side=60)

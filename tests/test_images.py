@@ -1,4 +1,4 @@
-"""The one preprocessing (fercli.images): every common format and mode, any size, EXIF
+"""The one preprocessing (fercli.data.images): every common format and mode, any size, EXIF
 orientation, and broken files reported with a reason instead of a crash."""
 
 import io
@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fercli.images import ImageError, is_image_path, load_image, load_many, open_image, to_array
+from fercli.data.images import (
+    ImageError,
+    is_image_path,
+    load_image,
+    load_many,
+    open_image,
+    to_array,
+)
 
 # A 48x48 gray pattern with every corner different, so a wrong turn or crop shows.
 PATTERN = np.add.outer(np.arange(48) * 2, np.arange(48)).astype(np.uint8)  # 0..141
@@ -200,7 +207,7 @@ def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
 
 def test_bomb_protection_stays_on():
     import fercli.cli  # noqa: F401  (importing fercli must not switch it off)
-    import fercli.dataset  # noqa: F401
+    import fercli.data.dataset  # noqa: F401
 
     assert Image.MAX_IMAGE_PIXELS and Image.MAX_IMAGE_PIXELS <= 200_000_000
 

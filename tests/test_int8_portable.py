@@ -14,7 +14,7 @@ from fercli.errors import FercliError
 from fercli.export.int8 import dequantize, quantize_int8
 from fercli.export.metadata import set_metadata
 from fercli.export.saturation import INT16_MAX, check_saturation, integer_products
-from fercli.onnx_model import OnnxModel, preprocess
+from fercli.predict.onnx_model import OnnxModel, preprocess
 
 torch = pytest.importorskip("torch")
 

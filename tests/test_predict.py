@@ -17,13 +17,13 @@ import onnx
 import pytest
 from PIL import Image
 
-import fercli.providers
-from fercli.bundled import BUNDLED, bundled_path
+import fercli.predict.providers
+from fercli.data.images import load_image
 from fercli.errors import FercliError
-from fercli.images import load_image
-from fercli.onnx_model import OnnxModel, read_metadata_props
-from fercli.predict import predict_dir
-from fercli.providers import EP, Unavailable, available_providers, cuda_failure
+from fercli.predict.bundled import BUNDLED, bundled_path
+from fercli.predict.folder import predict_dir
+from fercli.predict.onnx_model import OnnxModel, read_metadata_props
+from fercli.predict.providers import EP, Unavailable, available_providers, cuda_failure
 from fercli.util import native_stderr_captured
 
 
@@ -48,7 +48,7 @@ def cuda_starts() -> bool:
 
 
 HAS_CUDA = cuda_starts()
-OPENVINO_MISSING = fercli.providers.openvino_unavailable()  # why not, on this machine
+OPENVINO_MISSING = fercli.predict.providers.openvino_unavailable()  # why not, on this machine
 HAS_OPENVINO = OPENVINO_MISSING is None
 NO_OPENVINO = f"OpenVINO cannot run here: {OPENVINO_MISSING and OPENVINO_MISSING.what}"
 
@@ -56,7 +56,7 @@ NO_OPENVINO = f"OpenVINO cannot run here: {OPENVINO_MISSING and OPENVINO_MISSING
 @pytest.fixture
 def fresh_openvino(monkeypatch):
     """Forget what this process found out about the OpenVINO plugin (it is kept per process)."""
-    monkeypatch.setattr(fercli.providers, "_openvino", {})
+    monkeypatch.setattr(fercli.predict.providers, "_openvino", {})
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_every_file_gets_one_row(model_path, tmp_path, suffix):
         assert probs.sum() == pytest.approx(1.0, abs=1e-4)
         assert row["label"] == classes[probs.argmax()]
         assert float(row["confidence"]) == pytest.approx(probs.max(), abs=1e-6)
-        # The same preprocessing as training: fercli.images, then the model's normalization.
+        # The same preprocessing as training: fercli.data.images, then the model's normalization.
         direct = model.predict_proba(load_image(tmp_path / "in" / row["path"])[None])[0]
         np.testing.assert_allclose(probs, direct, atol=2e-6)
     reasons = {r["path"]: r["error"] for r in rows if r["status"] == "error"}
@@ -193,7 +193,7 @@ def test_every_file_gets_one_row(model_path, tmp_path, suffix):
 @pytest.mark.parametrize("tta", [False, True], ids=["plain", "tta"])
 def test_workers_that_predict_give_the_rows_of_this_process(model_path, tmp_path, tta):
     """On the CPU with two workers or more, every worker decodes and predicts its chunks with a
-    session of its own (fercli.predict_workers); with none, this process does it all."""
+    session of its own (fercli.predict.workers); with none, this process does it all."""
     make_mixed_folder(tmp_path / "in")
     pids = tmp_path / "pids"
     pids.mkdir()
@@ -325,7 +325,7 @@ def test_no_recursive_and_topk(model_path, tmp_path):
 def interrupt_after(monkeypatch, calls_before_interrupt):
     """Raise KeyboardInterrupt in this process, as a Ctrl-C would, when the rows of a given
     batch are made (whether the workers or this process ran the model)."""
-    from fercli.predict_output import CsvOut, JsonlOut
+    from fercli.predict.output import CsvOut, JsonlOut
 
     calls = []
     for cls in (CsvOut, JsonlOut):
@@ -410,7 +410,7 @@ def test_interrupted_run_without_resume_leaves_nothing(model_path, tmp_path, mon
 def test_resume_refuses_an_output_made_with_another_model_folder_or_options(
     model_path, tmp_path, monkeypatch, run_cli
 ):
-    """The summary records what made the output (fercli.predict_record); a `--resume` run
+    """The summary records what made the output (fercli.predict.record); a `--resume` run
     writes it before its first row, so an output cut short is checked too."""
     folder = flat_folder(tmp_path / "in")
     out = tmp_path / "p.csv"
@@ -564,7 +564,7 @@ def test_unusable_model_is_one_line_when_the_workers_predict(model_path, tmp_pat
 
 @pytest.mark.parametrize("n", [0, 1, 7, 40, 41, 200])
 def test_chunks_of_the_workers_end_in_quarters(n):
-    from fercli.predict_workers import chunked
+    from fercli.predict.workers import chunked
 
     items = list(range(n))
     chunks = chunked(items, 8, workers=2)
@@ -600,17 +600,20 @@ def test_unusable_model_is_one_line(model_path, tmp_path, run_cli, case, message
 
 
 def test_missing_default_model_says_what_to_do(tmp_path, run_cli, monkeypatch):
-    import fercli.bundled
+    import fercli.predict.bundled
 
-    absent = {name: f"bundled_models/{name}/absent.onnx" for name in fercli.bundled.BUNDLED}
-    monkeypatch.setattr(fercli.bundled, "BUNDLED", absent)
+    absent = {name: f"bundled_models/{name}/absent.onnx" for name in fercli.predict.bundled.BUNDLED}
+    monkeypatch.setattr(fercli.predict.bundled, "BUNDLED", absent)
     result = run_cli("predict-dir", flat_folder(tmp_path / "in", n=2), "-o", tmp_path / "p.csv")
     assert result.exit_code == 2 and "--model" in result.stderr
-    assert f"the bundled model {fercli.bundled.DEFAULT!r} is not in this install" in result.stderr
+    assert (
+        f"the bundled model {fercli.predict.bundled.DEFAULT!r} is not in this install"
+        in result.stderr
+    )
 
 
 def test_model_picks_a_bundled_model_by_name(tmp_path):
-    from fercli import bundled
+    from fercli.predict import bundled
 
     folder = flat_folder(tmp_path / "in", n=3)
     for name in bundled.BUNDLED:
@@ -659,7 +662,9 @@ def failing_cuda(monkeypatch):
         os.write(2, log.encode())
         return real(path, options, providers=[EP["cpu"]])
 
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cuda"], EP["cpu"]])
+    monkeypatch.setattr(
+        fercli.predict.providers, "available_providers", lambda: [EP["cuda"], EP["cpu"]]
+    )
     monkeypatch.setattr(ort, "InferenceSession", session)
 
 
@@ -731,12 +736,12 @@ def test_openvino_caches_the_compiled_model_where_it_can(model_path, tmp_path, m
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     monkeypatch.setenv("FERCLI_CACHE_DIR", str(blocked))  # cache_dir()/openvino cannot be made
-    assert fercli.providers.openvino_cache() is None
+    assert fercli.predict.providers.openvino_cache() is None
     assert OnnxModel(model_path, "openvino").provider == "openvino"  # compiled every time
 
 
 def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch, fresh_openvino):
-    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: None)
+    monkeypatch.setattr(fercli.predict.providers, "openvino_plugin", lambda: None)
     folder = flat_folder(tmp_path / "in", n=2)
     out = tmp_path / "p.csv"
     args = ["predict-dir", folder, "--model", model_path, "--provider", "openvino", "-o", out]
@@ -745,7 +750,7 @@ def test_openvino_missing_is_one_line(model_path, tmp_path, run_cli, monkeypatch
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "OpenVINO execution provider is not installed" in lines[0]
     assert "fercli[openvino]" in lines[0] and not out.exists()
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(fercli.predict.providers, "available_providers", lambda: [EP["cpu"]])
     assert OnnxModel(model_path, "auto").provider == "cpu"  # not installed: no word about it
 
 
@@ -755,9 +760,9 @@ def test_openvino_that_cannot_load_is_named_and_auto_runs_on_the_cpu(
     def unloadable():
         raise Unavailable("onnxruntime could not load the OpenVINO plugin (boom)", "reinstall it.")
 
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
-    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: object())
-    monkeypatch.setattr(fercli.providers, "openvino_device", unloadable)
+    monkeypatch.setattr(fercli.predict.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(fercli.predict.providers, "openvino_plugin", lambda: object())
+    monkeypatch.setattr(fercli.predict.providers, "openvino_device", unloadable)
     with pytest.raises(FercliError, match=r"could not load the OpenVINO plugin \(boom\)"):
         OnnxModel(model_path, "openvino")
     result = predict_dir(flat_folder(tmp_path / "in", n=2), tmp_path / "p.csv", model_path)
@@ -779,8 +784,8 @@ def openvino_without_devices(monkeypatch, fresh_openvino):
             return "/nonexistent/libopenvino_plugin.so"
 
     registered = []
-    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: Plugin)
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(fercli.predict.providers, "openvino_plugin", lambda: Plugin)
+    monkeypatch.setattr(fercli.predict.providers, "available_providers", lambda: [EP["cpu"]])
     monkeypatch.setattr(ort, "get_ep_devices", lambda: [], raising=False)
     monkeypatch.setattr(
         ort, "register_execution_provider_library", lambda *a: registered.append(a), raising=False
@@ -794,7 +799,7 @@ def test_openvino_without_a_device_is_registered_once_and_auto_says_nothing(
     for _ in range(3):
         assert OnnxModel(model_path, "auto").provider == "cpu"
     assert len(openvino_without_devices) == 1  # once per process: a second one would fail
-    assert fercli.providers.cpu_providers() == ["cpu"]
+    assert fercli.predict.providers.cpu_providers() == ["cpu"]
     folder = flat_folder(tmp_path / "in", n=2)
     quiet = run_cli("predict-dir", folder, "--model", model_path, "-o", tmp_path / "p.csv")
     assert quiet.exit_code == 0 and "OpenVINO" not in quiet.stderr
@@ -828,11 +833,11 @@ def test_each_bundled_model_gives_the_cpu_labels_wherever_auto_runs_it(name, fer
     """A bundled model runs on OpenVINO under `auto` only where its card verified the CPU
     provider's labels; there they must be identical on every FER-2013 test image. Elsewhere
     `auto` keeps it on the CPU provider and says why (with -v, and in the summary)."""
-    from fercli.dataset import load_split
+    from fercli.data.dataset import load_split
 
     path = bundled_path(name)
     auto = OnnxModel(path, "auto")
-    if "openvino" not in fercli.providers.card_verified(path)[0]:
+    if "openvino" not in fercli.predict.providers.card_verified(path)[0]:
         assert auto.provider == "cpu" and auto.fallback_expected
         assert auto.fallback.startswith(f"openvino is not used for {path.name}: ")
         return
@@ -846,18 +851,18 @@ def test_each_bundled_model_gives_the_cpu_labels_wherever_auto_runs_it(name, fer
 @pytest.fixture
 def accelerators_offered(monkeypatch, fresh_openvino):
     """CUDA and an OpenVINO device, as `auto` would find them on an Intel machine with a GPU."""
-    monkeypatch.setattr(fercli.providers, "openvino_plugin", lambda: object())
-    monkeypatch.setattr(fercli.providers, "openvino_unavailable", lambda: None)
-    monkeypatch.setattr(fercli.providers, "openvino_device", lambda: "CPU")
+    monkeypatch.setattr(fercli.predict.providers, "openvino_plugin", lambda: object())
+    monkeypatch.setattr(fercli.predict.providers, "openvino_unavailable", lambda: None)
+    monkeypatch.setattr(fercli.predict.providers, "openvino_device", lambda: "CPU")
     offered = [EP["cuda"], EP["cpu"]]
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: offered)
+    monkeypatch.setattr(fercli.predict.providers, "available_providers", lambda: offered)
     return offered
 
 
 def test_auto_picks_only_the_providers_a_bundled_models_card_verified(
     accelerators_offered, model_path
 ):
-    from fercli.providers import card_verified, choose
+    from fercli.predict.providers import card_verified, choose
 
     for name in BUNDLED:
         path = bundled_path(name)
@@ -879,7 +884,7 @@ def test_auto_picks_only_the_providers_a_bundled_models_card_verified(
 def test_a_card_without_a_providers_record_keeps_the_model_on_the_cpu(
     accelerators_offered, model_path, tmp_path
 ):
-    from fercli.providers import choose
+    from fercli.predict.providers import choose
 
     shutil.copy(model_path, tmp_path / "m.onnx")
     (tmp_path / "model_card.json").write_text(json.dumps({"name": "new"}))
@@ -896,7 +901,7 @@ def test_verbose_says_why_auto_keeps_a_bundled_model_on_the_cpu(
     accelerators_offered, tmp_path, run_cli, monkeypatch
 ):
     # the decision alone, not a session on devices this machine may lack
-    monkeypatch.setattr(fercli.providers, "available_providers", lambda: [EP["cpu"]])
+    monkeypatch.setattr(fercli.predict.providers, "available_providers", lambda: [EP["cpu"]])
     folder = flat_folder(tmp_path / "in", n=2)
     quiet = run_cli("predict-dir", folder, "-o", tmp_path / "q.csv")
     assert quiet.exit_code == 0 and "openvino is not used" not in quiet.stderr

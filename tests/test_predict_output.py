@@ -5,8 +5,8 @@ counts those rows."""
 import numpy as np
 import pytest
 
-from fercli.predict import Tally
-from fercli.predict_output import CsvOut, JsonlOut, make_rows
+from fercli.predict.folder import Tally
+from fercli.predict.output import CsvOut, JsonlOut, make_rows
 
 CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 # Paths the csv module writes as they are, and paths it quotes (comma, quote, line ends),
@@ -88,7 +88,7 @@ def test_tally_of_a_chunk_is_the_tally_of_its_rows(evaluate):
 
 
 def test_plain_rows_take_the_fast_path(monkeypatch):
-    import fercli.predict_output
+    import fercli.predict.output
 
     def refuse(*args):
         raise AssertionError("make_rows called for rows the fast path formats")
@@ -96,6 +96,6 @@ def test_plain_rows_take_the_fast_path(monkeypatch):
     probs = probabilities(len(PATHS), seed=1, dtype=np.float32)
     plain = [i for i, p in enumerate(PATHS) if not set(p) & set(',"\r\n')]
     expected = CsvOut(CLASSES, 3).predicted_text([PATHS[i] for i in plain], probs[plain], {})
-    monkeypatch.setattr(fercli.predict_output, "make_rows", refuse)
+    monkeypatch.setattr(fercli.predict.output, "make_rows", refuse)
     text = CsvOut(CLASSES, 3).predicted_text([PATHS[i] for i in plain], probs[plain], {})
     assert text == expected and text.count("\r\n") == len(plain)

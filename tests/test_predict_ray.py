@@ -14,9 +14,9 @@ from faces_scenes import OraclePlugin, Placed, backdrop, scene
 from PIL import Image
 from test_predict import make_mixed_folder, read_rows
 
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.plugins import pm
-from fercli.predict import predict_dir
-from fercli.synth import EXPRESSIONS, draw_face
+from fercli.predict.folder import predict_dir
 
 
 def needs_ray():
@@ -98,7 +98,7 @@ def test_without_ray_the_extra_is_named(mixed_folder, tmp_path, run_cli, monkeyp
 @pytest.mark.parametrize("provider, gpus", [("cuda", 1), ("cpu", 0), ("auto", 0)])
 def test_ray_actors_ask_for_a_gpu_only_for_the_cuda_provider(provider, gpus, monkeypatch, tmp_path):
     """Ray places an actor by the resources it names: a CUDA session's actor asks for a GPU."""
-    import fercli.ray_engine as ray_engine
+    import fercli.predict.ray as ray_engine
 
     seen = {}
 

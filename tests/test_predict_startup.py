@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fercli.predict
-from fercli import commands, predict_record
-from fercli.bundled import bundled_path
-from fercli.predict import Pipeline, predict_dir
+import fercli.predict.folder
+from fercli import commands
+from fercli.predict import record as predict_record
+from fercli.predict.bundled import bundled_path
+from fercli.predict.folder import Pipeline, predict_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ def test_a_folder_of_photos_keeps_its_workers_with_faces_auto(small_folder, tmp_
     assert Pipeline(photos, "fast", faces="auto", batch_size=2).small_folder(True) is False
     run = Pipeline(small_folder, "fast", faces="auto", batch_size=8)
     assert run.small_folder(True) is True
-    monkeypatch.setattr(fercli.predict, "SMALL_FOLDER", 10)  # 41 files: not small
+    monkeypatch.setattr(fercli.predict.folder, "SMALL_FOLDER", 10)  # 41 files: not small
     assert run.small_folder(True) is False
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_predict import make_mixed_folder
 
-from fercli.predict import predict_dir
+from fercli.predict.folder import predict_dir
 
 STARTUP_S = 90  # each node up, and both seen by the head
 RUN_S = 300  # each fercli command on the cluster

@@ -92,7 +92,7 @@ def test_faces_roundtrip_fer(synth_root, run_script):
 def test_bundle_model_of_a_fine_tuned_run(trained_run, synth_root, recipe, tmp_path, run_script):
     """Runs made with --init, one from the other, carry their starting runs' logs and figures
     into the card, nearest first; the card says when the weights are a moving average."""
-    from fercli.training import TrainConfig, train
+    from fercli.train import TrainConfig, train
 
     start = trained_run[0]
     options = dict(data_dir=str(synth_root), model="seed-cnn", num_epochs=1, batch_size=32)

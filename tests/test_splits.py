@@ -1,4 +1,4 @@
-"""Person-level splits (fercli.splits, data/splits/wild-faces.json) and `fercli evaluate
+"""Person-level splits (fercli.data.splits, data/splits/wild-faces.json) and `fercli evaluate
 --split-file`, which scores a part through predict-dir's pipeline."""
 
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fercli.splits import load_split, part_files, person_of
+from fercli.data.splits import load_split, part_files, person_of
 
 REPO = Path(__file__).resolve().parent.parent
 WILD_DEFAULT = REPO.parent / "shared" / "wild-faces"
@@ -71,7 +71,7 @@ def test_part_files_lists_a_part_and_reports_unknown_persons(people):
 
 
 def test_evaluate_part_runs_predict_dirs_pipeline(people, tmp_path):
-    from fercli.evaluation import evaluate_part
+    from fercli.evaluate.evaluation import evaluate_part
 
     root, split_file = people
     Image.new("L", (200, 200), 128).save(root / "sad" / "Ann_sad_0009.jpg")  # no face in it

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fercli import registry
-from fercli.model_cost import count_macs, count_parameters
+from fercli.train.model_cost import count_macs, count_parameters
 
 ENSEMBLE_MACS = 5 * 263_764_608  # the bundled default, 5 x vgg: 1.32 G
 
@@ -62,7 +62,7 @@ def test_models_lists_macs_and_parameters(run_cli):
 
 
 def test_a_model_that_cannot_be_counted_shows_no_figures(monkeypatch):
-    from fercli import model_listing
+    from fercli.train import model_listing
 
     def broken(num_classes=7):
         raise RuntimeError("needs a 3-channel input")

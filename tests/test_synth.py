@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from fercli import FER_CLASSES
-from fercli.dataset import load_split
+from fercli.data.dataset import load_split
+from fercli.data.images import ImageError, load_image
+from fercli.data.synth import MANIFEST, make_synthetic
 from fercli.errors import FercliError
-from fercli.images import ImageError, load_image
-from fercli.synth import MANIFEST, make_synthetic
 
 
 def files_of(root):
@@ -131,7 +131,7 @@ def test_synth_command(run_cli, tmp_path):
 
 
 def test_synth_fixture_is_a_dataset(synth_root, synth_copy):
-    from fercli.dataset import find_splits
+    from fercli.data.dataset import find_splits
 
     assert find_splits(synth_root) == ["train", "test"]
     assert (synth_copy / MANIFEST).read_bytes() == (synth_root / MANIFEST).read_bytes()
@@ -142,8 +142,8 @@ def test_only_the_planted_copies_are_near_duplicates(synth_root):
     duplicate pairs are exactly the planted ones."""
     from PIL import Image
 
-    from fercli.duplicates import default_threshold
-    from fercli.hashing import hash_images, pack, popcount
+    from fercli.clean.duplicates import default_threshold
+    from fercli.data.hashing import hash_images, pack, popcount
 
     planted = json.loads((synth_root / MANIFEST).read_text())["planted"]
     paths = sorted(p.relative_to(synth_root).as_posix() for p in synth_root.rglob("*.jpg"))

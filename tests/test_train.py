@@ -14,9 +14,10 @@ import pytest
 import torch
 from train_helpers import interrupt_at
 
-from fercli import plots, registry
-from fercli.checkpoint import build_model, load_checkpoint, save_checkpoint
-from fercli.training import TrainConfig, train
+from fercli import registry
+from fercli.metrics import plots
+from fercli.train import TrainConfig, train
+from fercli.train.checkpoint import build_model, load_checkpoint, save_checkpoint
 
 TIMING = ("images_per_s", "seconds")
 
@@ -271,7 +272,7 @@ def test_unknown_names_list_the_choices(synth_root, run_cli, option, value, mess
 
 
 def test_config_after_the_subcommand_and_corrupt_files_skipped(synth_root, tmp_path, run_cli):
-    from fercli.synth import MANIFEST
+    from fercli.data.synth import MANIFEST
 
     planted = json.loads((synth_root / MANIFEST).read_text())["planted"]
     corrupt = [p["path"] for p in planted if p["kind"] == "corrupt"]
@@ -319,7 +320,7 @@ def test_run_folder_default_is_timestamped(synth_root, tmp_path, run_cli, monkey
 
 
 def test_oversample_tops_up_small_classes_to_half_the_median():
-    from fercli.training import class_weights, epoch_indices
+    from fercli.train import class_weights, epoch_indices
 
     labels = torch.tensor([0] * 100 + [1] * 10 + [2] * 80 + [3] * 60)
     order = epoch_indices(labels, "oversample", torch.Generator().manual_seed(0))
@@ -384,21 +385,21 @@ def test_training_learns_and_resumes_on_each_device(device, synth_root, tmp_path
     ],
 )
 def test_amp_auto_uses_bf16_only_with_amx(amp, device, flags, expected, monkeypatch):
-    import fercli.training
+    import fercli.train
 
-    monkeypatch.setattr(fercli.training.device, "cpuinfo", lambda: f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(fercli.train.device, "cpuinfo", lambda: f"flags\t\t: {flags}\n")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
-    config = fercli.training.TrainConfig(data_dir=".", amp=amp)
-    assert fercli.training.amp_dtype(config, torch.device(device)) == expected
+    config = fercli.train.TrainConfig(data_dir=".", amp=amp)
+    assert fercli.train.amp_dtype(config, torch.device(device)) == expected
 
 
 def test_run_records_the_autocast_it_used(trained_run):
-    import fercli.training
+    import fercli.train
 
     run, _ = trained_run
     metrics = json.loads((run / "metrics.json").read_text())
-    config = fercli.training.TrainConfig.from_dict(metrics["config"])
-    dtype = fercli.training.amp_dtype(config, torch.device("cpu"))
+    config = fercli.train.TrainConfig.from_dict(metrics["config"])
+    dtype = fercli.train.amp_dtype(config, torch.device("cpu"))
     assert metrics["autocast"] == (str(dtype).split(".")[-1] if dtype else "off")
 
 

@@ -12,9 +12,9 @@ import pytest
 from faces_scenes import OraclePlugin, Placed, backdrop, fer_faces, scene
 from PIL import Image
 
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.hookspecs import hookimpl
 from fercli.plugins import pm
-from fercli.synth import EXPRESSIONS, draw_face
 
 
 def make_video(path: Path, frames, fps: int = 10, rotation: int = 0) -> Path:
@@ -176,7 +176,7 @@ def test_strict_fails_on_one_bad_video_the_rest_still_written(oracle_plugin, tmp
 @pytest.mark.fer2013
 def test_predict_video_finds_fer2013_faces(fer2013, tmp_path):
     pytest.importorskip("av")
-    from fercli.faces.video import predict_video
+    from fercli.predict.video import predict_video
 
     faces = fer_faces(fer2013)
     frames = []
@@ -207,7 +207,7 @@ def test_predict_video_turns_frames_by_the_display_matrix(oracle_plugin, tmp_pat
     av = pytest.importorskip("av")
     if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
         pytest.skip("this PyAV cannot write a display matrix")
-    from fercli.faces.video import predict_video
+    from fercli.predict.video import predict_video
 
     face = draw_face("happy", np.random.default_rng(0))
     placed = [Placed(face, 100, 120, 110)]
@@ -320,7 +320,7 @@ def test_summary_timeline_and_smoothing_per_track(sequence_plugin, tmp_path):
     pytest.importorskip("av")
     import json
 
-    from fercli.faces.video import VideoOptions, predict_video
+    from fercli.predict.video import VideoOptions, predict_video
 
     video, found, people = crossing_video(tmp_path / "cross.mp4", frames=34)
     still = make_video(tmp_path / "empty.mp4", [backdrop(256, 192)] * 5)
@@ -392,7 +392,7 @@ def test_smoothed_csv_columns_and_option_errors(sequence_plugin, tmp_path, run_c
 
 def test_redetect_looks_around_the_tracks_between_whole_frames(tmp_path, monkeypatch):
     pytest.importorskip("av")
-    import fercli.faces.video as video_module
+    import fercli.predict.video as video_module
 
     names = list(EXPRESSIONS)
     faces = [draw_face(names[i], np.random.default_rng(i)) for i in range(2)]  # MTCNN finds
@@ -425,7 +425,7 @@ def test_redetect_looks_around_the_tracks_between_whole_frames(tmp_path, monkeyp
 
 def test_find_near_maps_region_faces_back_and_counts_a_face_once():
     from fercli.faces.detect import Face
-    from fercli.faces.video import find_near
+    from fercli.predict.video import find_near
 
     class Centre:
         """Finds one face filling the middle half of each picture it is shown."""

@@ -11,8 +11,8 @@ from test_predict import read_rows
 from test_predict_ray import needs_ray, ray_cluster  # noqa: F401 (a fixture)
 from test_video import make_video
 
-from fercli.faces.video import predict_video
-from fercli.synth import EXPRESSIONS, draw_face
+from fercli.data.synth import EXPRESSIONS, draw_face
+from fercli.predict.video import predict_video
 
 
 @pytest.fixture(scope="module")

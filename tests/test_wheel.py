@@ -78,7 +78,10 @@ def test_the_wheel_has_what_fercli_reads_and_no_training_logs(built):
         for file in (f"fercli-{model}.onnx", "model_card.json", "MODEL_CARD.md"):
             assert f"fercli/bundled_models/{model}/{file}" in names
     assert "fercli/py.typed" in names
-    assert {"fercli/faces/mtcnn/pnet.onnx", "fercli/faces/mtcnn/LICENSE.md"} <= names
+    assert {
+        "fercli/faces/weights/mtcnn/pnet.onnx",
+        "fercli/faces/weights/mtcnn/LICENSE.md",
+    } <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not [n for n in names if "/runs/" in n or n.endswith(("history.csv", "curves.png"))]
     assert not [n for n in names if n.startswith(("tests/", "docs/", "benchmarks/"))]

@@ -1,4 +1,4 @@
-"""fercli.worker_pool: decoding workers started by fork must not die with what this process
+"""fercli.engines.local: decoding workers started by fork must not die with what this process
 leaves to its garbage collector (a long-lived process: a test run, a notebook)."""
 
 import gc
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from fercli.worker_pool import start_pool
+from fercli.engines.local import start_pool
 
 
 def _collect() -> int:
@@ -20,8 +20,8 @@ def _garbage_session() -> None:
     thread pool's idle thread waits on a condition variable when the pool forks."""
     import numpy as np
 
-    from fercli.bundled import bundled_path
-    from fercli.onnx_model import OnnxModel
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.onnx_model import OnnxModel
 
     model = OnnxModel(bundled_path(), "cpu", threads=2)
     model.predict_proba(np.zeros((4, 48, 48), np.uint8))

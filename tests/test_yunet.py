@@ -16,12 +16,12 @@ from faces_scenes import CANONICAL, Placed, backdrop, fer_faces, scene
 from PIL import Image, ImageOps
 
 from fercli import registry
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.errors import FercliError
 from fercli.faces import yunet as yunet_module
 from fercli.faces.align import align, framing
 from fercli.faces.detect import detect_scaled
 from fercli.faces.yunet import YuNet, nms, padded_size, to_input
-from fercli.synth import EXPRESSIONS, draw_face
 
 PHOTOS = Path(
     os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "photos"
@@ -143,7 +143,7 @@ def test_any_size_grey_and_rgb_alike_batched_or_not(detector):
 
 
 def test_synthetic_faces_where_they_are_with_landmarks_in_order(detector):
-    # Cartoon faces: of fercli.synth's first 21, YuNet found 21 alone at 150 px in 200x200
+    # Cartoon faces: of fercli.data.synth's first 21, YuNet found 21 alone at 150 px in 200x200
     # pictures (scores 0.50 to 0.91) and 14 at 160 px in 400x400 ones (MTCNN 6); here all 6
     # (0.67 to 0.92).
     faces = [synth_face(s) for s in (0, 1, 2, 4, 5, 7)]

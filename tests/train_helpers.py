@@ -3,7 +3,7 @@
 
 def interrupt_at(monkeypatch, epoch: int):
     """Make training stop as Ctrl-C would at the start of `epoch`; returns the undo."""
-    from fercli.training import epoch as training
+    from fercli.train import epoch as training
 
     real_epoch = training.train_epoch
 
@@ -21,9 +21,9 @@ def validation_accuracy(checkpoint: dict, data_dir) -> float:
     default --val-fraction and --split-seed), computed afresh."""
     import torch
 
-    from fercli.checkpoint import build_model
-    from fercli.training import TrainConfig
-    from fercli.training.data import load_data, predict_logits
+    from fercli.train import TrainConfig
+    from fercli.train.checkpoint import build_model
+    from fercli.train.data import load_data, predict_logits
 
     data = load_data(TrainConfig(data_dir=str(data_dir)))
     logits = predict_logits(build_model(checkpoint), data.x_val, torch.device("cpu"))

@@ -7,7 +7,7 @@ from fercli.hookspecs import hookimpl
 
 def _factory(name):
     def factory(**options):
-        from fercli import augment
+        from fercli.train import augment
 
         return partial(getattr(augment, name), **options)
 

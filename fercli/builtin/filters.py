@@ -1,18 +1,16 @@
 """Built-in filters for `fercli clean`: corrupt, blank and dedup, registered like any
-plugin's. They see images in batches (fercli.filters.ImageBatch)."""
+plugin's. They see images in batches (fercli.clean.filters.ImageBatch)."""
 
 import hashlib
 import os
 
 import numpy as np
 
-from fercli.filters import Filter, ImageBatch, is_unreadable
+from fercli.clean.filters import Filter, ImageBatch, is_unreadable
+from fercli.defaults import BLANK_STD
 from fercli.hookspecs import hookimpl
 
-# Pixel standard deviation (0-255 scale, on the 48x48 image) under which an image counts as
-# blank. On FER-2013 the 12 all-black images have 0, a flat gray one 0.65 and a black frame
-# with one bright speck 4.1; the darkest real face has 9.1 (docs/clean.md).
-DEFAULT_BLANK_STD = 5.0
+DEFAULT_BLANK_STD = BLANK_STD  # fercli.defaults says why 5.0
 
 
 class CorruptFilter(Filter):
@@ -49,10 +47,10 @@ class BlankFilter(Filter):
 
 
 class DedupFilter(Filter):
-    """Exact and near duplicates by perceptual hash; see fercli.duplicates for the groups
+    """Exact and near duplicates by perceptual hash; see fercli.clean.duplicates for the groups
     and the rule that picks the copy to keep. Blank images are left out (their hashes say
     nothing), as are unreadable ones. With `verify` (the default) near duplicates are
-    checked on their pixels (fercli.near_verify): the images of candidate pairs are decoded
+    checked on their pixels (fercli.clean.near_verify): the images of candidate pairs are decoded
     again from `root` at the end (no pixels are kept while scanning), or, without a root
     (batches built by hand), kept from the batches."""
 
@@ -69,10 +67,10 @@ class DedupFilter(Filter):
         verify_threshold: float | None = None,
         root=None,
     ):
-        from fercli.duplicates import default_threshold
+        from fercli.clean.duplicates import default_threshold
+        from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD, check_threshold
+        from fercli.data.hashing import check_hash, hash_bits
         from fercli.errors import FercliError
-        from fercli.hashing import check_hash, hash_bits
-        from fercli.near_verify import DEFAULT_VERIFY_THRESHOLD, check_threshold
 
         check_hash(hash, hash_size)
         bits = hash_bits(hash, hash_size)
@@ -103,7 +101,7 @@ class DedupFilter(Filter):
         if bits is None:  # a batch built by hand: hash the 48x48 images instead
             from PIL import Image
 
-            from fercli.hashing import hash_images
+            from fercli.data.hashing import hash_images
 
             bits = np.zeros((len(batch), self.hash_spec[1] ** 2), bool)
             pictures = [Image.fromarray(batch.images[i]) for i in rows]
@@ -121,8 +119,8 @@ class DedupFilter(Filter):
         return ()
 
     def finish(self):
-        from fercli.duplicates import find_duplicates
-        from fercli.near_verify import PixelScorer
+        from fercli.clean.duplicates import find_duplicates
+        from fercli.clean.near_verify import PixelScorer
 
         bits = np.concatenate(self._bits) if self._bits else np.zeros((0, 1), bool)
         scorer = None

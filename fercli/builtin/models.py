@@ -7,31 +7,31 @@ from fercli.hookspecs import hookimpl
 
 
 def seed_cnn(num_classes: int = 7, image_size: int = 48):
-    from fercli.models import SeedCNN
+    from fercli.train.models import SeedCNN
 
     return SeedCNN(num_classes, image_size)
 
 
 def vgg(num_classes: int = 7, image_size: int = 48):
-    from fercli.models import VGGNet
+    from fercli.train.models import VGGNet
 
     return VGGNet(num_classes, widths=(48, 96, 192, 384))
 
 
 def vgg_small(num_classes: int = 7, image_size: int = 48):
-    from fercli.models import VGGNet
+    from fercli.train.models import VGGNet
 
     return VGGNet(num_classes, widths=(32, 64, 128, 256), dropout=0.3)
 
 
 def resnet_narrow(num_classes: int = 7, image_size: int = 48):
-    from fercli.models import NarrowResNet
+    from fercli.train.models import NarrowResNet
 
     return NarrowResNet(num_classes, widths=(16, 32, 64, 128), blocks=(1, 1, 2, 1))
 
 
 def resnet_s2(num_classes: int = 7, image_size: int = 48):
-    from fercli.models import NarrowResNet
+    from fercli.train.models import NarrowResNet
 
     return NarrowResNet(num_classes, widths=(32, 64, 128, 256), blocks=(1, 1, 2, 1), stem_stride=2)
 

@@ -7,7 +7,7 @@ import click
 
 from fercli.commands.ray_options import ray_options
 
-HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without importing it
+HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.data.hashing.HASHES, without importing it
 
 
 @click.command("clean")
@@ -91,8 +91,8 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.hashing.HASHES, without 
     "--verify-threshold",
     type=click.FloatRange(-1, 1),
     help="Lowest pixel score (a correlation, -1 to 1) of a verified pair [default: "
-    "DEFAULT_VERIFY_THRESHOLD of fercli/near_verify.py; the summary's settings show the value "
-    "used; docs/near-duplicates.md].",
+    "DEFAULT_VERIFY_THRESHOLD of fercli/clean/near_verify.py; the summary's settings show the "
+    "value used; docs/near-duplicates.md].",
 )
 @click.option("--workers", type=click.IntRange(1), help="Decoding processes [default: all cores].")
 @ray_options(
@@ -133,7 +133,7 @@ def clean_command(
     if undo_run:
         if apply or output or report or contact_sheet:
             raise FercliError("--undo takes no --apply, --output, --report or --contact-sheet.")
-        from fercli.quarantine import find_run, undo
+        from fercli.clean.quarantine import find_run, undo
 
         result = undo(find_run(undo_run, data_dir, quarantine))
         _print_undo(result, as_json)
@@ -145,7 +145,7 @@ def clean_command(
         return
     if data_dir is None:
         raise FercliError("missing ROOT: `fercli clean ROOT` (or set data_dir in fercli.toml).")
-    from fercli.cleaning import CleanSettings, clean_dataset
+    from fercli.clean.pipeline import CleanSettings, clean_dataset
 
     settings = CleanSettings(
         filters=[f.strip() for f in filters.split(",") if f.strip()] if filters else None,
@@ -175,7 +175,7 @@ def clean_command(
         return
     from rich.console import Console
 
-    from fercli.clean_report import render_summary
+    from fercli.clean.report import render_summary
 
     render_summary(summary, Console())
 

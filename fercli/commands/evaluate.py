@@ -4,7 +4,7 @@ import json
 
 import click
 
-from fercli.providers import CHOICES
+from fercli.predict.providers import CHOICES
 
 
 @click.command("evaluate")
@@ -70,7 +70,7 @@ def evaluate_command(
     from pathlib import Path
 
     from fercli.errors import FercliError
-    from fercli.evaluation import evaluate, write_outputs
+    from fercli.evaluate.evaluation import evaluate, write_outputs
 
     # One argument is ROOT when it is a data folder (not a model file or a run folder), so
     # `fercli evaluate ROOT` uses the bundled model.
@@ -78,7 +78,7 @@ def evaluate_command(
     if model and not given_root and Path(model).is_dir() and not (Path(model) / "best.pt").exists():
         model, data_dir = None, model
     if data_dir is None and model and not Path(model).exists():
-        from fercli.bundled import BUNDLED
+        from fercli.predict.bundled import BUNDLED
 
         if model not in BUNDLED:  # the one argument names neither a model nor a folder
             raise FercliError(
@@ -118,7 +118,7 @@ def evaluate_command(
 
 def _evaluate_part(model, root, split_file, part, faces, provider, as_json, plot) -> None:
     """--split-file: accuracy, macro recall and per-class recall on one part of the split."""
-    from fercli.evaluation import evaluate_part
+    from fercli.evaluate.evaluation import evaluate_part
 
     result = evaluate_part(
         model, root, split_file, part=part, faces=faces, provider=provider, coverage_plot=plot
@@ -152,8 +152,8 @@ def coverage_line(found: dict) -> str:
 def _print_report(result: dict) -> None:
     from rich.console import Console
 
+    from fercli.commands.tables import confusion_table, per_class_table
     from fercli.progress import settings
-    from fercli.report_tables import confusion_table, per_class_table
 
     console = Console()
     console.print(

@@ -15,7 +15,7 @@ def import_csv_command(csv_file, dest):
     reported with their line numbers and skipped. Existing files are never overwritten:
     running the import again only adds what is missing.
     """
-    from fercli.csv_import import import_csv
+    from fercli.data.csv_import import import_csv
 
     report = import_csv(csv_file, dest)
     problems = [f"line {n}: {reason}" for n, reason in report.bad_rows]

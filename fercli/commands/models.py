@@ -12,7 +12,7 @@ def models_command(pattern, as_json):
     """List model architectures matching PATTERN (wildcards allowed) and the bundled models."""
     import json
 
-    from fercli.model_listing import model_listing
+    from fercli.train.model_listing import model_listing
 
     listing = model_listing(pattern)
     if as_json:

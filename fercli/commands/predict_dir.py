@@ -2,10 +2,10 @@
 
 import click
 
-from fercli.bundled import model_help
 from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
+from fercli.predict.bundled import model_help
 
 
 @click.command("predict-dir")
@@ -137,7 +137,7 @@ def predict_dir_command(
 
     Unreadable files get status=error with the reason, and the run goes on."""
     from fercli.errors import FercliError
-    from fercli.predict import predict_dir
+    from fercli.predict.folder import predict_dir
 
     if faces is None:
         faces = "auto"

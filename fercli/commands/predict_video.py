@@ -3,10 +3,10 @@ face followed from frame to frame as a numbered track (docs/video.md)."""
 
 import click
 
-from fercli.bundled import model_help
 from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
+from fercli.predict.bundled import model_help
 
 
 @click.command("predict-video")
@@ -118,7 +118,7 @@ def predict_video_command(
     An unreadable video gets status=error with the reason, and the run goes on; it exits
     with status 2 when no video could be read at all (or, with --strict, any one)."""
     from fercli.errors import FercliError
-    from fercli.faces.video import VideoOptions, predict_video
+    from fercli.predict.video import VideoOptions, predict_video
     from fercli.progress import say
 
     result = predict_video(

@@ -28,7 +28,7 @@ def synth_command(dest, per_class, seed):
     """
     from collections import Counter
 
-    from fercli.synth import MANIFEST, make_synthetic
+    from fercli.data.synth import MANIFEST, make_synthetic
 
     summary = make_synthetic(dest, per_class=per_class, seed=seed)
     counts = ", ".join(f"{sum(c.values())} {split}" for split, c in summary["counts"].items())

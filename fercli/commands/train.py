@@ -140,7 +140,7 @@ def train_command(resume, overwrite, **options):
 
     from fercli.errors import FercliError
     from fercli.progress import say
-    from fercli.training import TrainConfig, run_folder, train
+    from fercli.train import TrainConfig, run_folder, train
 
     if resume is None and options["data_dir"] is None:
         raise FercliError("missing DATA_DIR: `fercli train DATA_DIR` (or data_dir in fercli.toml).")
@@ -162,7 +162,7 @@ def train_command(resume, overwrite, **options):
 def _summary(metrics: dict) -> None:
     from rich.console import Console
 
-    from fercli.report_tables import per_class_table
+    from fercli.commands.tables import per_class_table
 
     report = metrics["val_report"]
     console = Console(stderr=True)

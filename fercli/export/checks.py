@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fercli.errors import FercliError
-from fercli.onnx_model import ModelInfo, OnnxModel, preprocess
+from fercli.predict.onnx_model import ModelInfo, OnnxModel, preprocess
 from fercli.progress import say
 
 FP32_TOLERANCE = 1e-4
@@ -59,7 +59,7 @@ def dataset_root(ckpt: dict, data_root) -> Path | None:
 
 def sample_images(root: Path, split: str, classes, size: int, n: int, seed: int = 0):
     """Up to n images drawn at random from one split, decoded as uint8 (n, size, size)."""
-    from fercli.dataset import decode, scan_split
+    from fercli.data.dataset import decode, scan_split
 
     samples = scan_split(root, split, tuple(classes))
     if not samples:
@@ -150,7 +150,7 @@ def check_int8(
     fp32: OnnxModel, int8: OnnxModel, root: Path, calibrated: int, min_agreement: float
 ) -> QuantReport:
     """Top-1 agreement with fp32 and accuracy on the test split, size and speed."""
-    from fercli.dataset import find_splits, load_split
+    from fercli.data.dataset import find_splits, load_split
 
     splits = find_splits(root)
     split = "test" if "test" in splits else "val" if "val" in splits else None

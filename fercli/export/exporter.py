@@ -40,7 +40,7 @@ from fercli.export.metadata import (
 )
 from fercli.export.saturation import INT16_MAX, check_saturation
 from fercli.export.temperature import Calibration, calibrate
-from fercli.onnx_model import OnnxModel, preprocess
+from fercli.predict.onnx_model import OnnxModel, preprocess
 from fercli.progress import say
 from fercli.util import atomic_path
 

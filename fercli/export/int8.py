@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fercli.export.convert import INPUT
-from fercli.onnx_model import ModelInfo
+from fercli.predict.onnx_model import ModelInfo
 
 CALIBRATION_IMAGES = 1000
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from fercli import __version__
 from fercli.errors import FercliError
-from fercli.onnx_model import ModelInfo
+from fercli.predict.onnx_model import ModelInfo
 
 
 def default_output(checkpoints, precision: str = "fp32") -> Path:
@@ -40,7 +40,7 @@ SHARED_KEYS = ("classes", "image_size", "input_size", "normalization")
 
 def load_network(checkpoints: list[Path]):
     """The checkpoints and the network to export: the one model, or the Ensemble of all."""
-    from fercli.checkpoint import build_model, load_checkpoint
+    from fercli.train.checkpoint import build_model, load_checkpoint
 
     ckpts = [load_checkpoint(path) for path in checkpoints]
     for path, ckpt in zip(checkpoints[1:], ckpts[1:]):
@@ -53,7 +53,7 @@ def load_network(checkpoints: list[Path]):
     models = [build_model(ckpt) for ckpt in ckpts]
     if len(models) == 1:
         return ckpts, models[0]
-    from fercli.models import Ensemble
+    from fercli.train.models import Ensemble
 
     return ckpts, Ensemble(models).eval()
 

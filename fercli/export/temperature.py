@@ -1,14 +1,14 @@
 """The temperature an export writes into its file, so that confidences mean what they say:
 fitted on the logits of the run's own validation hold-out, rebuilt from the checkpoint's
 configuration, never on the test split; 1.0, with the reason, where the hold-out is too
-small or the fitted T would not lower its ECE (fercli.calibration.choose_temperature)."""
+small or the fitted T would not lower its ECE (fercli.metrics.calibration.choose_temperature)."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fercli.onnx_model import OnnxModel, preprocess
+from fercli.predict.onnx_model import OnnxModel, preprocess
 
 
 @dataclass
@@ -28,7 +28,7 @@ def holdout(ckpt: dict, root: Path | None):
     if root is None or not (ckpt.get("config") or {}).get("val_fraction"):
         return None
     from fercli.errors import FercliError
-    from fercli.training import TrainConfig, load_data
+    from fercli.train import TrainConfig, load_data
 
     try:
         data = load_data(TrainConfig.from_dict({**ckpt["config"], "data_dir": str(root)}))
@@ -41,9 +41,9 @@ def holdout(ckpt: dict, root: Path | None):
 
 def calibrate(fp32: OnnxModel, ckpt: dict, root: Path | None) -> Calibration | None:
     """The temperature that minimises the hold-out's negative log-likelihood, or 1.0 and the
-    reason (fercli.calibration.choose_temperature), with the expected calibration error
+    reason (fercli.metrics.calibration.choose_temperature), with the expected calibration error
     before and after; None where there is no hold-out."""
-    from fercli.calibration import choose_temperature
+    from fercli.metrics.calibration import choose_temperature
 
     found = holdout(ckpt, root)
     if found is None:

@@ -1,2 +1,5 @@
-"""Faces in photos: detectors (a plugin hook, MTCNN built in), alignment to FER-2013's
-framing, and the per-face rows of `predict-dir --faces`. No torch here."""
+"""Faces in pictures, no torch here: `detect` (the Detector interface, boxes and landmarks,
+the default detector and thresholds), the built-in detectors `yunet` and `mtcnn` (numpy and
+onnxruntime; their weights and licences in `weights/`), `align` (to FER-2013's framing) and
+`tracking` (one track per person across a video's frames). Predicting the faces found is
+fercli.predict's (predict.faces, predict.video)."""

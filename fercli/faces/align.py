@@ -48,7 +48,7 @@ def align(gray: Image.Image, face: Face, size: int = 48) -> np.ndarray:
     are level, framed as FER-2013 frames its faces; outside the photo is black."""
     cx, cy, side, angle = framing(face)
     # Sample at up to 4x the output, then shrink with Pillow's antialiased bilinear filter,
-    # as fercli.images resizes every image.
+    # as fercli.data.images resizes every image.
     inner = int(min(max(round(side), size), 4 * size))
     step = side / inner
     cos, sin = np.cos(angle) * step, np.sin(angle) * step

@@ -3,7 +3,7 @@
 Three small networks run in cascade: P-Net slides over an image pyramid and proposes
 boxes, R-Net rejects and refines them on 24x24 crops, O-Net on 48x48 crops gives the final
 boxes, scores and five landmarks. The weights are facenet-pytorch's (MIT), exported to ONNX
-by scripts/export_mtcnn_onnx.py and shipped in fercli/faces/mtcnn/ (see its LICENSE.md).
+by scripts/export_mtcnn_onnx.py and shipped in fercli/faces/weights/mtcnn/ (see its LICENSE.md).
 """
 
 from importlib import resources
@@ -14,7 +14,7 @@ from PIL import Image
 
 from fercli.faces.detect import Face, as_rgb
 
-WEIGHTS = "faces/mtcnn"
+WEIGHTS = "faces/weights/mtcnn"
 
 
 def weights_dir() -> Path:

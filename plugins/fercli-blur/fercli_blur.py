@@ -9,7 +9,7 @@ Read plugins/README.md for the contracts this module follows.
 
 import numpy as np
 
-from fercli.filters import Filter
+from fercli.clean.filters import Filter
 from fercli.hookspecs import hookimpl
 
 __version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""`fercli clean --engine ray`: each actor does what a local decoding process does
+(fercli.clean.pipeline.decode_chunk: 48x48 arrays, digests, hashes) over fercli.engines.ray's
+`map_files`; the driver gets them back in path order and runs the filters and the duplicate
+search itself."""
+
+import numpy as np
+
+from fercli.engines.ray import cluster, import_ray, map_files, refuse_local_sizes, regroup
+
+__all__ = ["DIGEST_SIZE", "Cleaner", "clean_chunks", "cluster", "import_ray", "refuse_local_sizes"]
+
+
+class Cleaner:
+    """A Ray Data actor for `fercli clean --engine ray`: fercli.clean.pipeline.decode_chunk on a
+    batch of files per call (48x48 arrays, pixel digests, perceptual hashes, errors)."""
+
+    def __init__(self, hash_specs: list[tuple[str, int]]):
+        from fercli.data.dataset import one_thread
+        from fercli.data.hashing import preload
+
+        one_thread()  # one CPU per actor, as one local decoding process
+        preload([kind for kind, _ in hash_specs])
+        self.hash_specs = [tuple(spec) for spec in hash_specs]
+
+    def __call__(self, batch: dict) -> dict:
+        from fercli.clean.pipeline import decode_chunk
+
+        paths = [str(p) for p in batch["path"]]
+        images, errors, digests, hashes = decode_chunk(paths, self.hash_specs)
+        failed = np.array([e is not None for e in errors])
+        digest_bytes = np.zeros((len(paths), DIGEST_SIZE), np.uint8)
+        for i, digest in enumerate(digests):
+            if digest is not None:
+                digest_bytes[i] = np.frombuffer(digest, np.uint8)
+        columns = {
+            "index": batch["index"],
+            "images": images,
+            "error": np.array([e or "" for e in errors], dtype=object),
+            "failed": failed,
+            "digest": digest_bytes,
+        }
+        for number, spec in enumerate(self.hash_specs):
+            columns[f"hash{number}"] = hashes[spec]
+        return columns
+
+
+DIGEST_SIZE = 16  # fercli.clean.pipeline.decode_chunk's blake2b digests
+
+
+def clean_chunks(files: list[str], hash_specs: list[tuple[str, int]], *, chunk: int,
+                 actors: int | None):  # fmt: skip
+    """(first index, decode_chunk's result) for every `chunk` files, in order, as
+    fercli.data.dataset.map_chunks yields them for decode_chunk locally."""
+    batches = map_files(
+        files, Cleaner, dict(hash_specs=hash_specs), batch_size=chunk, actors=actors
+    )
+    sizes = [min(chunk, len(files) - s) for s in range(0, len(files), chunk)]
+    first = 0
+    for part in regroup(batches, sizes):
+        failed = part["failed"]
+        errors = [str(e) if bad else None for e, bad in zip(part["error"], failed)]
+        digests = [None if bad else bytes(d) for d, bad in zip(part["digest"], failed)]
+        hashes = {
+            spec: np.asarray(part[f"hash{number}"], bool) for number, spec in enumerate(hash_specs)
+        }
+        images = np.asarray(part["images"], np.uint8)
+        yield first, (images, errors, digests, hashes)
+        first += len(images)
