@@ -65,44 +65,16 @@ def get(kind: str, name: str) -> Entry:
 
 
 def create(kind: str, name: str, **options):
-    """Build the named filter, augmenter, model or face detector.
-
-    Models take `num_classes` and `image_size` (the side of the square input, 48 unless
-    given). A plugin's model factory written before `image_size` existed is called without
-    it: at 48 as before; at another size only if its model runs on that input, else one line
-    says so."""
-    entry = get(kind, name)
-    if kind != "model" or "image_size" not in options or _takes(entry.factory, "image_size"):
-        return entry.factory(**options)
-    image_size = options.pop("image_size")
-    model = entry.factory(**options)
-    if image_size != 48 and not _runs_on(model, image_size):
-        raise PluginError(
-            f"model {name!r} (plugin {entry.plugin!r}) builds for 48x48 input only (its factory "
-            f"takes no image_size) and fails on {image_size}x{image_size}: pass --image-size 48."
-        )
-    return model
+    """Build the named filter, augmenter, model or face detector: its factory called with
+    `options`. (Models are built through fercli.train.models.create_model, which passes the
+    input size to the factories that take it.)"""
+    return get(kind, name).factory(**options)
 
 
-def _takes(factory: Callable, parameter: str) -> bool:
+def takes(factory: Callable, parameter: str) -> bool:
     """Whether `factory` accepts a keyword argument `parameter` (named or through **kwargs)."""
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # no signature to read: assume the old interface
         return False
     return any(p.name == parameter or p.kind is p.VAR_KEYWORD for p in params)
-
-
-def _runs_on(model, image_size: int) -> bool:
-    """Whether a model runs on one blank (1, 1, image_size, image_size) image."""
-    import torch
-
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 1, image_size, image_size))
-        return True
-    except Exception:
-        return False
-    finally:
-        model.train(was_training)

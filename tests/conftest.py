@@ -228,3 +228,41 @@ def run_script():
         return proc.stdout
 
     return run
+
+
+@pytest.fixture
+def oracle():
+    """oracle({(w, h): [Face, ...]}): the `oracle` detector plugin for one test."""
+    from faces_scenes import OraclePlugin
+
+    from fercli.plugins import pm
+
+    added = []
+
+    def register(truth):
+        plugin = OraclePlugin(truth)
+        pm.register(plugin, name=f"oracle-plugin-{len(added)}")
+        added.append(plugin)
+        return "oracle"
+
+    yield register
+    for plugin in added:
+        pm.unregister(plugin)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    from ray_helpers import needs_ray
+
+    needs_ray()
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    yield
+    ray.shutdown()

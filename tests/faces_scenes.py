@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.faces.detect import Face
 from fercli.hookspecs import hookimpl
 
@@ -98,7 +99,8 @@ class OraclePlugin:
 
 
 # ----------------------------------------------------------------------------- benchmark sets
-# The same scenes for tests/test_faces.py's default-settings tests and benchmarks/bench_faces.py.
+# The same scenes for tests/faces/test_faces.py's default-settings tests and
+# benchmarks/bench_faces.py.
 
 PASTE_SIZES = (60, 100, 160, 240, 300)  # pixels of the pasted 48x48 face's side
 PASTE_ANGLES = (0, 15, -25)  # degrees, counter-clockwise
@@ -240,3 +242,55 @@ def no_face_scene(index: int) -> Image.Image:
         im = Image.fromarray(_blend(grain, a, b))
     noisy = np.asarray(im, np.float32) + rng.normal(0, 3, (h, w, 1))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+def synth_faces(n: int, seed: int = 0) -> list[np.ndarray]:
+    names = list(EXPRESSIONS)
+    return [draw_face(names[i % 7], np.random.default_rng(seed + i)) for i in range(n)]
+
+
+def oracle_folder(root: Path) -> dict:
+    """Scenes of synthetic faces (two photos with several, one without, one turned by
+    EXIF, one huge, an unreadable file): {(w, h) as the detector sees it: [Face]} and
+    the expected faces per file."""
+    root.mkdir(parents=True)
+    faces = synth_faces(6)
+    scenes = {
+        "group.jpg": (
+            640,
+            480,
+            [Placed(faces[0], 150, 200, 150, 15), Placed(faces[1], 450, 250, 180, -10)],
+        ),
+        "sub/trio.png": (
+            700,
+            400,
+            [
+                Placed(faces[2], 120, 200, 120),
+                Placed(faces[3], 350, 200, 140),
+                Placed(faces[4], 580, 190, 130, 25),
+            ],
+        ),
+        "empty.jpg": (500, 300, []),
+        "turned.jpg": (600, 450, [Placed(faces[5], 300, 200, 200)]),  # stored on its side
+        "huge.jpg": (
+            3200,
+            2400,
+            [Placed(faces[0], 800, 1200, 700), Placed(faces[1], 2300, 1000, 600, 10)],
+        ),
+    }
+    truth, expected = {}, {}
+    for rel, (w, h, placed) in scenes.items():
+        picture = scene(w, h, placed, seed=len(rel))
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        factor = min(1.0, 1024 / max(w, h))  # detection runs on a copy <= 1024 px
+        truth[(round(w * factor), round(h * factor))] = [p.truth(factor) for p in placed]
+        expected[rel] = placed
+        if rel == "turned.jpg":
+            exif = Image.Exif()
+            exif[0x0112] = 6  # shown turned 90 degrees clockwise
+            picture.rotate(90, expand=True).save(path, exif=exif, quality=95)
+        else:
+            picture.save(path, quality=95)
+    (root / "broken.jpg").write_bytes(b"not a picture")
+    return truth, expected

@@ -1,5 +1,5 @@
 """Planted edits of a face, the kind that make a near duplicate of the same photo: for
-measuring the near-duplicate search and its verification (tests/test_near_verify.py,
+measuring the near-duplicate search and its verification (tests/clean/test_near_verify.py,
 benchmarks/bench_near_verify.py). Each edit takes a (48, 48) uint8 image and a
 numpy Generator and returns a new (48, 48) uint8 image; JPEG re-encoding happens where the
 edit says so (every planted copy is stored as a JPEG by the callers that write files)."""

@@ -11,7 +11,7 @@ Pillow call below on a 48x48 file, since it sets up less around libjpeg), or whe
 is not installed, through Pillow's own decoder with `ImageFile.load`'s arguments
 (`Image.frombytes(..., "jpeg", ("L", ""))`, one call, as `load` does for a file of at most
 64 KiB). Either way the pixels are those of `Image.open(path).load()`, bit for bit
-(tests/test_fastjpeg.py runs both ways, and benchmarks/bench_clean.py --check a whole
+(tests/data/test_fastjpeg.py runs both ways, and benchmarks/bench_clean.py --check a whole
 dataset). simplejpeg is strict: a file with anything libjpeg warns about (corrupt data, a
 premature end) is left to Pillow, which decides as it always did.
 

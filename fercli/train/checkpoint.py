@@ -47,11 +47,9 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def build_model(ckpt: dict) -> torch.nn.Module:
     """The checkpoint's network, weights loaded, in eval mode."""
-    from fercli import registry
+    from fercli.train.models import create_model
 
     size = int(ckpt.get("input_size") or ckpt.get("image_size", 48))
-    model = registry.create(
-        "model", ckpt["model"], num_classes=len(ckpt["classes"]), image_size=size
-    )
+    model = create_model(ckpt["model"], num_classes=len(ckpt["classes"]), image_size=size)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

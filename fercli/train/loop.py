@@ -13,6 +13,7 @@ from fercli import registry
 from fercli.errors import FercliError
 from fercli.progress import say, settings
 from fercli.train.checkpoint import load_checkpoint, save_checkpoint
+from fercli.train.models import create_model
 
 from . import distributed
 from . import epoch as epoch_module
@@ -97,9 +98,7 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
         torch.backends.cudnn.benchmark = True
     augment_generator = make_augment_generator(generator, device, config.seed)
     num_classes = len(data.classes)
-    model = registry.create(
-        "model", config.model, num_classes=num_classes, image_size=config.image_size
-    )
+    model = create_model(config.model, num_classes=num_classes, image_size=config.image_size)
     if init:
         start_from(model, init, config, data.classes)
     model = model.to(device).to(memory_format=torch.channels_last)

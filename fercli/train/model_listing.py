@@ -36,13 +36,14 @@ def add_costs(architectures: list[dict], image_size: int = 48) -> str | None:
     built: the figures are None and the returned note says why."""
     try:
         from fercli.train.model_cost import count_macs, count_parameters
+        from fercli.train.models import create_model
     except ImportError:
         for row in architectures:
             row.update(macs=None, parameters=None)
         return NO_TORCH
     for row in architectures:
         try:
-            model = registry.create("model", row["name"], num_classes=7, image_size=image_size)
+            model = create_model(row["name"], num_classes=7, image_size=image_size)
             row.update(macs=count_macs(model, image_size), parameters=count_parameters(model))
         except Exception:  # a plugin's model may want another input: its costs stay unknown
             row.update(macs=None, parameters=None)

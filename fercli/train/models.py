@@ -143,3 +143,36 @@ class NarrowResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def create_model(name: str, *, num_classes: int, image_size: int = 48) -> nn.Module:
+    """The registered model `name` (fercli.registry, the `register_models` hook), built for
+    `num_classes` outputs and square `image_size` inputs. A plugin's factory written before
+    `image_size` existed is called without it: at 48 as before; at another size only if its
+    model runs on that input, else one line says so."""
+    from fercli import registry
+    from fercli.errors import PluginError
+
+    entry = registry.get("model", name)
+    if registry.takes(entry.factory, "image_size"):
+        return entry.factory(num_classes=num_classes, image_size=image_size)
+    model = entry.factory(num_classes=num_classes)
+    if image_size != 48 and not _runs_on(model, image_size):
+        raise PluginError(
+            f"model {name!r} (plugin {entry.plugin!r}) builds for 48x48 input only (its factory "
+            f"takes no image_size) and fails on {image_size}x{image_size}: pass --image-size 48."
+        )
+    return model
+
+
+def _runs_on(model: nn.Module, image_size: int) -> bool:
+    """Whether a model runs on one blank (1, 1, image_size, image_size) image."""
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 1, image_size, image_size))
+        return True
+    except Exception:
+        return False
+    finally:
+        model.train(was_training)

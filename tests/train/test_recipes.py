@@ -9,7 +9,7 @@ from fercli import registry
 from fercli.commands import ALL
 from fercli.config import default_map, read_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.toml"))
 
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faces_scenes import OraclePlugin, Placed, backdrop, fer_faces, scene
+from faces_scenes import (
+    Placed,
+    backdrop,
+    fer_faces,
+    oracle_folder,
+    scene,
+    synth_faces,
+)
 from PIL import Image
 
 from fercli.data.synth import EXPRESSIONS, draw_face
@@ -26,34 +33,13 @@ from fercli.predict.faces import crop_name
 from fercli.predict.folder import OUTPUT_MARKER, find_images, predict_dir
 
 PHOTOS = Path(
-    os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "photos"
+    os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[3] / "shared" / "photos"
 )
 
 
 @pytest.fixture(scope="module")
 def detector():
     return MTCNN()
-
-
-@pytest.fixture
-def oracle():
-    """oracle({(w, h): [Face, ...]}): the `oracle` detector plugin for one test."""
-    added = []
-
-    def register(truth):
-        plugin = OraclePlugin(truth)
-        pm.register(plugin, name=f"oracle-plugin-{len(added)}")
-        added.append(plugin)
-        return "oracle"
-
-    yield register
-    for plugin in added:
-        pm.unregister(plugin)
-
-
-def synth_faces(n: int, seed: int = 0) -> list[np.ndarray]:
-    names = list(EXPRESSIONS)
-    return [draw_face(names[i % 7], np.random.default_rng(seed + i)) for i in range(n)]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -171,53 +157,6 @@ def test_alignment_levels_the_eyes_and_keeps_the_framing():
 
 
 # ----------------------------------------------------------------------------- predict-dir
-
-
-def oracle_folder(root: Path) -> dict:
-    """Scenes of synthetic faces (two photos with several, one without, one turned by
-    EXIF, one huge, an unreadable file): {(w, h) as the detector sees it: [Face]} and
-    the expected faces per file."""
-    root.mkdir(parents=True)
-    faces = synth_faces(6)
-    scenes = {
-        "group.jpg": (
-            640,
-            480,
-            [Placed(faces[0], 150, 200, 150, 15), Placed(faces[1], 450, 250, 180, -10)],
-        ),
-        "sub/trio.png": (
-            700,
-            400,
-            [
-                Placed(faces[2], 120, 200, 120),
-                Placed(faces[3], 350, 200, 140),
-                Placed(faces[4], 580, 190, 130, 25),
-            ],
-        ),
-        "empty.jpg": (500, 300, []),
-        "turned.jpg": (600, 450, [Placed(faces[5], 300, 200, 200)]),  # stored on its side
-        "huge.jpg": (
-            3200,
-            2400,
-            [Placed(faces[0], 800, 1200, 700), Placed(faces[1], 2300, 1000, 600, 10)],
-        ),
-    }
-    truth, expected = {}, {}
-    for rel, (w, h, placed) in scenes.items():
-        picture = scene(w, h, placed, seed=len(rel))
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        factor = min(1.0, 1024 / max(w, h))  # detection runs on a copy <= 1024 px
-        truth[(round(w * factor), round(h * factor))] = [p.truth(factor) for p in placed]
-        expected[rel] = placed
-        if rel == "turned.jpg":
-            exif = Image.Exif()
-            exif[0x0112] = 6  # shown turned 90 degrees clockwise
-            picture.rotate(90, expand=True).save(path, exif=exif, quality=95)
-        else:
-            picture.save(path, quality=95)
-    (root / "broken.jpg").write_bytes(b"not a picture")
-    return truth, expected
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])

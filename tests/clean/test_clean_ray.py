@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from test_predict_ray import ray_cluster  # noqa: F401 (a fixture)
 
 
 def _report(path):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fercli.data.splits import load_split, part_files, person_of
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WILD_DEFAULT = REPO.parent / "shared" / "wild-faces"
 WILD_SPLIT = REPO / "data" / "splits" / "wild-faces.json"  # a repository file, not shipped
 

@@ -12,31 +12,12 @@ import numpy as np
 import pytest
 from faces_scenes import OraclePlugin, Placed, backdrop, scene
 from PIL import Image
+from ray_helpers import needs_ray
 from test_predict import make_mixed_folder, read_rows
 
 from fercli.data.synth import EXPRESSIONS, draw_face
 from fercli.plugins import pm
 from fercli.predict.folder import predict_dir
-
-
-def needs_ray():
-    return pytest.importorskip("ray.data", reason="Ray Data not installed (fercli[ray])")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    needs_ray()
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024**2,
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

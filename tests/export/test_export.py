@@ -253,7 +253,7 @@ def assert_no_build_traces(path, *folders):
     proto = onnx.load(str(path))
     assert not [n.name for n in proto.graph.node if len(n.metadata_props) or n.doc_string]
     data = Path(path).read_bytes()
-    for folder in (Path(__file__).resolve().parent.parent, *folders):
+    for folder in (Path(__file__).resolve().parents[2], *folders):
         assert str(folder).encode() not in data, folder
 
 

@@ -8,8 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from faces_scenes import Placed, scene
-from test_faces import oracle, oracle_folder  # noqa: F401 (the fixture)
+from faces_scenes import Placed, oracle_folder, scene
 from test_video import make_video, oracle_plugin  # noqa: F401 (the fixture)
 
 from fercli.data.synth import EXPRESSIONS, draw_face

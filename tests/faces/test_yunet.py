@@ -24,7 +24,7 @@ from fercli.faces.detect import detect_scaled
 from fercli.faces.yunet import YuNet, nms, padded_size, to_input
 
 PHOTOS = Path(
-    os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[2] / "shared" / "photos"
+    os.environ.get("FERCLI_PHOTOS") or Path(__file__).resolve().parents[3] / "shared" / "photos"
 )
 
 

@@ -21,7 +21,7 @@ from fercli.predict import record as predict_record
 from fercli.predict.bundled import bundled_path
 from fercli.predict.folder import Pipeline, predict_dir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ the local engine's, broken and missing videos included, for a few option combina
 import numpy as np
 import pytest
 from faces_scenes import Placed, backdrop, scene
+from ray_helpers import needs_ray
 from test_predict import read_rows
-from test_predict_ray import needs_ray, ray_cluster  # noqa: F401 (a fixture)
 from test_video import make_video
 
 from fercli.data.synth import EXPRESSIONS, draw_face
