@@ -63,7 +63,7 @@ def open_raw(path: str | Path) -> Image.Image:
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as exc:
-        raise ImageError(_reason(exc, path)) from None
+        raise ImageError(read_error_reason(exc, path)) from None
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -82,7 +82,7 @@ def upright_gray(im: Image.Image) -> Image.Image:
     try:
         return to_gray(ImageOps.exif_transpose(im))
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(_reason(exc)) from None
+        raise ImageError(read_error_reason(exc)) from None
 
 
 # What a name with an image suffix may be besides a file; reading a pipe or a device would
@@ -115,7 +115,7 @@ def read_small(path: str | Path, limit: int) -> bytes | None:
     try:
         return os.read(fd, size) if size <= limit else None
     except OSError as exc:
-        raise ImageError(_reason(exc, path)) from None
+        raise ImageError(read_error_reason(exc, path)) from None
     finally:
         os.close(fd)
 
@@ -126,7 +126,7 @@ def _regular_fd(path) -> tuple[int, int]:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise ImageError(_reason(exc, path)) from None
+        raise ImageError(read_error_reason(exc, path)) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -138,7 +138,8 @@ def _regular_fd(path) -> tuple[int, int]:
         raise
 
 
-def _reason(exc: Exception, path=None) -> str:
+def read_error_reason(exc: Exception, path=None) -> str:
+    """The one-line reason a file could not be read, as every command reports it."""
     if isinstance(exc, FileNotFoundError):
         return (
             "broken symbolic link"
@@ -151,13 +152,13 @@ def _reason(exc: Exception, path=None) -> str:
         return "is a directory"
     message = str(exc) or type(exc).__name__
     if "cannot identify image file" in message:
-        if path is not None and _is_empty(path):
+        if path is not None and is_empty_file(path):
             return "empty file (0 bytes)"
         return "not an image (or an unsupported format)"
     return message
 
 
-def _is_empty(path) -> bool:
+def is_empty_file(path) -> bool:
     try:
         return os.path.getsize(path) == 0
     except (OSError, TypeError):

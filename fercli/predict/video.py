@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fercli.data.images import ImageError, _is_empty, _reason, open_regular
+from fercli.data.images import ImageError, is_empty_file, open_regular, read_error_reason
 from fercli.errors import FercliError
 from fercli.faces.align import align
 from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE, Face, detect_scaled
@@ -348,12 +348,12 @@ def video_reason(exc: Exception, path, started: bool = False) -> str:
         return str(exc)
     if isinstance(exc, av.error.InvalidDataError) and not started:
         return (
-            "empty file (0 bytes)" if _is_empty(path) else "not a video (or an unsupported format)"
+            "empty file (0 bytes)" if is_empty_file(path) else "not a video (or an unsupported format)"
         )
     if isinstance(exc, av.error.FFmpegError):  # its message repeats the path: drop it
         return exc.strerror or type(exc).__name__
     if isinstance(exc, OSError):
-        return _reason(exc, path)
+        return read_error_reason(exc, path)
     return f"{type(exc).__name__}: {exc}"
 
 

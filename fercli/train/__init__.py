@@ -8,6 +8,7 @@ epoch      one training epoch
 run_files  checkpoint state for --resume, history, metrics, the final report
 distributed  several processes under torchrun (DDP)
 teacher    distillation: the teacher's cached targets and the tempered KL
+ema        the weights' exponential moving average (--ema)
 loop       train(): a run from start or resume to its report
 models     the network architectures; checkpoint: the checkpoint format
 augment    the batch augmentations; model_cost: multiply-accumulates and parameters
