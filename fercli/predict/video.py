@@ -347,9 +347,9 @@ def video_reason(exc: Exception, path, started: bool = False) -> str:
     if isinstance(exc, ImageError):  # open_regular's: not found, a folder, a pipe...
         return str(exc)
     if isinstance(exc, av.error.InvalidDataError) and not started:
-        return (
-            "empty file (0 bytes)" if is_empty_file(path) else "not a video (or an unsupported format)"
-        )
+        if is_empty_file(path):
+            return "empty file (0 bytes)"
+        return "not a video (or an unsupported format)"
     if isinstance(exc, av.error.FFmpegError):  # its message repeats the path: drop it
         return exc.strerror or type(exc).__name__
     if isinstance(exc, OSError):
