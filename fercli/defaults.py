@@ -8,6 +8,47 @@ BLANK_STD = 5.0
 
 # --- predict (predict-dir, predict-video, fercli.Predictor) ----------------------------------
 
+# onnxruntime execution providers (fercli.predict.providers): auto takes CUDA, else OpenVINO,
+# else the CPU, where the model's card allows it.
+PROVIDERS = ("auto", "cpu", "cuda", "openvino")
+PROVIDER = "auto"
+# predict-dir: images per model call (and per chunk a worker decodes).
+BATCH_SIZE = 256
+# Where faces are looked for: auto (in pictures whose shorter side exceeds 96 pixels), detect
+# (always) or none (the picture is the face). FACES is the command line's and the Python
+# API's default; fercli.predict.folder.predict_dir, the library function, defaults to none.
+FACE_MODES = ("auto", "detect", "none")
+FACES = "auto"
+# None: each detector's own default score (its min_face_score: yunet 0.6, mtcnn 0.95; scores
+# are on each detector's own scale), chosen with benchmarks/bench_faces.py (docs/detectors.md).
+MIN_FACE_SCORE = None
+ABSTAIN = 0.0  # --abstain: 0, off
+TOPK = 0  # --topk: no top-k columns
+THREADS_PER_ACTOR = 1  # --engine ray: onnxruntime threads (and Ray CPUs) of each actor
+# predict-video: frames sampled per second (0: every frame), and the seconds a track waits
+# for a face it lost.
+FPS = 2.0
+TRACK_GAP = 1.0
+
 # --- clean -----------------------------------------------------------------------------------
 
+# The perceptual hash of the duplicate search (an imagehash algorithm) and its side: hashes
+# of HASH_SIZE**2 bits.
+HASH = "phash"
+HASH_SIZE = 8
+# Near duplicates: hashes at most this many bits apart, for 64-bit hashes (scaled to other
+# sizes). Measured on FER-2013 with 64-bit phash (docs/clean.md, "Near duplicates"): pairs at
+# distance 6 or less are the same photograph; at 8 about half are different people.
+NEAR_THRESHOLD_64 = 6
+
 # --- train, evaluate, export -----------------------------------------------------------------
+
+# evaluate: the split scored, the torch device of a checkpoint (an .onnx model's provider
+# follows it), and the part of a person-level split file
+EVALUATE_SPLIT = "test"
+DEVICE = "auto"
+SPLIT_FILE_PART = "val"
+# export-onnx: the lowest opset the torch.export-based exporter writes natively, and the
+# training images that calibrate int8 ranges
+OPSET = 18
+CALIBRATION_IMAGES = 1000

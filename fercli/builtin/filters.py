@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from fercli.clean.filters import Filter, ImageBatch, is_unreadable
-from fercli.defaults import BLANK_STD
+from fercli.defaults import BLANK_STD, HASH, HASH_SIZE
 from fercli.hookspecs import hookimpl
 
 DEFAULT_BLANK_STD = BLANK_STD  # fercli.defaults says why 5.0
@@ -58,8 +58,8 @@ class DedupFilter(Filter):
 
     def __init__(
         self,
-        hash: str = "phash",
-        hash_size: int = 8,
+        hash: str = HASH,
+        hash_size: int = HASH_SIZE,
         threshold: int | None = None,
         blank_std: float = DEFAULT_BLANK_STD,
         drop_conflicts: bool = False,
@@ -119,7 +119,7 @@ class DedupFilter(Filter):
         return ()
 
     def finish(self):
-        from fercli.clean.duplicates import find_duplicates
+        from fercli.clean.duplicates import DuplicateSearch, find_duplicates
         from fercli.clean.near_verify import PixelScorer
 
         bits = np.concatenate(self._bits) if self._bits else np.zeros((0, 1), bool)
@@ -139,10 +139,7 @@ class DedupFilter(Filter):
             self._labels,
             bits,
             self._digests,
-            self.threshold,
-            self.drop_conflicts,
-            scores=scorer,
-            verify_threshold=self.verify_threshold,
+            DuplicateSearch(self.threshold, self.drop_conflicts, scorer, self.verify_threshold),
             stats=self.verification,
         )
         return flags

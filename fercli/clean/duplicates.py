@@ -25,18 +25,18 @@ such a group is flagged. A cluster is a set of copies linked by chains of near d
 """
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fercli.clean.filters import Flag
 from fercli.clean.near_search import near_graph
 from fercli.data.hashing import connected, pack, popcount
+from fercli.defaults import NEAR_THRESHOLD_64
 
 SPLIT_ORDER = ("test", "val", "train")
-# Measured on FER-2013 with 64-bit phash (docs/clean.md, "Near duplicates"): pairs at distance 6
-# or less are the same photograph; at 8 about half are different people.
-DEFAULT_THRESHOLD_64 = 6
+DEFAULT_THRESHOLD_64 = NEAR_THRESHOLD_64  # fercli.defaults says why 6
 
 
 def default_threshold(bits: int) -> int:
@@ -178,78 +178,128 @@ def group_verified(
     return _group(ranked, pix, na[ok].tolist(), nb[ok].tolist()), checked
 
 
+@dataclass(frozen=True)
+class DuplicateSearch:
+    """What makes two copies duplicates: hashes at most `threshold` bits apart and, with
+    `scores` (a callable giving the pixel score of pairs of rows,
+    fercli.clean.near_verify.PixelScorer), a pixel score of at least `verify_threshold`
+    (None: fercli.clean.near_verify.DEFAULT_VERIFY_THRESHOLD); with `drop_conflicts` every
+    copy of a group whose labels disagree is flagged."""
+
+    threshold: int
+    drop_conflicts: bool = False
+    scores: Callable | None = None
+    verify_threshold: float | None = None
+
+    def verify_limit(self) -> float:
+        """The lowest pixel score of a verified pair."""
+        from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD
+
+        return DEFAULT_VERIFY_THRESHOLD if self.verify_threshold is None else self.verify_threshold
+
+
 def find_duplicates(
     paths: list[str],
     splits: list[str],
     labels: list[str],
     bits: np.ndarray,
     digests: list[bytes],
-    threshold: int,
-    drop_conflicts: bool = False,
+    search: DuplicateSearch | int,
+    *,
     scores=None,
-    verify_threshold: float | None = None,
     stats: dict | None = None,
 ) -> tuple[list[DuplicateGroup], list[Flag]]:
     """Group near-duplicate images (hashes: bool rows of `bits`) and flag every copy but the
-    kept one. `digests` identify pixel-identical images. With `scores` (a callable giving
-    the pixel score of pairs of rows, fercli.clean.near_verify.PixelScorer), near duplicates are
-    verified: a pair counts only when its score is at least `verify_threshold` (default
-    fercli.clean.near_verify.DEFAULT_VERIFY_THRESHOLD). `stats`, where given, receives the counts
-    of candidate pairs checked and rejected."""
-    checked: dict = {}
-    if scores is None:
-        found = group_around_kept(paths, splits, labels, bits, threshold)
-    else:
-        from fercli.clean.near_verify import DEFAULT_VERIFY_THRESHOLD
-
-        if verify_threshold is None:
-            verify_threshold = DEFAULT_VERIFY_THRESHOLD
-        found, checked = group_verified(
-            paths, splits, labels, bits, threshold, digests, scores, verify_threshold
-        )
-    if stats is not None and scores is not None:
+    kept one. `digests` identify pixel-identical images. `search` says what counts as a
+    duplicate (a bare threshold: the hashes alone, conflicts kept); `scores`, where given,
+    stands for search.scores: near duplicates are then verified on their pixels. `stats`,
+    where given, receives the counts of candidate pairs checked and rejected."""
+    if not isinstance(search, DuplicateSearch):
+        search = DuplicateSearch(int(search))
+    if scores is not None:
+        search = replace(search, scores=scores)
+    rows = _Rows(paths, splits, labels, bits, digests)
+    found, checked = _search(rows, search)
+    if stats is not None and search.scores is not None:
+        limit = search.verify_limit()
         stats["pairs_checked"] = len(checked)
-        stats["pairs_rejected"] = sum(v < verify_threshold for v in checked.values())
-    rep: dict[bytes, int] = {}
-    for r, d in enumerate(digests):
-        rep.setdefault(d, r)
-    found.sort(key=lambda rows: min(paths[i] for i in rows))
-    words = pack(bits)
+        stats["pairs_rejected"] = sum(v < limit for v in checked.values())
+    found.sort(key=lambda group: min(paths[i] for i in group))
     groups, flags = [], []
-    for gid, rows in enumerate(found, 1):
-        k, others = rows[0], sorted(rows[1:], key=lambda i: paths[i])
-        rows = [k, *others]
-        g_labels = [labels[i] for i in rows]
-        conflict = len(set(g_labels)) > 1
-        drop_all = conflict and drop_conflicts
-        same = Counter(digests[i] for i in rows)
-        groups.append(
-            DuplicateGroup(
-                id=gid,
-                paths=[paths[i] for i in rows],
-                splits=[splits[i] for i in rows],
-                labels=g_labels,
-                kept=None if drop_all else paths[k],
-                exact=len(same) == 1,
-                exact_sets=sum(n > 1 for n in same.values()),
-            )
-        )
-        conflict_reason = f"label conflict: copies labelled {', '.join(sorted(set(g_labels)))}"
-        if drop_all:
-            flags += [Flag(paths[i], "dedup", conflict_reason, gid, None) for i in rows]
-            continue
-        for i in others:
-            if digests[i] == digests[k]:
-                reason = f"exact duplicate of {paths[k]}"
-            else:
-                distance = int(popcount(words[i] ^ words[k]))
-                reason = f"near duplicate of {paths[k]} (hash distance {distance}"
-                a, b = rep[digests[k]], rep[digests[i]]
-                score = checked.get((a, b), checked.get((b, a)))
-                reason += ")" if score is None else f", pixel score {score:.3f})"
-            if splits[i] != splits[k]:
-                reason += f"; cross-split: the {splits[k]} copy is kept"
-            if conflict:
-                reason += f"; {conflict_reason}"
-            flags.append(Flag(paths[i], "dedup", reason, gid, paths[k]))
+    for gid, group in enumerate(found, 1):
+        k, others = group[0], sorted(group[1:], key=lambda i: paths[i])
+        groups.append(rows.group(gid, [k, *others], search.drop_conflicts))
+        flags += rows.flags(groups[-1], k, others, checked)
     return groups, flags
+
+
+def _search(rows: "_Rows", search: DuplicateSearch) -> tuple[list[list[int]], dict]:
+    """The groups of row indices (the kept copy first) and, with verification, the scores of
+    the candidate pairs checked."""
+    if search.scores is None:
+        found = group_around_kept(rows.paths, rows.splits, rows.labels, rows.bits, search.threshold)
+        return found, {}
+    return group_verified(
+        rows.paths,
+        rows.splits,
+        rows.labels,
+        rows.bits,
+        search.threshold,
+        rows.digests,
+        search.scores,
+        search.verify_limit(),
+    )
+
+
+class _Rows:
+    """The copies find_duplicates groups: their paths, splits, labels, hashes and digests."""
+
+    def __init__(self, paths, splits, labels, bits, digests):
+        self.paths, self.splits, self.labels = paths, splits, labels
+        self.bits, self.digests = bits, digests
+        self.words = pack(bits)
+        self.rep: dict[bytes, int] = {}  # the first row of each set of identical pixels
+        for r, d in enumerate(digests):
+            self.rep.setdefault(d, r)
+
+    def group(self, gid: int, rows: list[int], drop_conflicts: bool) -> DuplicateGroup:
+        """Group `gid` of `rows`, the kept copy first; none kept where drop_conflicts drops
+        a label conflict."""
+        labels = [self.labels[i] for i in rows]
+        same = Counter(self.digests[i] for i in rows)
+        drop_all = len(set(labels)) > 1 and drop_conflicts
+        return DuplicateGroup(
+            id=gid,
+            paths=[self.paths[i] for i in rows],
+            splits=[self.splits[i] for i in rows],
+            labels=labels,
+            kept=None if drop_all else self.paths[rows[0]],
+            exact=len(same) == 1,
+            exact_sets=sum(n > 1 for n in same.values()),
+        )
+
+    def flags(self, group: DuplicateGroup, k: int, others: list[int], checked) -> list[Flag]:
+        """The flags of a group: every copy but the kept one k (all of them where none is
+        kept), each with its reason."""
+        conflict_reason = f"label conflict: copies labelled {', '.join(sorted(set(group.labels)))}"
+        if group.kept is None:
+            return [Flag(p, "dedup", conflict_reason, group.id, None) for p in group.paths]
+        flags = []
+        for i in others:
+            reason = self.reason(i, k, checked)
+            if self.splits[i] != self.splits[k]:
+                reason += f"; cross-split: the {self.splits[k]} copy is kept"
+            if group.label_conflict:
+                reason += f"; {conflict_reason}"
+            flags.append(Flag(self.paths[i], "dedup", reason, group.id, self.paths[k]))
+        return flags
+
+    def reason(self, i: int, k: int, checked: dict) -> str:
+        """Why copy i is a duplicate of the kept copy k."""
+        if self.digests[i] == self.digests[k]:
+            return f"exact duplicate of {self.paths[k]}"
+        distance = int(popcount(self.words[i] ^ self.words[k]))
+        reason = f"near duplicate of {self.paths[k]} (hash distance {distance}"
+        a, b = self.rep[self.digests[k]], self.rep[self.digests[i]]
+        score = checked.get((a, b), checked.get((b, a)))
+        return reason + (")" if score is None else f", pixel score {score:.3f})")

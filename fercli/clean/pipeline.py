@@ -14,7 +14,7 @@ import os
 import stat
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +24,19 @@ from fercli.clean.filters import UNREADABLE, Flag, ImageBatch, is_unreadable
 from fercli.data.dataset import QUARANTINE_DIR, class_names, find_splits, map_chunks, scan_split
 from fercli.data.hashing import preload
 from fercli.data.images import IMAGE_SIZE, ImageError, load_with_pixels
+from fercli.defaults import HASH, HASH_SIZE
 from fercli.errors import FercliError, PluginError
 
 EXAMPLES = 3  # examples per category in the summary
+# clean_dataset's options of what to do with the findings (the rest are CleanSettings)
+OUTPUT_OPTIONS = ("apply", "quarantine", "output", "report", "contact_sheet")
 
 
 @dataclass
 class CleanSettings:
     filters: list[str] | None = None  # None: every registered filter
-    hash: str = "phash"
-    hash_size: int = 8
+    hash: str = HASH
+    hash_size: int = HASH_SIZE
     threshold: int | None = None  # None: the default for the hash size
     blank_std: float | None = None  # None: the blank filter's default
     drop_conflicts: bool = False
@@ -44,6 +47,24 @@ class CleanSettings:
     engine: str = "local"  # local, or ray (fercli.clean.ray): where files are decoded
     ray_address: str | None = None  # None: a new local Ray cluster
     actors: int | None = None  # Ray actors; None: one per CPU of the cluster
+
+    @classmethod
+    def from_options(cls, options: dict) -> "CleanSettings":
+        """The settings among `fercli clean`'s options (keyed by its parameter names, the
+        others left out); filters may be comma-separated names, as --filters gives them."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in options.items() if k in names}
+        filters = values.get("filters")
+        if isinstance(filters, str):  # "": every filter
+            values["filters"] = (
+                [f.strip() for f in filters.split(",") if f.strip()] if filters else None
+            )
+        return cls(**values)
+
+    def check(self) -> None:
+        """Refuse settings no run can take."""
+        if self.engine not in ("local", "ray"):
+            raise FercliError(f"unknown engine {self.engine!r}: choose local or ray.")
 
     def filter_options(self) -> dict:
         options = {
@@ -228,8 +249,7 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     start = time.perf_counter()
     settings = settings or CleanSettings()
     root = Path(root)
-    if settings.engine not in ("local", "ray"):
-        raise FercliError(f"unknown engine {settings.engine!r}: choose local or ray.")
+    settings.check()
     if settings.engine == "ray":
         from fercli.clean import ray as ray_engine
 

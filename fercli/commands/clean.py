@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from fercli.commands.ray_options import ray_options
+from fercli.defaults import BLANK_STD, HASH, HASH_SIZE, NEAR_THRESHOLD_64
 
 HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.data.hashing.HASHES, without importing it
 
@@ -51,27 +52,27 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.data.hashing.HASHES, wit
 @click.option(
     "--hash",
     type=click.Choice(HASHES),
-    default="phash",
+    default=HASH,
     show_default=True,
     help="Perceptual hash (imagehash algorithm).",
 )
 @click.option(
     "--hash-size",
     type=click.IntRange(2, 32),
-    default=8,
+    default=HASH_SIZE,
     show_default=True,
     help="Hash side: hash-size**2 bits.",
 )
 @click.option(
     "--threshold",
     type=click.IntRange(0),
-    help="Largest Hamming distance between near duplicates [default: 6 for 64-bit hashes, "
-    "scaled to other sizes].",
+    help="Largest Hamming distance between near duplicates [default: "
+    f"{NEAR_THRESHOLD_64} for 64-bit hashes, scaled to other sizes].",
 )
 @click.option(
     "--blank-std",
     type=click.FloatRange(0),
-    default=5.0,
+    default=BLANK_STD,
     show_default=True,
     help="Images whose pixel standard deviation (0-255) is below this are blank.",
 )
@@ -101,75 +102,45 @@ HASHES = ("phash", "dhash", "ahash", "whash")  # fercli.data.hashing.HASHES, wit
     "Ray actors decoding, one CPU each [default: the cluster's CPUs].",
     " ROOT must be at the same path on every node.",
 )
-def clean_command(
-    data_dir,
-    apply,
-    undo_run,
-    quarantine,
-    output,
-    report,
-    as_json,
-    contact_sheet,
-    filters,
-    hash,
-    hash_size,
-    threshold,
-    blank_std,
-    drop_conflicts,
-    verify,
-    verify_threshold,
-    workers,
-    engine,
-    ray_address,
-    actors,
-):
+def clean_command(**options):
     """Find corrupt, blank and duplicate images in ROOT (all splits), leaks between splits
     and label conflicts; report them, and with --apply move them to a quarantine that
     --undo puts back. ROOT is laid out as ROOT/<split>/<class>/<image>."""
-    import json
-
     from fercli.errors import FercliError
 
-    if undo_run:
-        if apply or output or report or contact_sheet:
-            raise FercliError("--undo takes no --apply, --output, --report or --contact-sheet.")
-        from fercli.clean.quarantine import find_run, undo
-
-        result = undo(find_run(undo_run, data_dir, quarantine))
-        _print_undo(result, as_json)
-        if result["problems"]:
-            raise FercliError(
-                f"{len(result['problems'])} file(s) could not be put back (listed above); "
-                f"the quarantine run folder is kept."
-            )
+    as_json = options.pop("as_json")
+    if options["undo_run"]:
+        _undo(options, as_json)
         return
-    if data_dir is None:
+    if options["data_dir"] is None:
         raise FercliError("missing ROOT: `fercli clean ROOT` (or set data_dir in fercli.toml).")
-    from fercli.clean.pipeline import CleanSettings, clean_dataset
+    from fercli.clean.pipeline import OUTPUT_OPTIONS, CleanSettings, clean_dataset
 
-    settings = CleanSettings(
-        filters=[f.strip() for f in filters.split(",") if f.strip()] if filters else None,
-        hash=hash,
-        hash_size=hash_size,
-        threshold=threshold,
-        blank_std=blank_std,
-        drop_conflicts=drop_conflicts,
-        verify=verify,
-        verify_threshold=verify_threshold,
-        workers=workers,
-        engine=engine,
-        ray_address=ray_address,
-        actors=actors,
-    )
-    summary = clean_dataset(
-        data_dir,
-        settings,
-        apply=apply,
-        quarantine=quarantine,
-        output=output,
-        report=report,
-        contact_sheet=contact_sheet,
-    )
+    settings = CleanSettings.from_options(options)
+    outputs = {name: options[name] for name in OUTPUT_OPTIONS}
+    summary = clean_dataset(options["data_dir"], settings, **outputs)
+    _print_summary(summary, as_json)
+
+
+def _undo(options: dict, as_json: bool) -> None:
+    """--undo RUN_ID: put back the files of an --apply run."""
+    from fercli.clean.quarantine import find_run, undo
+    from fercli.errors import FercliError
+
+    if any(options[name] for name in ("apply", "output", "report", "contact_sheet")):
+        raise FercliError("--undo takes no --apply, --output, --report or --contact-sheet.")
+    result = undo(find_run(options["undo_run"], options["data_dir"], options["quarantine"]))
+    _print_undo(result, as_json)
+    if result["problems"]:
+        raise FercliError(
+            f"{len(result['problems'])} file(s) could not be put back (listed above); "
+            f"the quarantine run folder is kept."
+        )
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    import json
+
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
