@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 import numpy as np
 from PIL import Image
 
-from fercli import registry
+from fercli import defaults, registry
 from fercli.data.images import ImageError, load_image, to_array, upright_gray
 from fercli.errors import FercliError
 from fercli.faces.detect import DEFAULT_DETECTOR, DEFAULT_MIN_FACE_SIZE
@@ -35,6 +36,14 @@ from fercli.predict.faces import MODES, Found, face_rows, faces_in, keep_faces, 
 from fercli.predict.output import abstain_rows
 from fercli.progress import logged
 from fercli.util import first_line
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # Python 3.10: typing_extensions' where installed (type checkers, typing.get_type_hints)
+    try:
+        from typing_extensions import Unpack
+    except ImportError:
+        pass
 
 if TYPE_CHECKING:
     from fercli.predict.onnx_model import OnnxModel
@@ -47,8 +56,8 @@ log.addHandler(logging.NullHandler())  # quiet unless the application configures
 # What Predictor.predict takes: a file, a Pillow image, or a numpy array.
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
-# predict-dir's own defaults, read from it so that the two never drift apart.
-DEFAULT_BATCH_SIZE: int = predict.DEFAULT_BATCH_SIZE
+# predict-dir's own defaults (fercli.defaults), so that the two never drift apart.
+DEFAULT_BATCH_SIZE: int = defaults.BATCH_SIZE
 DEFAULT_MODEL = bundled.DEFAULT
 
 
@@ -90,6 +99,43 @@ def _check_choice(what: str, value: str, choices: Iterable[str]) -> None:
         raise FercliError(f"{what} must be one of {', '.join(choices)}, not {value!r}.")
 
 
+def _check_keywords(function: str, given: dict[str, Any], allowed: type) -> None:
+    """The TypeError Python raises for a keyword `function` does not take (`allowed`: the
+    TypedDict of its **options)."""
+    for name in given:
+        if name not in allowed.__optional_keys__:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+
+
+class FaceChoice(TypedDict, total=False):
+    """Predictor's keyword-only options: which faces count, and where it abstains."""
+
+    min_face_score: float | None  # None: the detector's own (defaults.MIN_FACE_SCORE)
+    min_face_size: int  # fercli.faces.detect.DEFAULT_MIN_FACE_SIZE
+    abstain: float  # 0: off (defaults.ABSTAIN)
+
+
+class FolderOptions(TypedDict, total=False):
+    """fercli.predict_dir's options: predict-dir's, with its defaults (faces "auto")."""
+
+    model: str | os.PathLike[str]
+    faces: str
+    provider: str
+    detector: str
+    threads: int | None
+    tta: bool
+    min_face_score: float | None
+    min_face_size: int
+    topk: int
+    recursive: bool
+    batch_size: int
+    workers: int | None
+    engine: str
+    ray_address: str | None
+    actors: int | None
+    threads_per_actor: int
+
+
 class Predictor:
     """A model ready to predict pictures, one at a time (`predict`) or in batches
     (`predict_many`), as `fercli predict-dir` predicts files.
@@ -113,16 +159,15 @@ class Predictor:
     def __init__(
         self,
         model: str | os.PathLike[str] = DEFAULT_MODEL,
-        faces: str = "auto",
-        provider: str = "auto",
+        faces: str = defaults.FACES,
+        provider: str = defaults.PROVIDER,
         detector: str = DEFAULT_DETECTOR,
         threads: int | None = None,
         tta: bool = False,
-        *,
-        min_face_score: float | None = None,
-        min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-        abstain: float = 0.0,
+        **choice: Unpack[FaceChoice],
     ) -> None:
+        _check_keywords("Predictor", choice, FaceChoice)
+        abstain = choice.get("abstain", defaults.ABSTAIN)
         _check_choice("faces", faces, MODES)
         if not 0 <= abstain < 1:
             raise FercliError(f"abstain must be at least 0 (off) and below 1, not {abstain}.")
@@ -140,7 +185,11 @@ class Predictor:
         self.threads, self.tta = threads, tta
         if faces != "none":
             logged(registry.get, "detector", detector)  # unknown: one line naming the choices
-        self._keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
+        self._keep = partial(
+            keep_faces,
+            min_score=choice.get("min_face_score", defaults.MIN_FACE_SCORE),
+            min_size=choice.get("min_face_size", DEFAULT_MIN_FACE_SIZE),
+        )
         self._lock = threading.Lock()
         self._model: OnnxModel | None = None
         self._detector: Any = None
@@ -303,71 +352,43 @@ def as_picture(image: object) -> Image.Image:
 
 
 def predict_dir(
-    root: str | os.PathLike[str],
-    *,
-    model: str | os.PathLike[str] = DEFAULT_MODEL,
-    faces: str = "auto",
-    provider: str = "auto",
-    detector: str = DEFAULT_DETECTOR,
-    threads: int | None = None,
-    tta: bool = False,
-    min_face_score: float | None = None,
-    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-    topk: int = 0,
-    recursive: bool = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
-    threads_per_actor: int = 1,
+    root: str | os.PathLike[str], **options: Unpack[FolderOptions]
 ) -> Iterator[dict[str, Any]]:
     """The rows `fercli predict-dir ROOT -o rows.jsonl` writes, as dicts, in its order,
     without printing or writing anything: path (relative to root, "/"-separated), status
     (ok, error or no_face), error (the reason), label, confidence, probabilities, topk; with
     faces auto or detect also face, box, face_score and face_size (None where the whole
-    picture is the face). The options are predict-dir's, with its defaults.
+    picture is the face). The options are predict-dir's, with its defaults (FolderOptions:
+    model, faces, provider, detector, threads, tta, min_face_score, min_face_size, topk,
+    recursive, batch_size, workers, engine, ray_address, actors, threads_per_actor).
 
     The folder is scanned on the call (FercliError for a missing or empty one); the worker
     processes and the model start on the first row asked for, and stop when the rows are
     all read or the iterator is closed."""
+    _check_keywords("predict_dir", options, FolderOptions)
+    faces = options.pop("faces", defaults.FACES)
     _check_choice("faces", faces, MODES)
-    return logged(
-        predict.predict_rows,
-        root,
-        bundled.model_path(model),
-        topk=topk,
-        provider=provider,
-        batch_size=batch_size,
-        workers=workers,
-        recursive=recursive,
-        threads=threads,
-        tta=tta,
-        faces=faces,
-        detector=detector,
-        min_face_score=min_face_score,
-        min_face_size=min_face_size,
-        engine=engine,
-        ray_address=ray_address,
-        actors=actors,
-        threads_per_actor=threads_per_actor,
-    )
+    model = bundled.model_path(options.pop("model", DEFAULT_MODEL))
+    return logged(predict.predict_rows, root, model, faces=faces, **options)
 
 
-def clean_dataset(
-    root: str | os.PathLike[str],
-    *,
-    filters: list[str] | None = None,
-    hash: str = "phash",
-    hash_size: int = 8,
-    threshold: int | None = None,
-    blank_std: float | None = None,
-    drop_conflicts: bool = False,
-    workers: int | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
-) -> dict[str, Any]:
+class CleanOptions(TypedDict, total=False):
+    """fercli.clean_dataset's options: `fercli clean`'s (fercli.clean.pipeline.CleanSettings;
+    None: the filter's default)."""
+
+    filters: list[str] | None
+    hash: str
+    hash_size: int
+    threshold: int | None
+    blank_std: float | None
+    drop_conflicts: bool
+    workers: int | None
+    engine: str
+    ray_address: str | None
+    actors: int | None
+
+
+def clean_dataset(root: str | os.PathLike[str], **options: Unpack[CleanOptions]) -> dict[str, Any]:
     """The report of `fercli clean ROOT --report report.json` (a dry run: nothing is moved
     or written), as a dict: "summary" (counts before and after, per filter, duplicates,
     examples), "flags" (path, filter, reason, group, kept), "groups" (the duplicate
@@ -376,18 +397,8 @@ def clean_dataset(
     default). To quarantine what it flags, run `fercli clean ROOT --apply`."""
     from fercli.clean.pipeline import CleanSettings, run_clean
 
-    settings = CleanSettings(
-        filters=filters,
-        hash=hash,
-        hash_size=hash_size,
-        threshold=threshold,
-        blank_std=blank_std,
-        drop_conflicts=drop_conflicts,
-        workers=workers,
-        engine=engine,
-        ray_address=ray_address,
-        actors=actors,
-    )
+    _check_keywords("clean_dataset", options, CleanOptions)
+    settings = CleanSettings(**options)
     result = logged(run_clean, Path(root), settings)
     report = result.report()
     report["summary"]["mode"] = "dry-run"

@@ -3,11 +3,8 @@
 
 import click
 
+from fercli import defaults
 from fercli.faces.detect import DEFAULT_MIN_FACE_SIZE
-
-# None: each detector's own default score (its min_face_score: yunet 0.6, mtcnn 0.95; scores
-# are on each detector's own scale), chosen with benchmarks/bench_faces.py (docs/detectors.md).
-DEFAULT_MIN_FACE_SCORE = None
 
 
 def face_filter_options(command):
@@ -23,7 +20,7 @@ def face_filter_options(command):
     return click.option(
         "--min-face-score",
         type=click.FloatRange(0, 1),
-        default=DEFAULT_MIN_FACE_SCORE,
+        default=defaults.MIN_FACE_SCORE,
         show_default="the detector's own: yunet 0.6, mtcnn 0.95",
         help="Leave out faces the detector scores below this (the face_score column); each "
         "detector scores on its own scale.",
@@ -35,7 +32,7 @@ def abstain_option(command):
     return click.option(
         "--abstain",
         type=click.FloatRange(0, 1, max_open=True),
-        default=0.0,
+        default=defaults.ABSTAIN,
         show_default=True,
         metavar="P",
         help="Label a face `uncertain` where its top probability (the confidence column) is "

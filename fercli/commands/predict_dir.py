@@ -2,6 +2,7 @@
 
 import click
 
+from fercli import defaults
 from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
@@ -13,13 +14,15 @@ from fercli.predict.bundled import model_help
 @click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
     "--provider",
-    type=click.Choice(["auto", "cpu", "cuda", "openvino"]),
-    default="auto",
+    type=click.Choice(defaults.PROVIDERS),
+    default=defaults.PROVIDER,
     show_default=True,
     help="onnxruntime execution provider; auto uses CUDA when it is usable, else OpenVINO "
     "when its plugin is installed (fercli[openvino]), else the CPU provider.",
 )
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--batch-size", default=defaults.BATCH_SIZE, show_default=True, type=click.IntRange(1)
+)
 @click.option(
     "--workers",
     type=click.IntRange(0),
@@ -37,7 +40,7 @@ from fercli.predict.bundled import model_help
 @click.option("--recursive/--no-recursive", default=True, show_default=True)
 @click.option(
     "--topk",
-    default=0,
+    default=defaults.TOPK,
     show_default=True,
     type=click.IntRange(0),
     help="Also write the K most likely classes with their probabilities.",
@@ -68,7 +71,8 @@ from fercli.predict.bundled import model_help
 )
 @click.option(
     "--faces",
-    type=click.Choice(["auto", "detect", "none"]),
+    type=click.Choice(defaults.FACE_MODES),
+    default=defaults.FACES,
     help="detect: find the faces in each picture, one row per face (face, box, face_score, "
     "face_size), status=no_face where none; none: each image is one face (centre square); "
     "auto: detect in pictures whose shorter side exceeds 96 pixels, so FER-2013 images are "
@@ -101,71 +105,20 @@ from fercli.predict.bundled import model_help
 )
 @click.option(
     "--threads-per-actor",
-    default=1,
+    default=defaults.THREADS_PER_ACTOR,
     show_default=True,
     type=click.IntRange(1),
     help="onnxruntime threads (and Ray CPUs) of each actor.",
 )
-def predict_dir_command(
-    directory,
-    model,
-    provider,
-    batch_size,
-    workers,
-    output,
-    recursive,
-    topk,
-    resume,
-    evaluate,
-    tta,
-    strict,
-    threads,
-    faces,
-    detector,
-    min_face_size,
-    min_face_score,
-    annotate,
-    crops,
-    engine,
-    ray_address,
-    actors,
-    threads_per_actor,
-    abstain,
-):
+def predict_dir_command(directory, model, output, strict, **options):
     """Predict the emotion of every image under DIRECTORY and write one row per image: path
     (relative to DIRECTORY), status, error, label, confidence and every class probability.
 
     Unreadable files get status=error with the reason, and the run goes on."""
     from fercli.errors import FercliError
-    from fercli.predict.folder import predict_dir
+    from fercli.predict.folder import PredictDirOptions, predict_dir
 
-    if faces is None:
-        faces = "auto"
-    result = predict_dir(
-        directory,
-        output,
-        model,
-        provider=provider,
-        batch_size=batch_size,
-        workers=workers,
-        recursive=recursive,
-        topk=topk,
-        resume=resume,
-        evaluate=evaluate,
-        threads=threads,
-        tta=tta,
-        faces=faces,
-        detector=detector,
-        min_face_score=min_face_score,
-        min_face_size=min_face_size,
-        annotate=annotate,
-        crops=crops,
-        engine=engine,
-        ray_address=ray_address,
-        actors=actors,
-        threads_per_actor=threads_per_actor,
-        abstain=abstain,
-    )
+    result = predict_dir(directory, output, model, PredictDirOptions(**options))
     _print_summary(result)
     if strict and result.errors:
         raise FercliError(

@@ -3,6 +3,7 @@ face followed from frame to frame as a numbered track (docs/video.md)."""
 
 import click
 
+from fercli import defaults
 from fercli.commands.face_options import abstain_option, face_filter_options
 from fercli.commands.ray_options import ray_options
 from fercli.faces.detect import DEFAULT_DETECTOR
@@ -13,7 +14,7 @@ from fercli.predict.bundled import model_help
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--fps",
-    default=2.0,
+    default=defaults.FPS,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Frames per second to sample from each video; 0: every frame.",
@@ -56,7 +57,7 @@ from fercli.predict.bundled import model_help
 )
 @click.option(
     "--track-gap",
-    default=1.0,
+    default=defaults.TRACK_GAP,
     show_default=True,
     type=click.FloatRange(min=0),
     metavar="SECONDS",
@@ -76,8 +77,8 @@ from fercli.predict.bundled import model_help
 @click.option("--model", metavar="NAME|FILE", help=model_help())
 @click.option(
     "--provider",
-    type=click.Choice(["auto", "cpu", "cuda", "openvino"]),
-    default="auto",
+    type=click.Choice(defaults.PROVIDERS),
+    default=defaults.PROVIDER,
     show_default=True,
 )
 @click.option(
@@ -88,7 +89,7 @@ from fercli.predict.bundled import model_help
 )
 @face_filter_options
 @abstain_option
-@click.option("--topk", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--topk", default=defaults.TOPK, show_default=True, type=click.IntRange(0))
 @click.option("--strict", is_flag=True, help="Exit with status 2 if any video cannot be read.")
 @click.option("--threads", type=click.IntRange(1), help="onnxruntime threads [default: all cores].")
 @ray_options(
@@ -101,7 +102,7 @@ from fercli.predict.bundled import model_help
 )
 @click.option(
     "--threads-per-actor",
-    default=1,
+    default=defaults.THREADS_PER_ACTOR,
     show_default=True,
     type=click.IntRange(1),
     help="onnxruntime threads (and Ray CPUs) of each actor.",

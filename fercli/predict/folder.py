@@ -18,12 +18,13 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from fercli import defaults
 from fercli.data.dataset import QUARANTINE_DIR
 from fercli.data.images import SUFFIXES, is_image_name
 from fercli.errors import FercliError
@@ -51,7 +52,6 @@ from fercli.predict.workers import (
 from fercli.progress import bar, say, settings
 from fercli.util import atomic_path, atomic_write_text
 
-DEFAULT_BATCH_SIZE = 256
 # Where the workers predict (on the CPU), they take at most this many images at a time: the
 # first rows come sooner, and onnxruntime on one thread is no slower on such batches.
 WORKER_CHUNK = 128
@@ -195,130 +195,272 @@ class PredictResult:
         return images / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class PredictDirOptions:
+    """What `fercli predict-dir` does besides naming the folder, the output and the model
+    (its options, less --strict), checked when made: a wrong one is a FercliError in one
+    line, worded as the command line's. The command builds one from its options; predict_dir
+    and predict_rows take one, or its fields as keywords."""
+
+    provider: str = defaults.PROVIDER  # auto, cpu, cuda or openvino (fercli.predict.providers)
+    batch_size: int = defaults.BATCH_SIZE
+    workers: int | None = None  # None: one per CPU core (a small folder: none)
+    recursive: bool = True
+    topk: int = defaults.TOPK
+    resume: bool = False  # append to the output, skipping the images already in it
+    evaluate: bool = False  # --eval: against the top folder's name
+    threads: int | None = None  # onnxruntime's; None: all cores
+    tta: bool = False  # average with the mirror image's probabilities
+    write_summary: bool = True  # OUTPUT.summary.json
+    faces: str = "none"  # the command line's default is defaults.FACES
+    detector: str = DEFAULT_DETECTOR
+    min_face_score: float | None = defaults.MIN_FACE_SCORE  # None: the detector's own
+    min_face_size: int = DEFAULT_MIN_FACE_SIZE
+    annotate: str | os.PathLike | None = None
+    crops: str | os.PathLike | None = None
+    engine: str = "local"  # or ray (fercli.predict.ray)
+    ray_address: str | None = None
+    actors: int | None = None
+    threads_per_actor: int = defaults.THREADS_PER_ACTOR
+    abstain: float = defaults.ABSTAIN  # label "uncertain" below this top probability
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """FercliError for an option out of its range or one that needs another."""
+        if self.batch_size < 1:
+            raise FercliError("--batch-size must be at least 1.")
+        if not 0 <= self.abstain < 1:
+            raise FercliError(
+                "--abstain must be at least 0 (off) and below 1 (a probability), "
+                f"not {self.abstain}."
+            )
+        if self.engine not in ("local", "ray"):
+            raise FercliError(f"unknown engine {self.engine!r}: choose local or ray.")
+        if self.engine == "local" and self.workers is not None and self.workers < 0:
+            raise FercliError("--workers must be 0 (decode in this process) or more.")
+        if self.faces == "none" and (self.annotate or self.crops):
+            raise FercliError("--annotate and --crops need --faces auto or detect.")
+
+
+def with_changes(options: PredictDirOptions | None, changes: dict) -> PredictDirOptions:
+    """`options` (None: the defaults) with the fields in `changes` changed, checked."""
+    return replace(options or PredictDirOptions(), **changes)
+
+
+def ray_module(options: PredictDirOptions):
+    """fercli.predict.ray for --engine ray, once its checks are passed (None for local): the
+    local engine's sizes are refused, a missing extra is said before any work."""
+    if options.engine != "ray":
+        return None
+    from fercli.predict import ray
+
+    ray.refuse_local_sizes(
+        "set --actors and --threads-per-actor", workers=options.workers, threads=options.threads
+    )
+    ray.import_ray()
+    return ray
+
+
+def images_to_predict(root: Path, recursive: bool) -> tuple[list[str], int]:
+    """find_images, or FercliError where root holds no image."""
+    paths, other_files = find_images(root, recursive)
+    if not paths:
+        raise FercliError(
+            f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
+            f"{'' if recursive else '; subfolders too with --recursive'})."
+        )
+    return paths, other_files
+
+
+def face_stage(root: Path, options: PredictDirOptions, ray):
+    """The face stage (fercli.predict.faces.FaceStage) of --faces auto or detect, None for
+    none; with the Ray engine, its stand-in (the actors find the faces and write --annotate
+    and --crops)."""
+    if options.faces == "none":
+        return None
+    from fercli.predict.faces import FaceStage, keep_faces
+
+    annotate = options.annotate
+    if annotate and Path(annotate).resolve() == root.resolve():
+        raise FercliError(
+            f"--annotate {annotate} is the input folder: its copies would replace your "
+            "photos; pass another folder."
+        )
+    keep = partial(keep_faces, min_score=options.min_face_score, min_size=options.min_face_size)
+    stage = FaceStage(
+        options.faces, options.detector, annotate, options.crops, keep=keep, below=options.abstain
+    )
+    if ray:
+        ray.detector_plugins_dir(options.detector)  # one the actors cannot make: one line
+        stage = ray.RemoteFaces(stage)
+    return stage
+
+
+# The code paths of predict-dir: each is a Route, which sizes the chunks and the workers,
+# says what each worker opens as it starts, cuts the images into chunks and computes each
+# chunk's outcome. Pipeline picks one; the loop over the outcomes is the same for all.
+
+
+class Route:
+    """The workers decode (with none, this process does) and this process's session
+    predicts: a small folder, and --faces none off the CPU."""
+
+    in_workers = False  # the workers also predict: this process reads only the metadata
+
+    def __init__(self, run: "Pipeline"):
+        self.run = run
+
+    def sizes(self, batch_size: int, workers: int) -> tuple[int, int]:
+        """The chunk size and the workers this route wants, of those asked for."""
+        return batch_size, workers
+
+    def setup(self, workers: int):
+        """What each of the `workers` opens as it starts (None: nothing)."""
+        return None
+
+    def started(self, pool: Workers) -> "Route":
+        """The route that runs on `pool`, as it started."""
+        return self
+
+    def cut(self, todo: list[str], batch_size: int) -> list[list[str]]:
+        return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        run = self.run
+        info = run.onnx.info
+        decoded = run.pool.map(partial(decode_chunk, size=info.image_size), run.files(chunks))
+        n = len(info.classes)
+        return (predict_decoded(*d, run.predict_proba, n) for d in decoded)
+
+
+class CpuWorkers(Route):
+    """--faces none on the CPU with workers: each decodes and predicts its chunks with a
+    session of its own, opened as it starts (while this process sets up)."""
+
+    in_workers = True
+
+    def sizes(self, batch_size: int, workers: int) -> tuple[int, int]:
+        return min(batch_size, WORKER_CHUNK), workers
+
+    def setup(self, workers: int):
+        if workers <= 1:
+            return None
+        self.threads = max(1, (self.run.options.threads or os.cpu_count() or 1) // workers)
+        return partial(open_worker_session, str(self.run.model_path), self.threads)
+
+    def started(self, pool: Workers) -> Route:
+        # one worker, or none: this process predicts (its chunks as cut for the workers)
+        return self if hasattr(self, "threads") and pool.count > 1 else Route(self.run)
+
+    def cut(self, todo: list[str], batch_size: int) -> list[list[str]]:
+        return chunked(todo, batch_size, self.run.pool.count)
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        run = self.run
+        work = partial(
+            predict_in_worker, model_path=str(run.model_path), threads=self.threads,
+            batch_size=run.batch_size, tta=run.options.tta,
+        )  # fmt: skip
+        return run.pool.map(work, run.files(chunks))
+
+
+class LocalFaces(Route):
+    """--faces auto or detect here: each worker finds the faces of its chunk (detection is
+    slow: smaller chunks keep every worker busy), this process predicts them."""
+
+    def sizes(self, batch_size: int, workers: int) -> tuple[int, int]:
+        return self.run.stage.chunk_size(len(self.run.paths), batch_size, workers), workers
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        run = self.run
+        return run.pool.map(run.stage.decode(run.onnx.info.image_size), run.files(chunks))
+
+
+class RayFiles(Route):
+    """--engine ray, --faces none: the actors decode and predict (fercli.predict.ray)."""
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        run = self.run
+        files = [str(run.root / p) for chunk in chunks for p in chunk]
+        classes = len(run.onnx.info.classes)
+        return run.ray.predict_chunks(chunks, files, run.model_path, classes, run.actors())
+
+
+class RayFaces(Route):
+    """--engine ray with faces: the actors find, align and predict the faces, a chunk per
+    actor call, cut as small as for as many local workers as there are actors."""
+
+    def sizes(self, batch_size: int, workers: int) -> tuple[int, int]:
+        run, options = self.run, self.run.options
+        gpus = 1 if options.provider == "cuda" else 0
+        actors = run.ray.actor_count(options.actors, options.threads_per_actor, gpus)
+        return run.stage.chunk_size(len(run.paths), batch_size, actors), 0
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        run = self.run
+        return run.ray.face_chunks(chunks, run.root, run.stage.stage, run.model_path, run.actors())
+
+
 class Pipeline:
     """What predict_dir and `fercli.predict_dir` (fercli.api) share, without an output file
     or a word printed: the checks, the images found under root, the model, the face stage,
-    then (`start`) the workers and the session, and (`results`) each chunk's outcome, in
-    order. The options are predict_dir's."""
+    then (`start`) the route, the workers and the session, and (`results`) each chunk's
+    outcome, in order. `options`: a PredictDirOptions, or its fields as keywords."""
 
     def __init__(
         self,
         root: str | os.PathLike,
         model: str | os.PathLike | None = None,
-        *,
-        provider: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        workers: int | None = None,
-        recursive: bool = True,
-        threads: int | None = None,
-        tta: bool = False,
-        faces: str = "none",
-        detector: str = DEFAULT_DETECTOR,
-        min_face_score: float | None = None,
-        min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-        annotate: str | os.PathLike | None = None,
-        crops: str | os.PathLike | None = None,
-        engine: str = "local",
-        ray_address: str | None = None,
-        actors: int | None = None,
-        threads_per_actor: int = 1,
-        abstain: float = 0.0,
+        options: PredictDirOptions | None = None,
+        **changes,
     ):
-        root = Path(root)
-        if not 0 <= abstain < 1:
-            raise FercliError(
-                f"--abstain must be at least 0 (off) and below 1 (a probability), not {abstain}."
-            )
-        if batch_size < 1:
-            raise FercliError("--batch-size must be at least 1.")
-        if engine not in ("local", "ray"):
-            raise FercliError(f"unknown engine {engine!r}: choose local or ray.")
-        if engine == "ray":
-            from fercli.predict import ray as ray_engine
-
-            ray_engine.refuse_local_sizes(
-                "set --actors and --threads-per-actor", workers=workers, threads=threads
-            )
-            ray_engine.import_ray()  # a missing extra is said before any work
-            workers = 0  # the actors decode
-        else:
-            ray_engine = None
+        self.options = options = with_changes(options, changes)
+        self.root = root = Path(root)
+        self.ray = ray_module(options)
+        workers = 0 if self.ray else options.workers  # with Ray the actors decode
         self.workers_given = workers is not None
-        workers = (os.cpu_count() or 1) if workers is None else workers
-        if workers < 0:
-            raise FercliError("--workers must be 0 (decode in this process) or more.")
-        paths, other_files = find_images(root, recursive)
-        if not paths:
-            raise FercliError(
-                f"no images in {root} (looked for {', '.join(sorted(SUFFIXES))}"
-                f"{'' if recursive else '; subfolders too with --recursive'})."
-            )
-        model_path = bundled.model_path(model)
-        stage = None
-        if faces != "none":
-            from fercli.predict.faces import FaceStage, keep_faces
-
-            if annotate and Path(annotate).resolve() == Path(root).resolve():
-                raise FercliError(
-                    f"--annotate {annotate} is the input folder: its copies would replace your "
-                    "photos; pass another folder."
-                )
-            keep = partial(keep_faces, min_score=min_face_score, min_size=min_face_size)
-            stage = FaceStage(faces, detector, annotate, crops, keep=keep, below=abstain)
-            if ray_engine:  # the actors find the faces, and write --annotate and --crops
-                ray_engine.detector_plugins_dir(detector)  # one they cannot make: one line
-                stage = ray_engine.RemoteFaces(stage)
-        elif annotate or crops:
-            raise FercliError("--annotate and --crops need --faces auto or detect.")
-        self.root, self.paths, self.other_files = root, paths, other_files
-        self.model_path, self.stage, self.ray_engine = model_path, stage, ray_engine
-        self.provider, self.batch_size, self.workers, self.threads = (
-            provider,
-            batch_size,
-            workers,
-            threads,
-        )
-        self.tta, self.engine, self.ray_address = tta, engine, ray_address
-        self.abstain = abstain
-        self.actors, self.threads_per_actor = actors, threads_per_actor
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self.paths, self.other_files = images_to_predict(root, options.recursive)
+        self.model_path = bundled.model_path(model)
+        self.stage = face_stage(root, options, self.ray)
 
     def start(self, stack: ExitStack) -> OnnxModel:
         """Start the workers (before onnxruntime) and open the session, both closed with
         `stack`: the session, whose `fallback` is for the caller to say."""
-        stage, ray_engine, paths = self.stage, self.ray_engine, self.paths
-        batch_size, workers, threads = self.batch_size, self.workers, self.threads
-        if ray_engine:
-            stack.enter_context(ray_engine.cluster(self.ray_address))
+        options = self.options
+        if self.ray:
+            stack.enter_context(self.ray.cluster(options.ray_address))
         chosen = None  # providers.choose's answer, asked once (OnnxModel asks where not here)
-        if workers > 1 and not stage and not ray_engine:
-            chosen = providers.choose(self.provider, self.model_path)
+        if self.workers > 1 and not self.stage and not self.ray:
+            chosen = providers.choose(options.provider, self.model_path)
         on_cpu = chosen is not None and chosen[0] == "cpu"
+        workers = self.workers
         if not self.workers_given and self.small_folder(on_cpu):
             workers = 0  # one session here: cheaper than starting workers (with theirs)
+        route = self.route(cpu_workers=workers > 1 and on_cpu)
+        batch_size, workers = route.sizes(options.batch_size, workers)
         # One chunk is done in this process; more go to workers, started before onnxruntime.
-        if stage:  # detection is slow: smaller chunks keep every worker (or actor) busy
-            if ray_engine:
-                gpus = 1 if self.provider == "cuda" else 0
-                workers = ray_engine.actor_count(self.actors, self.threads_per_actor, gpus)
-            batch_size = stage.chunk_size(len(paths), batch_size, workers)
-            workers = 0 if ray_engine else workers
-        cpu_workers = workers > 1 and on_cpu  # the workers will predict
-        if cpu_workers:
-            batch_size = min(batch_size, WORKER_CHUNK)
-        n_chunks = -(-len(paths) // batch_size)
+        n_chunks = -(-len(self.paths) // batch_size)
         workers = min(workers, n_chunks) if n_chunks > 1 else 0
-        setup = None
-        if cpu_workers and workers > 1:  # each opens its session now, while this one sets up
-            self.worker_threads = max(1, (threads or os.cpu_count() or 1) // workers)
-            setup = partial(open_worker_session, str(self.model_path), self.worker_threads)
-        self.pool = stack.enter_context(closing(Workers(workers, setup)))
-        self.in_workers = setup is not None and self.pool.count > 1  # each decodes and predicts
+        self.pool = stack.enter_context(closing(Workers(workers, route.setup(workers))))
+        self.path = route.started(self.pool)
         self.onnx = OnnxModel(
-            self.model_path, self.provider, threads, metadata_only=self.in_workers, chosen=chosen
-        )
+            self.model_path, options.provider, options.threads,
+            metadata_only=self.path.in_workers, chosen=chosen,
+        )  # fmt: skip
         self.batch_size = batch_size
-        self.predict_proba = predictor(self.onnx, batch_size, self.tta)
+        self.predict_proba = predictor(self.onnx, batch_size, options.tta)
         return self.onnx
+
+    def route(self, cpu_workers: bool) -> Route:
+        """The code path of this run (cpu_workers: workers would predict on the CPU)."""
+        if self.ray:
+            return RayFaces(self) if self.stage else RayFiles(self)
+        if self.stage:
+            return LocalFaces(self)
+        return CpuWorkers(self) if cpu_workers else Route(self)
 
     def small_folder(self, cpu_workers: bool) -> bool:
         """Whether the folder is small enough to predict here, without workers: fewer than
@@ -326,7 +468,7 @@ class Pipeline:
         with --faces auto where a sample spread over the files holds only pictures that
         auto takes whole (FER-2013's 48x48: no face detection, which needs the workers)."""
         paths, stage = self.paths, self.stage
-        if len(paths) >= SMALL_FOLDER or self.ray_engine:
+        if len(paths) >= SMALL_FOLDER or self.ray:
             return False
         if not stage:
             return cpu_workers
@@ -347,6 +489,18 @@ class Pipeline:
             except Exception:  # unreadable: an error row, wherever it is read
                 continue
         return True
+
+    def actors(self):
+        """How the Ray actors run (fercli.predict.ray.ActorSettings)."""
+        options = self.options
+        return self.ray.ActorSettings(
+            options.provider, self.batch_size, options.tta, options.actors,
+            options.threads_per_actor,
+        )  # fmt: skip
+
+    def files(self, chunks: list[list[str]]) -> Iterator[list[str]]:
+        """Each chunk's files, as paths to read."""
+        return ([os.path.join(self.root, p) for p in chunk] for chunk in chunks)
 
     def whole_chunk(self, outcome):
         """A chunk's (probabilities, {index: reason}) where it needs no face rows: without
@@ -371,37 +525,8 @@ class Pipeline:
         """(chunk of todo, outcome) for every chunk, in order, computed as they are asked
         for: the outcome is (probabilities, {index: reason}), or with faces the stage's
         decoded chunk, for `stage.rows`."""
-        root, info, pool, batch_size = self.root, self.onnx.info, self.pool, self.batch_size
-        if self.in_workers:
-            chunks = chunked(todo, batch_size, pool.count)
-        else:
-            chunks = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-        files = ([os.path.join(root, p) for p in chunk] for chunk in chunks)
-        if self.engine == "ray" and self.stage:  # the actors find, align and predict faces
-            predicted = self.ray_engine.face_chunks(
-                chunks, root, self.stage.stage, self.model_path, provider=self.provider,
-                batch_size=batch_size, tta=self.tta, actors=self.actors,
-                threads_per_actor=self.threads_per_actor,
-            )  # fmt: skip
-        elif self.engine == "ray":
-            predicted = self.ray_engine.predict_chunks(
-                chunks, [str(root / p) for p in todo], self.model_path, len(info.classes),
-                provider=self.provider, batch_size=batch_size, tta=self.tta, actors=self.actors,
-                threads_per_actor=self.threads_per_actor,
-            )  # fmt: skip
-        elif self.stage:  # each worker finds the faces of its chunk
-            predicted = pool.map(self.stage.decode(info.image_size), files)
-        elif self.in_workers:
-            work = partial(
-                predict_in_worker, model_path=str(self.model_path), threads=self.worker_threads,
-                batch_size=batch_size, tta=self.tta,
-            )  # fmt: skip
-            predicted = pool.map(work, files)
-        else:  # the workers decode, this process's session predicts
-            decoded = pool.map(partial(decode_chunk, size=info.image_size), files)
-            n = len(info.classes)
-            predicted = (predict_decoded(*d, self.predict_proba, n) for d in decoded)
-        return zip(chunks, predicted)
+        chunks = self.path.cut(todo, self.batch_size)
+        return zip(chunks, self.path.outcomes(chunks))
 
 
 def check_topk(topk: int, classes) -> None:
@@ -410,13 +535,17 @@ def check_topk(topk: int, classes) -> None:
 
 
 def predict_rows(
-    root: str | os.PathLike, model: str | os.PathLike | None = None, *, topk: int = 0, **options
+    root: str | os.PathLike,
+    model: str | os.PathLike | None = None,
+    options: PredictDirOptions | None = None,
+    **changes,
 ) -> Iterator[dict]:
     """predict_dir's rows, as dicts (its JSON Lines records), in its order, one chunk at a
-    time, written nowhere and printed nowhere; the options are Pipeline's. The checks and
-    the scan of root are done on the call, the workers and the model are started on the
-    first row asked for."""
-    run = Pipeline(root, model, **options)
+    time, written nowhere and printed nowhere (resume, evaluate and write_summary are not
+    looked at). The checks and the scan of root are done on the call, the workers and the
+    model are started on the first row asked for."""
+    run = Pipeline(root, model, options, **changes)
+    topk, abstain = run.options.topk, run.options.abstain
 
     def rows():
         with ExitStack() as stack:
@@ -426,146 +555,175 @@ def predict_rows(
                 if run.stage:
                     yield from run.stage.rows(chunk, done, run.predict_proba, classes, topk)
                 else:
-                    yield from abstain_rows(make_rows(chunk, *done, classes, topk), run.abstain)
+                    yield from abstain_rows(make_rows(chunk, *done, classes, topk), abstain)
 
     return rows()
+
+
+class NewOutput:
+    """The output written anew: to a temporary file, renamed over it at the end."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def prepare(self, record: dict | None, write_summary: bool) -> None:
+        """Before any work: the checks of what is already there."""
+
+    def done(self, fmt, tally: Tally, faces: bool) -> set[str]:
+        """The images already in the output (their rows added to `tally`)."""
+        return set()
+
+    def open(self, stack: ExitStack):
+        tmp = stack.enter_context(atomic_path(self.path))
+        return stack.enter_context(open(tmp, "w", newline="", **ENCODING))
+
+    def written(self, f) -> None:
+        """A chunk's rows are written to `f`."""
+
+
+class ResumedOutput(NewOutput):
+    """--resume: the rows already in the output kept and counted, the new ones appended
+    batch by batch, each batch flushed, so that an interrupted run loses nothing."""
+
+    def prepare(self, record: dict | None, write_summary: bool) -> None:
+        predict_record.check_resume(self.path, record)
+        if write_summary:
+            predict_record.write_started(self.path, record)
+
+    def done(self, fmt, tally: Tally, faces: bool) -> set[str]:
+        return read_existing(self.path, fmt, tally.add, faces=faces)
+
+    def open(self, stack: ExitStack):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return stack.enter_context(open(self.path, "a", newline="", **ENCODING))
+
+    def written(self, f) -> None:
+        f.flush()  # every finished batch is safe on disk
+
+
+def made_with(run: Pipeline) -> dict:
+    """How the output is made (fercli.predict.record), which --resume checks; a missing model
+    file is said first, in its one line."""
+    options = run.options
+    if not run.model_path.is_file():
+        OnnxModel(run.model_path, "cpu", metadata_only=True)  # its one line
+    # --topk changes the columns, which read_existing checks
+    found_by = (options.detector, options.min_face_score, options.min_face_size)
+    found_by = found_by if run.stage else (None, None, None)
+    return predict_record.made_with(
+        run.root, run.model_path, tta=options.tta, faces=options.faces,
+        recursive=options.recursive,
+        **dict(zip(("detector", "min_face_score", "min_face_size"), found_by)),
+        **({"abstain": options.abstain} if options.abstain else {}),  # older records have none
+    )  # fmt: skip
+
+
+class Writing:
+    """predict_dir's loop, one for every route: each chunk's rows written to the output,
+    in order, and counted."""
+
+    def __init__(self, run: Pipeline, output: NewOutput, onnx: OnnxModel):
+        options, self.run, self.output = run.options, run, output
+        self.classes, self.topk = onnx.info.classes, options.topk
+        check_topk(self.topk, self.classes)
+        columns = run.stage.columns if run.stage else ()
+        self.fmt = output_format(output.path, self.classes, self.topk, columns, options.abstain)
+        self.tally = Tally(self.classes, options.evaluate, options.abstain)
+        done = output.done(self.fmt, self.tally, faces=bool(run.stage))
+        self.resumed = self.tally.rows
+        self.todo = [p for p in run.paths if p not in done]
+
+    def write(self, stack: ExitStack) -> None:
+        f = self.output.open(stack)
+        self.fmt.start(f, new_file=f.tell() == 0)
+        results = self.run.results(self.todo)
+        with bar(len(self.todo), "Predicting") as progress:
+            for chunk, outcome in results:
+                whole = self.run.whole_chunk(outcome)  # every picture taken whole: as --faces none
+                if whole is None:
+                    self.faces(f, chunk, outcome)
+                else:
+                    probs, errors = whole
+                    f.write(self.fmt.predicted_text(chunk, probs, errors))
+                    self.tally.add_predicted(chunk, probs, errors)
+                    self.output.written(f)
+                progress.advance(len(chunk))
+        f.close()
+
+    def faces(self, f, chunk: list[str], outcome) -> None:
+        """A chunk's face rows, in one write: Ctrl-C never splits a picture's faces."""
+        stage = self.run.stage
+        rows = stage.rows(chunk, outcome, self.run.predict_proba, self.classes, self.topk)
+        f.write(self.fmt.text(rows))
+        for row in rows:
+            self.tally.add(row)
+        self.output.written(f)
+        stage.save_extras(self.run.root, chunk, rows, outcome)
 
 
 def predict_dir(
     root: str | os.PathLike,
     output: str | os.PathLike,
     model: str | os.PathLike | None = None,
-    *,
-    provider: str = "auto",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    workers: int | None = None,
-    recursive: bool = True,
-    topk: int = 0,
-    resume: bool = False,
-    evaluate: bool = False,
-    threads: int | None = None,
-    tta: bool = False,
-    write_summary: bool = True,
-    faces: str = "none",
-    detector: str = DEFAULT_DETECTOR,
-    min_face_score: float | None = None,
-    min_face_size: int = DEFAULT_MIN_FACE_SIZE,
-    annotate: str | os.PathLike | None = None,
-    crops: str | os.PathLike | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-    actors: int | None = None,
-    threads_per_actor: int = 1,
-    abstain: float = 0.0,
+    options: PredictDirOptions | None = None,
+    **changes,
 ) -> PredictResult:
-    """Predict every image under root and write one row per image to output; with tta, each
-    image's probabilities are averaged with its mirror image's (twice the model time).
+    """Predict every image under root and write one row per image to output; `options`: a
+    PredictDirOptions, or its fields as keywords. With tta, each image's probabilities are
+    averaged with its mirror image's (twice the model time).
 
     faces="auto" or "detect": one row per face found by `detector` instead (see
     fercli.predict.faces), with copies of the pictures with the faces drawn in
     `annotate` and the aligned faces in `crops` where given, leaving out faces scoring below
     min_face_score or smaller than min_face_size pixels. abstain P (0 < P < 1): a row whose
     top probability is below P gets the label "uncertain" (fercli.predict.output.abstain_rows).
-    engine "ray" decodes (and finds
+    resume: append to output the images not in it yet. engine "ray" decodes (and finds
     the faces) and predicts on a Ray cluster (fercli.predict.ray) instead of here; the output
     is the same, byte for byte."""
     start_time = time.perf_counter()
+    options = with_changes(options, changes)
     root, output = Path(root), Path(output)
-    if batch_size < 1:
-        raise FercliError("--batch-size must be at least 1.")
     if output.is_dir():
         raise FercliError(f"the output {output} is a folder: pass a file name ending in .csv.")
-    run = Pipeline(
-        root, model, provider=provider, batch_size=batch_size, workers=workers,
-        recursive=recursive, threads=threads, tta=tta, faces=faces, detector=detector,
-        min_face_score=min_face_score, min_face_size=min_face_size, annotate=annotate,
-        crops=crops, engine=engine, ray_address=ray_address, actors=actors,
-        threads_per_actor=threads_per_actor, abstain=abstain,
-    )  # fmt: skip
-    paths, model_path, stage = run.paths, run.model_path, run.stage
-
-    record = None
-    if write_summary or resume:
-        if not model_path.is_file():
-            OnnxModel(model_path, "cpu", metadata_only=True)  # its one line
-        # --topk changes the columns, which read_existing checks
-        found_by = (detector, min_face_score, min_face_size) if stage else (None, None, None)
-        record = predict_record.made_with(
-            root, model_path, tta=tta, faces=faces, recursive=recursive,
-            **dict(zip(("detector", "min_face_score", "min_face_size"), found_by)),
-            **({"abstain": abstain} if abstain else {}),  # older records have none
-        )  # fmt: skip
-    if resume:
-        predict_record.check_resume(output, record)
-        if write_summary:
-            predict_record.write_started(output, record)
+    run = Pipeline(root, model, options)
+    out = (ResumedOutput if options.resume else NewOutput)(output)
+    record = made_with(run) if options.write_summary or options.resume else None
+    out.prepare(record, options.write_summary)
 
     with ExitStack() as stack:
         onnx = run.start(stack)
         if onnx.fallback and (not onnx.fallback_expected or settings["verbose"]):
             say(f"{onnx.fallback}: running on the CPU.")
-        classes = onnx.info.classes
-        check_topk(topk, classes)
-        fmt = output_format(output, classes, topk, stage.columns if stage else (), abstain)
-        tally = Tally(classes, evaluate, abstain)
-        done = read_existing(output, fmt, tally.add, faces=bool(stage)) if resume else set()
-        resumed = tally.rows
-        todo = [p for p in paths if p not in done]
+        writing = Writing(run, out, onnx)
+        todo, tally, paths = writing.todo, writing.tally, run.paths
         say(
             f"Predicting {len(todo)} images in {root} with {onnx.describe()}"
-            + (", flip TTA" if tta else "")
+            + (", flip TTA" if options.tta else "")
             + (f" ({len(paths) - len(todo)} already in {output})" if len(todo) < len(paths) else "")
         )
-        if resume:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            f = stack.enter_context(open(output, "a", newline="", **ENCODING))
-        else:
-            tmp = stack.enter_context(atomic_path(output))
-            f = stack.enter_context(open(tmp, "w", newline="", **ENCODING))
-        fmt.start(f, new_file=f.tell() == 0)
-        results = run.results(todo)
-        with bar(len(todo), "Predicting") as progress:
-            for chunk, outcome in results:
-                whole = run.whole_chunk(outcome)  # every picture taken whole: as --faces none
-                if whole is None:
-                    # one write per batch: Ctrl-C never splits a picture's faces
-                    rows = stage.rows(chunk, outcome, run.predict_proba, classes, topk)
-                    f.write(fmt.text(rows))
-                    for row in rows:
-                        tally.add(row)
-                    if resume:
-                        f.flush()
-                    stage.save_extras(root, chunk, rows, outcome)
-                else:
-                    probs, errors = whole
-                    f.write(fmt.predicted_text(chunk, probs, errors))
-                    tally.add_predicted(chunk, probs, errors)
-                    if resume:
-                        f.flush()  # every finished batch is safe on disk
-                progress.advance(len(chunk))
-        f.close()
+        writing.write(stack)
 
     result = PredictResult(
         output=output,
-        model=model_path,
+        model=run.model_path,
         provider=onnx.provider,
-        tta=tta,
-        classes=classes,
+        tta=options.tta,
+        classes=writing.classes,
         total=tally.rows,
-        new=tally.rows - resumed,
-        resumed=resumed,
+        new=tally.rows - writing.resumed,
+        resumed=writing.resumed,
         errors=tally.errors,
         counts=tally.counts,
         other_files=run.other_files,
         seconds=time.perf_counter() - start_time,
-        faces=faces,
+        faces=options.faces,
         no_face=tally.no_face,
         new_images=len(todo),
-        engine=engine,
+        engine=options.engine,
     )
-    if evaluate:
+    if options.evaluate:
         result.eval = tally.report()
-    if write_summary:
+    if options.write_summary:
         result.summary_path = write_summary_file(result, onnx, record)
     return result
 

@@ -10,12 +10,14 @@ card (the bundled ones), that the card verified to give the CPU provider's label
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+from fercli import defaults
 from fercli.errors import FercliError
 from fercli.util import cache_dir, cpu_name, first_line
 
-CHOICES = ("auto", "cpu", "cuda", "openvino")
+CHOICES = defaults.PROVIDERS
 EP = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -133,29 +135,41 @@ def choose(provider: str, model: str | Path | None = None) -> tuple[str, Unavail
     if provider not in CHOICES:
         raise FercliError(f"unknown provider {provider!r}: choose {', '.join(CHOICES)}.")
     available = available_providers()
+    if provider == "auto":
+        return choose_auto(model, available)
+    return chosen(provider, available), None
+
+
+def chosen(provider: str, available: list[str]) -> str:
+    """The engine of a provider asked for by name, or a FercliError saying why it cannot run."""
     if provider == "cuda" and EP["cuda"] not in available:
         raise FercliError(
             "the CUDA execution provider is not available in this onnxruntime "
             f"(available: {', '.join(available)}): install onnxruntime-gpu with a matching "
             "CUDA, or use --provider cpu."
         )
-    if provider == "cuda":
-        return "cuda", None
     if provider == "openvino":
         openvino_device()
-        return "openvino", None
-    if provider != "auto":
-        return "cpu", None
+    return provider
+
+
+def installed(available: list[str]) -> Iterator[str]:
+    """The engines `auto` tries before the CPU, in order, each looked for when asked for:
+    cuda where this onnxruntime has it, openvino where Intel's plugin is installed."""
+    if EP["cuda"] in available:
+        yield "cuda"
+    if openvino_plugin() is not None:
+        yield "openvino"
+
+
+def choose_auto(model: str | Path | None, available: list[str]) -> tuple[str, Unavailable | None]:
+    """choose("auto"): the first installed engine that runs here and that `model`'s card
+    verified, else the CPU with the reason."""
     verified, reasons = card_verified(model)
     refused = None
-    for engine in ("cuda", "openvino"):
-        if engine == "cuda" and EP["cuda"] not in available:
-            continue
-        if engine == "openvino":
-            if openvino_plugin() is None:
-                continue
-            if (reason := openvino_unavailable()) is not None:
-                return "cpu", reason  # what the plugin's absence of a device says comes first
+    for engine in installed(available):
+        if engine == "openvino" and (reason := openvino_unavailable()) is not None:
+            return "cpu", reason  # what the plugin's absence of a device says comes first
         if verified is None or engine in verified:
             return engine, None
         refused = refused or Unavailable(

@@ -17,6 +17,7 @@ fercli.predict.folder.video.VideoRun does locally; the driver writes its rows in
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from fercli.engines.ray import (
 from fercli.errors import FercliError
 
 __all__ = [  # the engine's own parts that predict-dir and predict-video call, and this module's
+    "ActorSettings",
     "FacePredictor",
     "Predictor",
     "RemoteFaces",
@@ -180,41 +182,56 @@ def detector_plugins_dir(name: str) -> str | None:
     return str(Path(info.source).parent) if info.origin == "plugins dir" else None
 
 
+@dataclass(frozen=True)
+class ActorSettings:
+    """How predict-dir's actors run: each one's provider, batch size, flip TTA and threads,
+    and how many there are (None: as many as the cluster holds)."""
+
+    provider: str
+    batch_size: int
+    tta: bool
+    actors: int | None = None
+    threads_per_actor: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return 1 if self.provider == "cuda" else 0  # a CUDA session wants its GPU
+
+    def session(self) -> dict:
+        """Predictor's arguments (besides the model)."""
+        return dict(
+            provider=self.provider,
+            threads=self.threads_per_actor,
+            batch_size=self.batch_size,
+            tta=self.tta,
+        )
+
+
 def face_chunks(
-    chunks: list[list[str]],
-    root,
-    stage,
-    model_path,
-    *,
-    provider: str,
-    batch_size: int,
-    tta: bool,
-    actors: int | None,
-    threads_per_actor: int,
+    chunks: list[list[str]], root, stage, model_path, settings: ActorSettings | None = None, **given
 ):
     """(probabilities of the faces, [Found per picture], lines the actor said) for each
     chunk of `root`'s pictures (paths relative to it), in order, one chunk per actor call:
-    RemoteFaces.rows' outcome. Runs on the cluster joined with `cluster()`."""
+    RemoteFaces.rows' outcome. `settings`, or its fields as keywords. Runs on the cluster
+    joined with `cluster()`."""
     import pickle
 
+    settings = settings or ActorSettings(**given)
     ray = import_ray()
     batches = map_files(
         [json.dumps(chunk) for chunk in chunks],
         FacePredictor,
         dict(
             model=ray.put(read_bytes(model_path)),
-            provider=provider,
-            threads=threads_per_actor,
-            batch_size=batch_size,
-            tta=tta,
+            **settings.session(),
             stage=stage,
             root=os.path.abspath(root),  # the actors' working folder is not this one's
             plugins_dir=detector_plugins_dir(stage.detector_name),
         ),
         batch_size=1,
-        actors=actors,
-        threads_per_actor=threads_per_actor,
-        gpus_per_actor=1 if provider == "cuda" else 0,
+        actors=settings.actors,
+        threads_per_actor=settings.threads_per_actor,
+        gpus_per_actor=settings.gpus,
         key="chunk",
     )
     for batch in batches:
@@ -312,31 +329,22 @@ def predict_chunks(
     files: list[str],
     model_path,
     num_classes: int,
-    *,
-    provider: str,
-    batch_size: int,
-    tta: bool,
-    actors: int | None,
-    threads_per_actor: int,
+    settings: ActorSettings | None = None,
+    **given,
 ):
     """(probabilities, {index in chunk: reason}) for each chunk of `files`, in order, as the
     local engine yields them; `chunks` are the files' output paths, cut as the output is.
-    Runs on the cluster joined with `cluster()`."""
+    `settings`, or its fields as keywords. Runs on the cluster joined with `cluster()`."""
+    settings = settings or ActorSettings(**given)
     ray = import_ray()
     batches = map_files(
         files,
         Predictor,
-        dict(
-            model=ray.put(read_bytes(model_path)),  # once into the object store
-            provider=provider,
-            threads=threads_per_actor,
-            batch_size=batch_size,
-            tta=tta,
-        ),
-        batch_size=batch_size,
-        actors=actors,
-        threads_per_actor=threads_per_actor,
-        gpus_per_actor=1 if provider == "cuda" else 0,  # a CUDA session wants its GPU
+        dict(model=ray.put(read_bytes(model_path)), **settings.session()),  # once into the store
+        batch_size=settings.batch_size,
+        actors=settings.actors,
+        threads_per_actor=settings.threads_per_actor,
+        gpus_per_actor=settings.gpus,
     )
     for part in regroup(batches, [len(c) for c in chunks]):
         failed = part["failed"]

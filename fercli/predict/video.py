@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fercli import defaults
 from fercli.data.images import ImageError, is_empty_file, open_regular, read_error_reason
 from fercli.errors import FercliError
 from fercli.faces.align import align
@@ -107,20 +108,20 @@ def upright(image, rotation) -> "Image.Image":
 class VideoOptions:
     """What `fercli predict-video` does besides reading the videos (its options)."""
 
-    fps: float = 2.0  # frames sampled per second; 0: every frame
+    fps: float = defaults.FPS  # frames sampled per second; 0: every frame
     detector: str = DEFAULT_DETECTOR
-    provider: str = "auto"
+    provider: str = defaults.PROVIDER
     threads: int | None = None
-    topk: int = 0
-    min_face_score: float | None = None  # None: the detector's own default
+    topk: int = defaults.TOPK
+    min_face_score: float | None = defaults.MIN_FACE_SCORE  # None: the detector's own default
     min_face_size: int = DEFAULT_MIN_FACE_SIZE
     timeline: Path | str | None = None  # PNG: one panel per video and track
     summary: Path | str | None = None  # JSON: per video and track
     smooth: float = 0.0  # seconds: the time constant of each track's smoothing; 0: off
     smoothed_columns: bool = False  # the rows gain the smoothed label and probabilities
-    track_gap: float = 1.0  # seconds a track waits for a face it has lost
+    track_gap: float = defaults.TRACK_GAP  # seconds a track waits for a face it has lost
     redetect: float = 0.0  # seconds between whole-frame detections; 0: every sampled frame
-    abstain: float = 0.0  # a face whose top probability is below it: label "uncertain"
+    abstain: float = defaults.ABSTAIN  # a face whose top probability is below it: label "uncertain"
 
     def check(self, output: Path) -> None:
         for name, value in (
