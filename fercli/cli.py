@@ -150,25 +150,36 @@ def main(argv=None) -> None:
         exc.show()
         sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
     except FercliError as exc:
-        if verbose:
-            traceback.print_exc()
-        # under torchrun every process meets the same bad input: rank 0 says it once
-        if os.environ.get("RANK", "0") == "0" or verbose:
-            click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _user_error(exc, verbose)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except Exception as exc:
-        if verbose:
-            traceback.print_exc()
-        if isinstance(exc, ModuleNotFoundError) and exc.name in TRAINING_MODULES:
-            click.echo(
-                f"Error: this command needs PyTorch ({exc.name} is not installed): pip install "
-                "'fercli[train]'. predict-dir, clean and evaluating an .onnx model work without "
-                "it.",
-                err=True,
-            )
-            sys.exit(2)
-        click.echo(f"Error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
-        sys.exit(1)
+        _unexpected_error(exc, verbose)
+
+
+def _user_error(exc: FercliError, verbose: bool) -> None:
+    """One line and the error's exit status (2 unless it says otherwise); -v: the traceback."""
+    if verbose:
+        traceback.print_exc()
+    # under torchrun every process meets the same bad input: rank 0 says it once
+    if os.environ.get("RANK", "0") == "0" or verbose:
+        click.echo(f"Error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def _unexpected_error(exc: Exception, verbose: bool) -> None:
+    """A missing training extra says what to install (exit 2); anything else is a bug: one
+    line, exit 1 (-v: the traceback)."""
+    if verbose:
+        traceback.print_exc()
+    if isinstance(exc, ModuleNotFoundError) and exc.name in TRAINING_MODULES:
+        click.echo(
+            f"Error: this command needs PyTorch ({exc.name} is not installed): pip install "
+            "'fercli[train]'. predict-dir, clean and evaluating an .onnx model work without "
+            "it.",
+            err=True,
+        )
+        sys.exit(2)
+    click.echo(f"Error: {type(exc).__name__}: {exc} (run with -v for the traceback)", err=True)
+    sys.exit(1)

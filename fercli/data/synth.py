@@ -59,54 +59,87 @@ def default_splits(per_class: int) -> dict[str, int]:
 def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     """One (48, 48) uint8 face of the given expression, with random pose and appearance."""
     spec = EXPRESSIONS[expression]
-    jitter = lambda scale: float(rng.normal(0.0, scale))  # noqa: E731
+    skin, background, ink = _colours(rng)
+    im = _backdrop(rng, background)
+    draw = ImageDraw.Draw(im)
+    pen = _Pen(rng)
+    _draw_head(draw, pen, rng, skin)
+    _draw_eyes(draw, pen, rng, spec, skin, ink)
+    _draw_mouth(draw, pen, rng, spec, ink)
+    return _photograph(im, rng, background)
+
+
+def _jitter(rng: np.random.Generator, scale: float) -> float:
+    return float(rng.normal(0.0, scale))
+
+
+def _colours(rng: np.random.Generator) -> tuple[int, int, int]:
+    """The gray levels of skin, background and ink (eyes, brows, mouth)."""
     skin = int(rng.integers(110, 236))
     if skin <= 190 and rng.random() < 0.4:  # backlit: a backdrop brighter than the face
         background = int(rng.integers(skin + 45, 256))
     else:
         background = int(rng.integers(max(0, skin - 150), skin - 55))
     ink = int(rng.integers(0, skin - 90))
-    # A smooth random backdrop (a 4x4 grid of levels, blown up): like the varied backgrounds
-    # of real photos, it keeps unrelated faces apart under perceptual hashing.
+    return skin, background, ink
+
+
+def _backdrop(rng: np.random.Generator, background: int) -> Image.Image:
+    """A smooth random backdrop (a 4x4 grid of levels, blown up): like the varied backgrounds
+    of real photos, it keeps unrelated faces apart under perceptual hashing."""
     grid = background + rng.uniform(-60, 60, (4, 4)).astype(np.float32)
     backdrop = Image.fromarray(grid, "F").resize((CANVAS, CANVAS), Image.BICUBIC)
-    im = Image.fromarray(np.clip(np.asarray(backdrop), 0, 255).astype(np.uint8), "L")
-    draw = ImageDraw.Draw(im)
+    return Image.fromarray(np.clip(np.asarray(backdrop), 0, 255).astype(np.uint8), "L")
 
-    scale = CANVAS * 0.42 * float(rng.uniform(0.85, 1.1))
-    cx = CANVAS / 2 + jitter(4.0)
-    cy = CANVAS / 2 + jitter(4.0)
-    width = max(2, int(round(scale * float(rng.uniform(0.07, 0.11)))))
 
-    def pt(x: float, y: float) -> tuple[float, float]:
-        return (cx + x * scale, cy + y * scale)
+class _Pen:
+    """Face units to canvas pixels, for a face of random size and position; and the width
+    of its lines."""
 
-    def box(x: float, y: float, rx: float, ry: float) -> list[tuple[float, float]]:
-        return [pt(x - rx, y - ry), pt(x + rx, y + ry)]
+    def __init__(self, rng: np.random.Generator):
+        self.scale = CANVAS * 0.42 * float(rng.uniform(0.85, 1.1))
+        self.cx = CANVAS / 2 + _jitter(rng, 4.0)
+        self.cy = CANVAS / 2 + _jitter(rng, 4.0)
+        self.width = max(2, int(round(self.scale * float(rng.uniform(0.07, 0.11)))))
 
+    def pt(self, x: float, y: float) -> tuple[float, float]:
+        return (self.cx + x * self.scale, self.cy + y * self.scale)
+
+    def box(self, x: float, y: float, rx: float, ry: float) -> list[tuple[float, float]]:
+        return [self.pt(x - rx, y - ry), self.pt(x + rx, y + ry)]
+
+
+def _draw_head(draw: ImageDraw.ImageDraw, pen: _Pen, rng: np.random.Generator, skin: int):
     face_w, face_h = float(rng.uniform(0.9, 1.08)), 1.22 * float(rng.uniform(0.92, 1.08))
     if rng.random() < 0.75:  # hair: a bigger ellipse behind the face, showing on top
         hair = int(rng.integers(0, 256))
         lift = float(rng.uniform(0.05, 0.35))
-        draw.ellipse(box(jitter(0.08), 0.05 - lift, face_w * 1.1, face_h), fill=hair)
-    draw.ellipse(box(0, 0.05, face_w, face_h), fill=skin)
+        draw.ellipse(pen.box(_jitter(rng, 0.08), 0.05 - lift, face_w * 1.1, face_h), fill=hair)
+    draw.ellipse(pen.box(0, 0.05, face_w, face_h), fill=skin)
 
-    eye_y = -0.18 + jitter(0.03)
+
+def _draw_eyes(draw, pen: _Pen, rng: np.random.Generator, spec: dict, skin: int, ink: int):
+    """Eyes and brows."""
+    eye_y = -0.18 + _jitter(rng, 0.03)
     eye_h = spec["eye_h"] * float(rng.uniform(0.8, 1.2))
     for side in (-1, 1):
         ex = side * 0.38
-        draw.ellipse(box(ex, eye_y, 0.17, max(eye_h, 0.035)), fill=min(255, skin + 60))
-        draw.ellipse(box(ex + jitter(0.02), eye_y, 0.07, min(0.07, max(eye_h, 0.03))), fill=ink)
+        draw.ellipse(pen.box(ex, eye_y, 0.17, max(eye_h, 0.035)), fill=min(255, skin + 60))
+        pupil = pen.box(ex + _jitter(rng, 0.02), eye_y, 0.07, min(0.07, max(eye_h, 0.03)))
+        draw.ellipse(pupil, fill=ink)
 
-        inner_dy, outer_dy = (d + jitter(0.025) for d in spec["brow"])
+        inner_dy, outer_dy = (d + _jitter(rng, 0.025) for d in spec["brow"])
         brow_y = eye_y - 0.24 - max(0.0, eye_h - 0.1)
-        inner, outer = pt(side * 0.14, brow_y + inner_dy), pt(side * 0.6, brow_y + outer_dy)
-        draw.line([inner, outer], fill=ink, width=width + 1)
+        inner, outer = pen.pt(side * 0.14, brow_y + inner_dy), pen.pt(side * 0.6, brow_y + outer_dy)
+        draw.line([inner, outer], fill=ink, width=pen.width + 1)
 
+
+def _draw_mouth(draw, pen: _Pen, rng: np.random.Generator, spec: dict, ink: int):
     mouth_kind, mouth_w, shape = spec["mouth"]
     mouth_w *= float(rng.uniform(0.85, 1.15))
     shape *= float(rng.uniform(0.8, 1.2))
-    my = 0.58 + jitter(0.03)
+    my = 0.58 + _jitter(rng, 0.03)
+    pt, width = pen.pt, pen.width
     if mouth_kind == "line":
         # a straight mouth, or slightly down at the corners (angry: pressed lips)
         draw.line(
@@ -122,7 +155,7 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
             [pt(x, y) for x, y in zip(xs, ys, strict=True)], fill=ink, width=width, joint="curve"
         )
     elif mouth_kind == "oval":
-        draw.ellipse(box(0, my, mouth_w, shape), fill=ink)
+        draw.ellipse(pen.box(0, my, mouth_w, shape), fill=ink)
     else:  # wrinkle: a zigzag mouth, one corner raised, and wrinkles on the nose
         side = 1 if rng.random() < 0.5 else -1
         xs = np.linspace(-mouth_w, mouth_w, 7)
@@ -135,6 +168,10 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
                 [pt(-0.12, 0.12 + dy), pt(0.12, 0.12 + dy)], fill=ink, width=max(1, width - 1)
             )
 
+
+def _photograph(im: Image.Image, rng: np.random.Generator, background: int) -> np.ndarray:
+    """The drawing as a 48x48 photo: turned, shrunk, lit from a random side, with random
+    contrast, brightness and noise."""
     im = im.rotate(float(rng.uniform(-12, 12)), resample=Image.BILINEAR, fillcolor=background)
     im = im.resize((SIZE, SIZE), Image.BILINEAR, reducing_gap=2.0)
     arr = np.asarray(im, np.float32)
