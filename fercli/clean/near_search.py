@@ -17,6 +17,16 @@ before c's last one, outside c, agrees as well. So each pair is found once, with
 global deduplication. Keys are searched in a thread pool (numpy's sort, gathers and ufuncs
 release the GIL), one key per task.
 
+Who runs the tasks is the caller's choice (`near_pairs(..., runner=)`): a runner is called
+once, as `runner(task, items)`, and returns `[task(item) for item in items]` in that order
+(the default, `thread_runner`, maps them over the thread pool). The task is a picklable
+object holding the packed hashes (`KeySearch`: one item per key; `AllPairs`: one per block
+of rows, for the all-pairs scan), so a runner may ship it once and call it elsewhere:
+fercli.clean.ray.near_pairs runs the items as Ray tasks. Whatever the runner, the parts are
+merged here in items order and sorted by (i, j), so the result is the same; a runner that
+raises, or returns another number of parts than items, makes the search raise (never a
+partial result).
+
 The result is the same as `fercli.data.hashing.near_pairs` / `near_graph` (same pairs, same
 order: by (i, j)), which this module replaces in fercli.clean.duplicates.
 """
@@ -124,6 +134,28 @@ def _fields(layout: "_Layout", combo) -> list[tuple[int, int]]:
     return [(64 - hi, hi - lo) for _, lo, hi in out]
 
 
+class KeySearch:
+    """The search on one key, as a task for a runner: `task(combo)` is the (i, j, distance)
+    of the pairs within `threshold` that agree on `combo` and on no earlier combination
+    (i < j, in no particular order). Picklable: the block values (one-word hashes) are not
+    pickled but made again where it is unpickled."""
+
+    def __init__(self, words, bits, layout: "_Layout", threshold: int):
+        self.words, self.bits, self.layout, self.threshold = words, bits, layout, threshold
+        self.blocks = None if words.shape[1] > 1 else block_values(words, layout)
+
+    def __getstate__(self):
+        return {**self.__dict__, "blocks": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.words.shape[1] == 1:
+            self.blocks = block_values(self.words, self.layout)
+
+    def __call__(self, combo):
+        return _key_pairs(self.words, self.bits, self.layout, combo, self.threshold, self.blocks)
+
+
 def _key_pairs(words, bits, layout: _Layout, combo, threshold: int, blocks=None):
     """Pairs within the threshold that agree on `combo` and on no earlier combination."""
     n = len(words)
@@ -154,12 +186,9 @@ def block_values(words: np.ndarray, layout: _Layout) -> list[np.ndarray]:
     return out
 
 
-def _packed_key_pairs(words, layout, combo, threshold, blocks, index_bits):
-    """Candidate pairs from one np.sort of uint64 values (key | extra | row), key on top,
-    then as many bits of the other blocks as fit ("extra": a first, cheap filter, since
-    those bits alone must already be within the threshold), the row number at the bottom.
-    Neighbours in sorted order, then those 2, 3, ... apart, are compared while they share
-    the key; runs longer than LONG_RUN are finished as blocks of a matrix."""
+def packed_keys(words, layout, combo, blocks, index_bits) -> tuple[np.ndarray, int]:
+    """The sorted uint64 values (key | extra | row) of one key, and the bits of "extra"
+    (see _packed_key_pairs): the part of a key's search that does not depend on the pairs."""
     n = len(words)
     widths = [len(c) for c in layout.cols]
     room = 64 - index_bits - sum(widths[b] for b in combo)
@@ -181,6 +210,17 @@ def _packed_key_pairs(words, layout, combo, threshold, blocks, index_bits):
         np.bitwise_or(v, tmp, out=v)
     del tmp
     v.sort()
+    return v, extra
+
+
+def _packed_key_pairs(words, layout, combo, threshold, blocks, index_bits):
+    """Candidate pairs from one np.sort of uint64 values (key | extra | row), key on top,
+    then as many bits of the other blocks as fit ("extra": a first, cheap filter, since
+    those bits alone must already be within the threshold), the row number at the bottom.
+    Neighbours in sorted order, then those 2, 3, ... apart, are compared while they share
+    the key; runs longer than LONG_RUN are finished as blocks of a matrix."""
+    n = len(words)
+    v, extra = packed_keys(words, layout, combo, blocks, index_bits)
     same_below = np.uint64(1 << (extra + index_bits))  # xor below this: same key
     extra_mask = np.uint64(((1 << extra) - 1) << index_bits)
     rows = np.uint64((1 << index_bits) - 1)
@@ -261,50 +301,82 @@ def _sorted_key_pairs(words, bits, layout, combo, threshold):
     return np.concatenate(found_i), np.concatenate(found_j)
 
 
-def _all_pairs(words, threshold: int, cells: int = 1 << 20):
-    n = len(words)
-    found_i, found_j = [], []
-    rows = max(1, cells // n)
-    for start in range(0, n, rows):
-        block = words[start : start + rows]
+class AllPairs:
+    """The all-pairs scan as tasks for a runner: `task(start)` is the (i, j, distance) of the
+    pairs within `threshold` with i in rows [start, start + rows) and j > i; `starts()` are
+    the items that cover every row."""
+
+    def __init__(self, words, threshold: int, cells: int = 1 << 20):
+        self.words, self.threshold = words, threshold
+        self.rows = max(1, cells // len(words))
+
+    def starts(self) -> list[int]:
+        return list(range(0, len(self.words), self.rows))
+
+    def __call__(self, start: int):
+        words = self.words
+        block = words[start : start + self.rows]
         d = popcount(block[:, None, :] ^ words[None, start:, :])
-        ii, jj = np.divmod(np.flatnonzero(d <= threshold), d.shape[1])
+        ii, jj = np.divmod(np.flatnonzero(d <= self.threshold), d.shape[1])
         later = jj > ii
-        found_i.append(ii[later] + start)
-        found_j.append(jj[later] + start)
-    i, j = np.concatenate(found_i).astype(np.int64), np.concatenate(found_j).astype(np.int64)
-    return i, j, popcount(words[i] ^ words[j])
+        ii, jj = ii[later], jj[later]
+        return (ii + start).astype(np.int64), (jj + start).astype(np.int64), d[ii, jj]
 
 
-def near_pairs(
-    bits: np.ndarray, threshold: int, k: int | None = None, workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair of rows (i < j) of bool hashes `bits` (n, nbits) at Hamming distance <=
-    threshold: (i, j, distance), sorted by (i, j). `k` forces the scheme (0: all pairs;
-    default: chosen by estimated cost); `workers`: threads (default: the usable cores, at
-    most 8)."""
-    n, nbits = bits.shape
-    if n < 2:
-        return EMPTY, EMPTY, EMPTY[:0].astype(np.uint8)
+def thread_runner(workers: int | None = None):
+    """The local runner: `run(task, items)` maps the task over the items in a thread pool of
+    `workers` threads (default: the usable cores, at most 8; 1: in this thread)."""
+    workers = workers or _workers()
+
+    def run(task, items):
+        if workers == 1 or len(items) <= 1:
+            return [task(item) for item in items]
+        with ThreadPoolExecutor(min(workers, len(items))) as pool:
+            return list(pool.map(task, items))
+
+    return run
+
+
+def plan(bits: np.ndarray, threshold: int, k: int | None = None):
+    """(task, items) of the search of `near_pairs` (see the module docstring): one KeySearch
+    item per key, or AllPairs over blocks of rows where k is 0 (or no scheme fits)."""
+    nbits = bits.shape[1]
     words = pack(bits)
     big = words.shape[1] > 1
     if k is None:
         k = _choose(words, bits if big else None, threshold, nbits)
     if k == 0 or threshold + k > nbits:
-        i, j, d = _all_pairs(words, threshold)
-    else:
-        m = threshold + k
-        layout = _Layout(nbits, m)
-        combos = list(combinations(range(m), k))
-        workers = workers or _workers()
-        blocks = None if big else block_values(words, layout)
-        args = (words, bits if big else None, layout)
-        if workers == 1:
-            parts = [_key_pairs(*args, c, threshold, blocks) for c in combos]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(lambda c: _key_pairs(*args, c, threshold, blocks), combos))
-        i, j, d = (np.concatenate(p) for p in zip(*parts))
+        task = AllPairs(words, threshold)
+        return task, task.starts()
+    m = threshold + k
+    layout = _Layout(nbits, m)
+    task = KeySearch(words, bits if big else None, layout, threshold)
+    return task, list(combinations(range(m), k))
+
+
+def near_pairs(
+    bits: np.ndarray,
+    threshold: int,
+    k: int | None = None,
+    workers: int | None = None,
+    runner=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair of rows (i < j) of bool hashes `bits` (n, nbits) at Hamming distance <=
+    threshold: (i, j, distance), sorted by (i, j). `k` forces the scheme (0: all pairs;
+    default: chosen by estimated cost); `workers`: threads (default: the usable cores, at
+    most 8); `runner`: who runs the tasks, `runner(task, items)` -> `[task(item) for item
+    in items]` (default: thread_runner(workers); fercli.clean.ray.near_pairs passes Ray's).
+    The same pairs in the same order whatever the runner; it raising, or returning another
+    number of parts than items, raises here."""
+    n = len(bits)
+    if n < 2:
+        return EMPTY, EMPTY, EMPTY[:0].astype(np.uint8)
+    task, items = plan(bits, threshold, k)
+    parts = (runner or thread_runner(workers))(task, items)
+    if parts is None or len(parts) != len(items):
+        got = "nothing" if parts is None else f"{len(parts)} parts"
+        raise RuntimeError(f"the near-duplicate search's runner returned {got} for {len(items)}")
+    i, j, d = (np.concatenate(p) for p in zip(*parts))
     order = np.argsort(i * n + j, kind="stable")
     return i[order], j[order], d[order]
 
@@ -313,7 +385,7 @@ def near_graph(bits: np.ndarray, threshold: int, **options):
     """Identical hashes collapsed first (the distinct hashes in sorted order, each standing
     for the rows that carry it), then every pair of distinct hashes within `threshold`:
     (hash id of each row, i, j, distance) with i < j indexing the distinct hashes. The same
-    as `fercli.data.hashing.near_graph`."""
+    as `fercli.data.hashing.near_graph`. `options`: near_pairs' (k, workers, runner)."""
     if len(bits) == 0:
         return (EMPTY,) * 4
     if bits.shape[1] <= 64:  # one word per hash: sorted words order as the packed bytes do

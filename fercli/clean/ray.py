@@ -1,13 +1,32 @@
 """`fercli clean --engine ray`: each actor does what a local decoding process does
 (fercli.clean.pipeline.decode_chunk: 48x48 arrays, digests, hashes) over fercli.engines.ray's
-`map_files`; the driver gets them back in path order and runs the filters and the duplicate
-search itself."""
+`map_files`; the driver gets them back in path order and runs the filters. The near-duplicate
+search runs on the cluster too (`near_graph`, `near_pairs`: each group of keys of
+fercli.clean.near_search is a Ray task), the driver only merging the pairs."""
 
 import numpy as np
 
-from fercli.engines.ray import cluster, import_ray, map_files, refuse_local_sizes, regroup
+from fercli.clean import near_search
+from fercli.engines.ray import (
+    cluster,
+    import_ray,
+    map_files,
+    refuse_local_sizes,
+    regroup,
+    run_tasks,
+)
 
-__all__ = ["DIGEST_SIZE", "Cleaner", "clean_chunks", "cluster", "import_ray", "refuse_local_sizes"]
+__all__ = [
+    "DIGEST_SIZE",
+    "Cleaner",
+    "clean_chunks",
+    "cluster",
+    "import_ray",
+    "near_graph",
+    "near_pairs",
+    "ray_runner",
+    "refuse_local_sizes",
+]
 
 
 class Cleaner:
@@ -66,3 +85,36 @@ def clean_chunks(files: list[str], hash_specs: list[tuple[str, int]], *, chunk: 
         images = np.asarray(part["images"], np.uint8)
         yield first, (images, errors, digests, hashes)
         first += len(images)
+
+
+def ray_runner(tasks: int | None = None):
+    """A runner for fercli.clean.near_search (`runner(task, items)`) that runs the items as
+    Ray tasks (fercli.engines.ray.run_tasks: the packed hashes put into the object store
+    once, `tasks` groups of keys, default 4 per CPU of the cluster)."""
+
+    def run(task, items):
+        return run_tasks(task, items, tasks=tasks)
+
+    return run
+
+
+def near_pairs(bits: np.ndarray, threshold: int, k: int | None = None, tasks: int | None = None):
+    """fercli.clean.near_search.near_pairs with its keys (groups of keys; or blocks of rows
+    of the all-pairs scan) searched by Ray tasks on the cluster joined with `cluster()`; the
+    driver chooses the scheme (on a sample) and merges the pairs. The same (i, j, distance),
+    in the same (i, j) order, as the local search; a failed task raises, never a partial
+    result."""
+    return near_search.near_pairs(bits, threshold, k=k, runner=ray_runner(tasks))
+
+
+def near_graph(bits: np.ndarray, threshold: int, k: int | None = None, tasks: int | None = None):
+    """fercli.clean.near_search.near_graph (hash id of each row, i, j, distance) with the
+    search on Ray (see near_pairs): the same result as the local one. The entry point for
+    `fercli clean --engine ray`: fercli.clean.duplicates.find_duplicates (group_around_kept,
+    group_verified) calls this instead of near_search.near_graph when engine == "ray",
+    inside a `cluster(address)` block:
+
+        with cluster(ray_address):
+            uid, i, j, d = fercli.clean.ray.near_graph(bits, threshold)
+    """
+    return near_search.near_graph(bits, threshold, k=k, runner=ray_runner(tasks))

@@ -205,3 +205,52 @@ def regroup(batches, sizes: list[int]):
         held -= size
     if held or next(batches, None) is not None:  # also runs map_files' count check
         raise RuntimeError(f"Ray Data returned more rows than {sum(sizes)}")
+
+
+TASK_RETRIES = 3  # times Ray runs a task again whose worker was lost (not on an exception)
+TASKS_PER_CPU = 4  # groups of items per CPU of the cluster: few enough to be worth a task
+
+
+def run_tasks(task, items: list, *, tasks: int | None = None) -> list:
+    """`[task(item) for item in items]`, in items order, computed by Ray tasks on the
+    cluster joined with `cluster()`: `task` (a picklable callable, its data with it) goes
+    into the object store once, and each of `tasks` contiguous groups of the items
+    (default: TASKS_PER_CPU per CPU of the cluster, at most one per item) is one remote task
+    that reads it and returns its results. A task that raises makes this raise (the first
+    failure, Ray's RayTaskError, which is also the original exception's class), never a
+    partial list; a lost worker's task is run again (TASK_RETRIES)."""
+    ray = import_ray()
+    items = list(items)
+    if not items:
+        return []
+    if tasks is None:
+        tasks = TASKS_PER_CPU * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    tasks = max(1, min(tasks, len(items)))
+    bounds = np.linspace(0, len(items), tasks + 1).round().astype(int).tolist()
+    shipped = ray.put(task)  # once for every task, held here until they are done
+    remote = _remote_group(ray)
+    refs = [remote.remote(shipped, items[a:b]) for a, b in zip(bounds, bounds[1:])]
+    try:
+        groups = ray.get(refs)
+    except BaseException:
+        for ref in refs:  # the others are of no use: stop them rather than let them run
+            ray.cancel(ref, force=False)
+        raise
+    results = [result for group in groups for result in group]
+    if len(results) != len(items):
+        raise RuntimeError(f"Ray tasks returned {len(results)} results for {len(items)} items")
+    return results
+
+
+def _run_group(task, items):
+    return [task(item) for item in items]
+
+
+_REMOTE = {}
+
+
+def _remote_group(ray):
+    """_run_group as a Ray remote function (one CPU), made once per process."""
+    if "group" not in _REMOTE:
+        _REMOTE["group"] = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_run_group)
+    return _REMOTE["group"]
