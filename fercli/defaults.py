@@ -48,6 +48,9 @@ NEAR_THRESHOLD_64 = 6
 EVALUATE_SPLIT = "test"
 DEVICE = "auto"
 SPLIT_FILE_PART = "val"
+# evaluate --split-file's --faces: the photos are the faces (fercli.evaluate.evaluation.
+# evaluate_part, the library function, detects them in large photos: auto)
+SPLIT_FILE_FACES = "none"
 # export-onnx: the lowest opset the torch.export-based exporter writes natively, and the
 # training images that calibrate int8 ranges
 OPSET = 18

@@ -4,13 +4,14 @@ import json
 
 import click
 
+from fercli.defaults import DEVICE, EVALUATE_SPLIT, SPLIT_FILE_FACES, SPLIT_FILE_PART
 from fercli.predict.providers import CHOICES
 
 
 @click.command("evaluate")
 @click.argument("model", metavar="[MODEL]", required=False)
 @click.argument("data_dir", metavar="ROOT", required=False, type=click.Path(file_okay=False))
-@click.option("--split", default="test", show_default=True, help="Split of ROOT to score.")
+@click.option("--split", default=EVALUATE_SPLIT, show_default=True, help="Split of ROOT to score.")
 @click.option("--tta", is_flag=True, help="Test-time augmentation: average with the mirror image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 @click.option(
@@ -20,7 +21,7 @@ from fercli.predict.providers import CHOICES
     help="Folder for metrics.json, confusion_matrix.png and reliability.png.",
 )
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=DEVICE, show_default=True
 )
 @click.option(
     "--provider",
@@ -41,11 +42,13 @@ from fercli.predict.providers import CHOICES
     help="A person-level split file (data/splits/wild-faces.json): score the photos of "
     "ROOT/<class>/ in --part through predict-dir's pipeline (--faces) instead of ROOT/<split>.",
 )
-@click.option("--part", default="val", show_default=True, help="With --split-file: the part.")
+@click.option(
+    "--part", default=SPLIT_FILE_PART, show_default=True, help="With --split-file: the part."
+)
 @click.option(
     "--faces",
     type=click.Choice(["none", "auto", "detect"]),
-    default="none",
+    default=SPLIT_FILE_FACES,
     show_default=True,
     help="With --split-file: predict-dir's --faces (auto: detect faces in photos over 96 px).",
 )
@@ -56,10 +59,7 @@ from fercli.predict.providers import CHOICES
     "--abstain P trades them, to this PNG (the table is in the text and JSON too).",
 )
 @click.pass_context
-def evaluate_command(
-    ctx, model, data_dir, split, tta, as_json, out, device, provider, leak_free, split_file,
-    part, faces, coverage_plot,
-):  # fmt: skip
+def evaluate_command(ctx, **options):
     """Score MODEL (a bundled model's name, fast or accurate; a checkpoint .pt, a run folder,
     or an .onnx file; default: the default bundled model) on ROOT/<split>.
 
@@ -69,12 +69,40 @@ def evaluate_command(
     """
     from pathlib import Path
 
-    from fercli.errors import FercliError
-    from fercli.evaluate.evaluation import evaluate, write_outputs
+    from fercli.evaluate.evaluation import EvaluateOptions, run_evaluation, write_outputs
 
-    # One argument is ROOT when it is a data folder (not a model file or a run folder), so
-    # `fercli evaluate ROOT` uses the bundled model.
-    given_root = ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE
+    as_json, out = options.pop("as_json"), options.pop("out")
+    options["model"], options["data_dir"] = _model_and_root(
+        ctx, options["model"], options["data_dir"]
+    )
+    given = frozenset(name for name in options if _on_command_line(ctx, name))
+    chosen = EvaluateOptions(**options, given=given)
+    result = run_evaluation(chosen)
+    if chosen.split_file:
+        _print_part(result, chosen, as_json)
+        return
+    written = write_outputs(result, out) if out else []
+    written += [Path(chosen.coverage_plot)] if chosen.coverage_plot else []
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_report(result)
+    for path in written:
+        click.echo(f"Wrote {path}", err=True)
+
+
+def _on_command_line(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _model_and_root(ctx, model, data_dir):
+    """MODEL and ROOT from the arguments: one argument is ROOT when it is a data folder (not
+    a model file or a run folder), so `fercli evaluate ROOT` uses the bundled model."""
+    from pathlib import Path
+
+    from fercli.errors import FercliError
+
+    given_root = _on_command_line(ctx, "data_dir")
     if model and not given_root and Path(model).is_dir() and not (Path(model) / "best.pt").exists():
         model, data_dir = None, model
     if data_dir is None and model and not Path(model).exists():
@@ -89,50 +117,22 @@ def evaluate_command(
         raise FercliError(
             "missing ROOT: `fercli evaluate [MODEL] ROOT` (or data_dir in fercli.toml)."
         )
-    if split_file:
-        return _evaluate_part(
-            model, data_dir, split_file, part, faces, provider, as_json, coverage_plot
-        )
-    for name in ("part", "faces"):
-        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
-            raise FercliError(f"--{name} goes with --split-file.")
-    result = evaluate(
-        model,
-        data_dir,
-        split=split,
-        tta=tta,
-        device=device,
-        leak_free=leak_free,
-        provider=provider,
-        coverage_plot=coverage_plot,
-    )
-    written = write_outputs(result, out) if out else []
-    written += [Path(coverage_plot)] if coverage_plot else []
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        _print_report(result)
-    for path in written:
-        click.echo(f"Wrote {path}", err=True)
+    return model, data_dir
 
 
-def _evaluate_part(model, root, split_file, part, faces, provider, as_json, plot) -> None:
+def _print_part(result: dict, chosen, as_json: bool) -> None:
     """--split-file: accuracy, macro recall and per-class recall on one part of the split."""
-    from fercli.evaluate.evaluation import evaluate_part
-
-    result = evaluate_part(
-        model, root, split_file, part=part, faces=faces, provider=provider, coverage_plot=plot
-    )
-    if plot:
-        click.echo(f"Wrote {plot}", err=True)
+    if chosen.coverage_plot:
+        click.echo(f"Wrote {chosen.coverage_plot}", err=True)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(
-        f"{result['model']} on {result['root']}, part {part} of {split_file} "
-        f"({result['count']} photos, --faces {faces}): accuracy {result['accuracy']:.4f}, "
-        f"macro recall {result['macro_recall']:.4f}; {result['no_face']} without a face found "
-        f"and {result['errors']} unreadable, counted as wrong"
+        f"{result['model']} on {result['root']}, part {chosen.part} of {chosen.split_file} "
+        f"({result['count']} photos, --faces {chosen.faces}): accuracy "
+        f"{result['accuracy']:.4f}, macro recall {result['macro_recall']:.4f}; "
+        f"{result['no_face']} without a face found and {result['errors']} unreadable, counted "
+        "as wrong"
     )
     for cls, row in result["per_class"].items():
         click.echo(f"  {cls:<10} recall {row['recall']:.4f} ({row['correct']}/{row['support']})")

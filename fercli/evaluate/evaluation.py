@@ -7,11 +7,13 @@ fp32 precision, as the exported ONNX model does.
 """
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fercli.data.dataset import load_split
+from fercli.defaults import DEVICE, EVALUATE_SPLIT, SPLIT_FILE_FACES, SPLIT_FILE_PART
 from fercli.errors import FercliError
 from fercli.faces.detect import DEFAULT_DETECTOR
 from fercli.predict.onnx_model import mirror_averaged
@@ -19,6 +21,59 @@ from fercli.progress import say
 from fercli.util import atomic_write_text
 
 METRICS = "metrics.json"
+
+
+@dataclass
+class EvaluateOptions:
+    """What `fercli evaluate` scores: `model` on data_dir/<split> (evaluate's parameters), or
+    with `split_file` on one part of a person-level split (evaluate_part's). `given` names the
+    options set explicitly (on the command line): part and faces go with split_file only."""
+
+    model: str | Path | None = None
+    data_dir: str | Path | None = None
+    split: str = EVALUATE_SPLIT
+    tta: bool = False
+    device: str = DEVICE
+    provider: str | None = None
+    leak_free: bool = False
+    coverage_plot: str | Path | None = None
+    split_file: str | Path | None = None
+    part: str = SPLIT_FILE_PART
+    faces: str = SPLIT_FILE_FACES
+    given: frozenset[str] = field(default_factory=frozenset)
+
+    def check(self) -> None:
+        """Refuse a combination of options that does not go together."""
+        if self.split_file:
+            return
+        for name in ("part", "faces"):
+            if name in self.given:
+                raise FercliError(f"--{name} goes with --split-file.")
+
+
+def run_evaluation(options: EvaluateOptions) -> dict:
+    """evaluate, or evaluate_part with a split file, with `options` (checked first)."""
+    options.check()
+    if options.split_file:
+        return evaluate_part(
+            options.model,
+            options.data_dir,
+            options.split_file,
+            part=options.part,
+            faces=options.faces,
+            provider=options.provider,
+            coverage_plot=options.coverage_plot,
+        )
+    return evaluate(
+        options.model,
+        options.data_dir,
+        split=options.split,
+        tta=options.tta,
+        device=options.device,
+        leak_free=options.leak_free,
+        provider=options.provider,
+        coverage_plot=options.coverage_plot,
+    )
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -59,9 +114,9 @@ def check_classes(root, split: str, classes) -> None:
 def evaluate(
     model: str | Path | None,
     root: str | Path,
-    split: str = "test",
+    split: str = EVALUATE_SPLIT,
     tta: bool = False,
-    device: str = "auto",
+    device: str = DEVICE,
     leak_free: bool = False,
     provider: str | None = None,
     coverage_plot: str | Path | None = None,
@@ -139,7 +194,7 @@ def check_leak_split(root, split: str) -> None:
         )
 
 
-def scorer_for(path: Path, device: str = "auto", provider: str | None = None):
+def scorer_for(path: Path, device: str = DEVICE, provider: str | None = None):
     """An .onnx file in onnxruntime (on `provider`, default `device`), anything else as a
     training checkpoint in PyTorch (on `device`; a provider is refused)."""
     path = Path(path)
@@ -156,7 +211,7 @@ def scorer_for(path: Path, device: str = "auto", provider: str | None = None):
 class CheckpointScorer:
     """A training checkpoint in PyTorch, fp32: class probabilities for uint8 images."""
 
-    def __init__(self, path: Path, device: str = "auto"):
+    def __init__(self, path: Path, device: str = DEVICE):
         from fercli.train import resolve_device
         from fercli.train.checkpoint import build_model, load_checkpoint
 
@@ -180,7 +235,7 @@ class CheckpointScorer:
 class OnnxScorer:
     """A fercli .onnx file in onnxruntime (fercli.predict.onnx_model, shared with predict-dir)."""
 
-    def __init__(self, path: Path, device: str = "auto"):
+    def __init__(self, path: Path, device: str = DEVICE):
         from fercli.predict.onnx_model import OnnxModel
 
         self.onnx = OnnxModel(path, provider=device)
@@ -232,7 +287,7 @@ def evaluate_part(
     model: str | Path | None,
     root: str | Path,
     split_file: str | Path,
-    part: str = "val",
+    part: str = SPLIT_FILE_PART,
     faces: str = "auto",
     provider: str | None = None,
     detector: str = DEFAULT_DETECTOR,

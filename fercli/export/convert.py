@@ -5,10 +5,11 @@ import importlib.util
 import io
 import warnings
 
+from fercli.defaults import OPSET
 from fercli.errors import FercliError
 from fercli.util import first_line
 
-DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter writes natively
+DEFAULT_OPSET = OPSET  # the lowest opset the torch.export-based exporter writes natively
 INPUT, OUTPUT = "input", "logits"
 
 

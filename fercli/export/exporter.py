@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fercli.defaults import CALIBRATION_IMAGES
 from fercli.errors import FercliError
 from fercli.export.checks import (
     FP32_TOLERANCE,
@@ -30,7 +31,7 @@ from fercli.export.checks import (
     sample_images,
 )
 from fercli.export.convert import DEFAULT_OPSET, to_fp16, torch_to_onnx
-from fercli.export.int8 import CALIBRATION_IMAGES, dequantize, quantize_int8
+from fercli.export.int8 import dequantize, quantize_int8
 from fercli.export.metadata import (
     _as_list,
     default_output,
@@ -57,6 +58,25 @@ class ExportReport:
     calibration: Calibration | None = None  # the temperature written, where a hold-out was
 
 
+@dataclass
+class _Job:
+    """What the steps of one export_onnx call share: the network and its checkpoints, the
+    dataset root, and the reference batch the checks run on."""
+
+    checkpoints: list
+    ckpts: list
+    model: object
+    opset: int
+    root: Path | None
+    calibration_images: int = CALIBRATION_IMAGES
+    min_agreement: float = MIN_AGREEMENT
+    images: object = None
+    source: str = ""
+
+    def info(self, precision: str):
+        return model_info(self.ckpts, self.checkpoints, precision, self.opset)
+
+
 def export_onnx(
     checkpoints: str | os.PathLike | list,
     output: str | os.PathLike | None = None,
@@ -71,17 +91,14 @@ def export_onnx(
     """Export one checkpoint, or several as one ensemble (the mean of their class
     probabilities); verify, and only then write `output`. Raises FercliError when a check
     fails."""
-    if quantize not in (None, "int8"):
-        raise FercliError(f"unknown --quantize {quantize!r}: the choice is int8.")
-    if quantize and fp16:
-        raise FercliError("choose one of --quantize int8 and --fp16, not both.")
-    precision = "int8" if quantize else "fp16" if fp16 else "fp32"
+    precision = _precision(quantize, fp16)
     checkpoints = _as_list(checkpoints)
     ckpts, model = load_network(checkpoints)
     ckpt = ckpts[0]
     output = Path(output) if output else default_output(checkpoints, precision)
     root = dataset_root(ckpt, data_root)
-    info = model_info(ckpts, checkpoints, "fp32", opset)
+    job = _Job(checkpoints, ckpts, model, opset, root, calibration_images, min_agreement)
+    info = job.info("fp32")
     if quantize and root is None:
         raise FercliError(
             "int8 calibration and its check need the checkpoint's dataset "
@@ -92,48 +109,17 @@ def export_onnx(
     say(f"Exporting {info.model} from {origin} to ONNX opset {opset}")
     proto = torch_to_onnx(model, info.input_size, opset)
     set_metadata(proto, info)
-    images, source = reference_batch(root, info)
+    job.images, job.source = reference_batch(root, info)
 
     with tempfile.TemporaryDirectory(prefix="fercli-export-") as tmpdir:
         fp32_path = Path(tmpdir) / "fp32.onnx"
         fp32_path.write_bytes(proto.SerializeToString())
         fp32 = check_file(fp32_path)
-        parity = check_parity(model, fp32, images, source, FP32_TOLERANCE)
-        say(
-            f"fp32 check on {parity.source}: max |logit difference| {parity.max_abs_diff:.2e} "
-            f"(limit {FP32_TOLERANCE:.0e}), same top-1 on {parity.top1_agreement:.1%}"
-        )
-        if not parity.passed:
-            raise FercliError(
-                f"onnxruntime disagrees with PyTorch (max |logit difference| "
-                f"{parity.max_abs_diff:.2e} > {FP32_TOLERANCE:.0e} or top-1 differs): "
-                "nothing written; try another --opset."
-            )
+        parity = _check_fp32(job, fp32)
         calibration = calibrate(fp32, ckpt, root)
-        temperature = calibration.temperature if calibration else 1.0
-        note = (
-            {"temperature_note": f"kept T = 1: {calibration.reason}"}
-            if calibration and calibration.reason
-            else {}
-        )
-
-        def baked(meta):
-            """meta with the temperature, and why it is 1 where it was kept."""
-            return replace(meta, temperature=temperature, extra={**meta.extra, **note})
-
+        baked = _baker(calibration)
         if calibration:
-            c = calibration
-            if c.reason:
-                say(
-                    f"Temperature kept at 1 (validation hold-out, {c.images} images, "
-                    f"{c.source}): {c.reason}"
-                )
-            else:
-                say(
-                    f"Temperature {c.temperature:.3f}, fitted on the validation hold-out "
-                    f"({c.images} images, {c.source}): expected calibration error "
-                    f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
-                )
+            _say_calibration(calibration)
             set_metadata(proto, baked(info))
             fp32_path.write_bytes(proto.SerializeToString())  # only its metadata changed
             fp32.info = baked(fp32.info)
@@ -141,29 +127,93 @@ def export_onnx(
         report.calibration = calibration
 
         with atomic_path(output) as tmp:
-            if precision == "fp32":
-                tmp.write_bytes(fp32_path.read_bytes())
-                check_file(tmp)
-            elif precision == "fp16":
-                half = to_fp16(proto)
-                half_info = model_info(ckpts, checkpoints, "fp16", opset)
-                set_metadata(half, baked(half_info))
-                tmp.write_bytes(half.SerializeToString())
-                report.fp16 = check_fp16(model, check_file(tmp), images, source, min_agreement)
-            else:
-                int8_info = model_info(ckpts, checkpoints, "int8", opset)
-                report.quant = write_int8(
-                    fp32_path,
-                    fp32,
-                    tmp,
-                    baked(int8_info),
-                    root,
-                    calibration_images,
-                    min_agreement,
-                )
+            _write_precision(job, report, tmp, proto, fp32_path, fp32, baked)
             report.size = tmp.stat().st_size
     say(f"Wrote {output} ({report.size / 1e6:.1f} MB, {precision})")
     return report
+
+
+def _precision(quantize: str | None, fp16: bool) -> str:
+    """fp32, fp16 or int8, from export_onnx's choices (checked)."""
+    if quantize not in (None, "int8"):
+        raise FercliError(f"unknown --quantize {quantize!r}: the choice is int8.")
+    if quantize and fp16:
+        raise FercliError("choose one of --quantize int8 and --fp16, not both.")
+    return "int8" if quantize else "fp16" if fp16 else "fp32"
+
+
+def _check_fp32(job: _Job, fp32) -> ParityCheck:
+    """onnxruntime against PyTorch on the reference batch; nothing is written unless they
+    agree."""
+    parity = check_parity(job.model, fp32, job.images, job.source, FP32_TOLERANCE)
+    say(
+        f"fp32 check on {parity.source}: max |logit difference| {parity.max_abs_diff:.2e} "
+        f"(limit {FP32_TOLERANCE:.0e}), same top-1 on {parity.top1_agreement:.1%}"
+    )
+    if not parity.passed:
+        raise FercliError(
+            f"onnxruntime disagrees with PyTorch (max |logit difference| "
+            f"{parity.max_abs_diff:.2e} > {FP32_TOLERANCE:.0e} or top-1 differs): "
+            "nothing written; try another --opset."
+        )
+    return parity
+
+
+def _baker(calibration: Calibration | None):
+    """A function of metadata: the metadata with the fitted temperature, and why it is 1
+    where it was kept."""
+    temperature = calibration.temperature if calibration else 1.0
+    note = (
+        {"temperature_note": f"kept T = 1: {calibration.reason}"}
+        if calibration and calibration.reason
+        else {}
+    )
+
+    def baked(meta):
+        return replace(meta, temperature=temperature, extra={**meta.extra, **note})
+
+    return baked
+
+
+def _say_calibration(c: Calibration) -> None:
+    if c.reason:
+        say(
+            f"Temperature kept at 1 (validation hold-out, {c.images} images, {c.source}): "
+            f"{c.reason}"
+        )
+    else:
+        say(
+            f"Temperature {c.temperature:.3f}, fitted on the validation hold-out "
+            f"({c.images} images, {c.source}): expected calibration error "
+            f"{c.ece_before:.3f} -> {c.ece_after:.3f}"
+        )
+
+
+def _write_precision(
+    job: _Job, report: ExportReport, tmp: Path, proto, fp32_path: Path, fp32, baked
+) -> None:
+    """The file of report.precision to tmp, checked: the fp32 graph (proto, written to
+    fp32_path and checked as fp32) as it is, converted to fp16, or quantized to int8."""
+    if report.precision == "fp32":
+        tmp.write_bytes(fp32_path.read_bytes())
+        check_file(tmp)
+    elif report.precision == "fp16":
+        half = to_fp16(proto)
+        set_metadata(half, baked(job.info("fp16")))
+        tmp.write_bytes(half.SerializeToString())
+        report.fp16 = check_fp16(
+            job.model, check_file(tmp), job.images, job.source, job.min_agreement
+        )
+    else:
+        report.quant = write_int8(
+            fp32_path,
+            fp32,
+            tmp,
+            baked(job.info("int8")),
+            job.root,
+            job.calibration_images,
+            job.min_agreement,
+        )
 
 
 def write_int8(

@@ -19,8 +19,6 @@ import numpy as np
 from fercli.export.convert import INPUT
 from fercli.predict.onnx_model import ModelInfo
 
-CALIBRATION_IMAGES = 1000
-
 
 def quantize_int8(
     fp32_path: Path,
