@@ -21,6 +21,14 @@
     (seconds, peak RSS), the old one only while it takes under `--old-limit` seconds; the
     pairs must be identical wherever both ran.
 
+(e) with --search-only --engine ray: the same search locally (the thread pool) and with its
+    keys as Ray tasks (fercli.clean.ray.near_graph) on a local cluster of `--ray-cpus` CPUs
+    (default 2), alternated in the same run, each in a fresh process (Ray's start and a
+    warm-up search not timed), `--repeats` times; medians, the ratio Ray/local, the time per
+    doubling, and the local search split in two: the key sorts alone (the part that does not
+    depend on the pairs: n log n per key) and the rest (candidates, pairs and their merge).
+    The pairs must be identical.
+
 Every file is read once before timing, so both sides find the files in the OS page cache
 (warm); the script says whether the cache was in fact warm (`fincore`, where present).
 Each side is repeated `--repeats` times; the medians and their ratio are printed.
@@ -29,6 +37,7 @@ Each side is repeated `--repeats` times; the medians and their ratio are printed
     .venv/bin/python benchmarks/bench_clean.py --data DIR --repeats 1
     .venv/bin/python benchmarks/bench_clean.py --million          # + near-duplicate search
     .venv/bin/python benchmarks/bench_clean.py --search-only      # only that: 250k to 4M
+    .venv/bin/python benchmarks/bench_clean.py --search-only --engine ray --sizes 250000,500000
     .venv/bin/python benchmarks/bench_clean.py --compare ../main    # before/after a change
     .venv/bin/python benchmarks/bench_clean.py --check              # loader vs Pillow, all files
 
@@ -209,18 +218,61 @@ def fer_like_bits(root: Path) -> np.ndarray:
 
 def search_once(base: str, n: int, impl: str, out: str) -> None:
     """In a fresh process (--search-once): one search over n planted hashes, the pairs saved
-    to `out` (.npz) with the seconds and the process's peak memory."""
+    to `out` (.npz) with the seconds and the process's peak memory. impl: "old", "new" (the
+    local search), "sorts" (the local search, then its key sorts alone, timed apart) or
+    "ray:CPUS" (on a new local Ray cluster of CPUS CPUs, started and warmed up before the
+    timing)."""
+    extra = {}
     if impl == "old":
         from fercli.data.hashing import near_graph
+    elif impl.startswith("ray:"):
+        near_graph = ray_search(int(impl[4:]))
     else:
         from fercli.clean.near_search import near_graph
     hashes = planted_hashes(np.load(base), n, n // 50)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     uid, i, j, d = near_graph(hashes, THRESHOLD)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    np.savez(out, uid=uid, i=i, j=j, d=d, seconds=seconds, peak=peak, before=before)
+    if impl == "sorts":
+        extra = key_sorts(hashes)
+    np.savez(out, uid=uid, i=i, j=j, d=d, seconds=seconds, peak=peak, before=before,
+             load=load, **extra)  # fmt: skip
+
+
+def ray_search(cpus: int):
+    """fercli.clean.ray.near_graph on a new local cluster of `cpus` CPUs, its workers started
+    by a small search first."""
+    import ray
+
+    from fercli.clean import ray as clean_ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR", object_store_memory=500 * 2**20)  # fmt: skip
+    clean_ray.near_graph(np.random.default_rng(0).random((5000, 64)) < 0.5, THRESHOLD)
+    return clean_ray.near_graph
+
+
+def key_sorts(hashes) -> dict:
+    """The local search's key sorts alone (fercli.clean.near_search.packed_keys for every key,
+    on the same thread pool), on the distinct hashes as near_graph searches them: the seconds
+    and the number of keys."""
+    from fercli.clean import near_search
+
+    distinct = hashes[np.unique(near_search.pack(hashes)[:, 0], return_index=True)[1]]
+    task, items = near_search.plan(distinct, THRESHOLD)
+    if not isinstance(task, near_search.KeySearch):
+        return {"keys": 0, "sort_seconds": 0.0}
+    index_bits = max(1, (len(distinct) - 1).bit_length())
+
+    def sort(combo):
+        near_search.packed_keys(task.words, task.layout, combo, task.blocks, index_bits)
+
+    start = time.perf_counter()
+    near_search.thread_runner()(sort, items)
+    return {"keys": len(items), "sort_seconds": time.perf_counter() - start}
 
 
 def million(root: Path, sizes: list[int], old_limit: float) -> None:
@@ -277,6 +329,69 @@ def million(root: Path, sizes: list[int], old_limit: float) -> None:
             sys.exit(1)
 
 
+def run_search(base: str, n: int, impl: str, out: str) -> dict:
+    subprocess.run([sys.executable, __file__, "--search-once", base, str(n), impl, out],
+                   check=True, cwd=REPO)  # fmt: skip
+    return dict(np.load(out))
+
+
+def per_doubling(values: list[tuple[int, float]]) -> str:
+    """The last value's ratio to the one before, where that one was at half the size."""
+    if len(values) < 2 or values[-2][0] * 2 != values[-1][0] or not values[-2][1]:
+        return ""
+    return f"{values[-1][1] / values[-2][1]:.2f}x"
+
+
+def search_on_ray(root: Path, sizes: list[int], repeats: int, cpus: int) -> None:
+    """(e): the search, local against Ray, alternated in one run (see the docstring)."""
+    from fercli.util import cpu_description
+
+    median = statistics.median
+    with tempfile.TemporaryDirectory() as tmp:
+        base = f"{tmp}/base.npy"
+        np.save(base, fer_like_bits(root))
+        print(f"\nnear-duplicate search, threshold {THRESHOLD}, FER-like hashes, local (thread "
+              f"pool) against Ray ({cpus}-CPU local cluster); {cpu_description()}; "
+              f"medians of {repeats}; load average {os.getloadavg()[0]:.2f} at start:")  # fmt: skip
+        print("| hashes | pairs | pairs x | keys | local s | x per doubling | Ray s | "
+              "x per doubling | Ray/local | key sorts s | x per doubling | rest s | "
+              "x per doubling | load |")  # fmt: skip
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+              "| ---: | ---: | ---: |")  # fmt: skip
+        series = {name: [] for name in ("pairs", "local", "ray", "sorts", "rest")}
+        same = True
+        for n in sizes:
+            local, ray, loads = [], [], []
+            for r in range(repeats):
+                order = ("sorts", f"ray:{cpus}") if r % 2 == 0 else (f"ray:{cpus}", "sorts")
+                for impl in order:
+                    result = run_search(base, n, impl, f"{tmp}/{impl[:3]}-{n}-{r}.npz")
+                    (local if impl == "sorts" else ray).append(result)
+                    loads.append(float(result["load"]))
+                same &= all(np.array_equal(local[-1][k], ray[-1][k]) for k in "uid i j d".split())
+            sorts = median(float(x["sort_seconds"]) for x in local)
+            figures = {
+                "pairs": len(local[0]["i"]),
+                "local": median(float(x["seconds"]) for x in local),
+                "ray": median(float(x["seconds"]) for x in ray),
+                "sorts": sorts,
+                "rest": median(float(x["seconds"]) - float(x["sort_seconds"]) for x in local),
+            }
+            growth = {}
+            for name, value in figures.items():
+                series[name].append((n, value))
+                growth[name] = per_doubling(series[name])
+            print(f"| {n:,} | {figures['pairs']:,} | {growth['pairs']} | {int(local[0]['keys'])} "
+                  f"| {figures['local']:.2f} | {growth['local']} | {figures['ray']:.2f} | "
+                  f"{growth['ray']} | {figures['ray'] / figures['local']:.2f} | {sorts:.2f} | "
+                  f"{growth['sorts']} | {figures['rest']:.2f} | {growth['rest']} | "
+                  f"{min(loads):.1f}-{max(loads):.1f} |", flush=True)  # fmt: skip
+        print(f"pairs identical, local and Ray: {'yes' if same else 'NO'}; load average "
+              f"{os.getloadavg()[0]:.2f} at the end")  # fmt: skip
+        if not same:
+            sys.exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", help="dataset root [default: ../shared/fer2013]")
@@ -298,6 +413,15 @@ def main() -> None:
         default=60.0,
         help="stop timing the old search after a size where it took longer [default: 60 s]",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="with --search-only: ray times the search local against Ray [default: local]",
+    )
+    parser.add_argument(
+        "--ray-cpus", type=int, default=2, help="CPUs of the local Ray cluster [default: 2]"
+    )
     parser.add_argument("--search-once", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--compare", type=Path, metavar="TREE", help="another fercli checkout")
     parser.add_argument("--check", action="store_true", help="only compare with the reference")
@@ -313,6 +437,8 @@ def main() -> None:
     if args.check:
         sys.exit(1 if check(paths) else 0)
     sizes = [int(n) for n in args.sizes.split(",")]
+    if args.search_only and args.engine == "ray":
+        return search_on_ray(root, sizes, args.repeats, args.ray_cpus)
     if args.search_only:
         return million(root, sizes, args.old_limit)
     print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "
