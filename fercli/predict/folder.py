@@ -304,8 +304,8 @@ def face_stage(root: Path, options: PredictDirOptions, ray):
 
 
 class Route:
-    """The workers decode (with none, this process does) and this process's session
-    predicts: a small folder, and --faces none off the CPU."""
+    """A code path of predict-dir; a route keeps the chunk size and the workers asked for
+    and cuts the images in chunks of that size, unless it says otherwise."""
 
     in_workers = False  # the workers also predict: this process reads only the metadata
 
@@ -328,6 +328,15 @@ class Route:
         return [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def outcomes(self, chunks: list[list[str]]) -> Iterator:
+        """Each chunk's outcome, in order, computed as asked for."""
+        raise NotImplementedError
+
+
+class Here(Route):
+    """The workers decode (with none, this process does) and this process's session
+    predicts: a small folder, and --faces none off the CPU."""
+
+    def outcomes(self, chunks: list[list[str]]) -> Iterator:
         run = self.run
         info = run.onnx.info
         decoded = run.pool.map(partial(decode_chunk, size=info.image_size), run.files(chunks))
@@ -341,6 +350,10 @@ class CpuWorkers(Route):
 
     in_workers = True
 
+    def __init__(self, run: "Pipeline"):
+        super().__init__(run)
+        self.threads: int | None = None  # each worker's onnxruntime threads, once set up
+
     def sizes(self, batch_size: int, workers: int) -> tuple[int, int]:
         return min(batch_size, WORKER_CHUNK), workers
 
@@ -352,7 +365,7 @@ class CpuWorkers(Route):
 
     def started(self, pool: Workers) -> Route:
         # one worker, or none: this process predicts (its chunks as cut for the workers)
-        return self if hasattr(self, "threads") and pool.count > 1 else Route(self.run)
+        return self if self.threads is not None and pool.count > 1 else Here(self.run)
 
     def cut(self, todo: list[str], batch_size: int) -> list[list[str]]:
         return chunked(todo, batch_size, self.run.pool.count)
@@ -385,7 +398,7 @@ class RayFiles(Route):
         run = self.run
         files = [str(run.root / p) for chunk in chunks for p in chunk]
         classes = len(run.onnx.info.classes)
-        return run.ray.predict_chunks(chunks, files, run.model_path, classes, run.actors())
+        return run.ray.predict_chunks(chunks, files, run.model_path, classes, run.actor_settings())
 
 
 class RayFaces(Route):
@@ -400,7 +413,9 @@ class RayFaces(Route):
 
     def outcomes(self, chunks: list[list[str]]) -> Iterator:
         run = self.run
-        return run.ray.face_chunks(chunks, run.root, run.stage.stage, run.model_path, run.actors())
+        return run.ray.face_chunks(
+            chunks, run.root, run.stage.stage, run.model_path, run.actor_settings()
+        )
 
 
 class Pipeline:
@@ -439,28 +454,28 @@ class Pipeline:
         workers = self.workers
         if not self.workers_given and self.small_folder(on_cpu):
             workers = 0  # one session here: cheaper than starting workers (with theirs)
-        route = self.route(cpu_workers=workers > 1 and on_cpu)
+        route = self.pick_route(cpu_workers=workers > 1 and on_cpu)
         batch_size, workers = route.sizes(options.batch_size, workers)
         # One chunk is done in this process; more go to workers, started before onnxruntime.
         n_chunks = -(-len(self.paths) // batch_size)
         workers = min(workers, n_chunks) if n_chunks > 1 else 0
         self.pool = stack.enter_context(closing(Workers(workers, route.setup(workers))))
-        self.path = route.started(self.pool)
+        self.route = route.started(self.pool)
         self.onnx = OnnxModel(
             self.model_path, options.provider, options.threads,
-            metadata_only=self.path.in_workers, chosen=chosen,
+            metadata_only=self.route.in_workers, chosen=chosen,
         )  # fmt: skip
         self.batch_size = batch_size
         self.predict_proba = predictor(self.onnx, batch_size, options.tta)
         return self.onnx
 
-    def route(self, cpu_workers: bool) -> Route:
+    def pick_route(self, cpu_workers: bool) -> Route:
         """The code path of this run (cpu_workers: workers would predict on the CPU)."""
         if self.ray:
             return RayFaces(self) if self.stage else RayFiles(self)
         if self.stage:
             return LocalFaces(self)
-        return CpuWorkers(self) if cpu_workers else Route(self)
+        return CpuWorkers(self) if cpu_workers else Here(self)
 
     def small_folder(self, cpu_workers: bool) -> bool:
         """Whether the folder is small enough to predict here, without workers: fewer than
@@ -490,7 +505,7 @@ class Pipeline:
                 continue
         return True
 
-    def actors(self):
+    def actor_settings(self):
         """How the Ray actors run (fercli.predict.ray.ActorSettings)."""
         options = self.options
         return self.ray.ActorSettings(
@@ -525,8 +540,8 @@ class Pipeline:
         """(chunk of todo, outcome) for every chunk, in order, computed as they are asked
         for: the outcome is (probabilities, {index: reason}), or with faces the stage's
         decoded chunk, for `stage.rows`."""
-        chunks = self.path.cut(todo, self.batch_size)
-        return zip(chunks, self.path.outcomes(chunks))
+        chunks = self.route.cut(todo, self.batch_size)
+        return zip(chunks, self.route.outcomes(chunks))
 
 
 def check_topk(topk: int, classes) -> None:
