@@ -27,7 +27,7 @@
     warm-up search not timed), `--repeats` times; medians, the ratio Ray/local, the time per
     doubling, and the local search split in two: the key sorts alone (the part that does not
     depend on the pairs: n log n per key) and the rest (candidates, pairs and their merge).
-    The pairs must be identical.
+    The pairs must be identical. `--k K` forces the scheme (the same keys at every size).
 
 Every file is read once before timing, so both sides find the files in the OS page cache
 (warm); the script says whether the cache was in fact warm (`fincore`, where present).
@@ -223,6 +223,8 @@ def search_once(base: str, n: int, impl: str, out: str) -> None:
     "ray:CPUS" (on a new local Ray cluster of CPUS CPUs, started and warmed up before the
     timing)."""
     extra = {}
+    impl, _, forced = impl.partition("@")  # "@K": the scheme forced (near_search's k)
+    options = {"k": int(forced)} if forced else {}
     if impl == "old":
         from fercli.data.hashing import near_graph
     elif impl.startswith("ray:"):
@@ -233,11 +235,11 @@ def search_once(base: str, n: int, impl: str, out: str) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    uid, i, j, d = near_graph(hashes, THRESHOLD)
+    uid, i, j, d = near_graph(hashes, THRESHOLD, **options)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if impl == "sorts":
-        extra = key_sorts(hashes)
+        extra = key_sorts(hashes, options.get("k"))
     np.savez(out, uid=uid, i=i, j=j, d=d, seconds=seconds, peak=peak, before=before,
              load=load, **extra)  # fmt: skip
 
@@ -255,14 +257,14 @@ def ray_search(cpus: int):
     return clean_ray.near_graph
 
 
-def key_sorts(hashes) -> dict:
+def key_sorts(hashes, k: int | None = None) -> dict:
     """The local search's key sorts alone (fercli.clean.near_search.packed_keys for every key,
     on the same thread pool), on the distinct hashes as near_graph searches them: the seconds
     and the number of keys."""
     from fercli.clean import near_search
 
     distinct = hashes[np.unique(near_search.pack(hashes)[:, 0], return_index=True)[1]]
-    task, items = near_search.plan(distinct, THRESHOLD)
+    task, items = near_search.plan(distinct, THRESHOLD, k)
     if not isinstance(task, near_search.KeySearch):
         return {"keys": 0, "sort_seconds": 0.0}
     index_bits = max(1, (len(distinct) - 1).bit_length())
@@ -342,16 +344,18 @@ def per_doubling(values: list[tuple[int, float]]) -> str:
     return f"{values[-1][1] / values[-2][1]:.2f}x"
 
 
-def search_on_ray(root: Path, sizes: list[int], repeats: int, cpus: int) -> None:
-    """(e): the search, local against Ray, alternated in one run (see the docstring)."""
+def search_on_ray(root: Path, sizes: list[int], repeats: int, cpus: int, k: int | None) -> None:
+    """(e): the search, local against Ray, alternated in one run (see the docstring); `k`
+    forces the scheme (default: the cost model's choice)."""
     from fercli.util import cpu_description
 
     median = statistics.median
     with tempfile.TemporaryDirectory() as tmp:
         base = f"{tmp}/base.npy"
         np.save(base, fer_like_bits(root))
-        print(f"\nnear-duplicate search, threshold {THRESHOLD}, FER-like hashes, local (thread "
-              f"pool) against Ray ({cpus}-CPU local cluster); {cpu_description()}; "
+        scheme = "the cost model's k" if k is None else f"k = {k} forced"
+        print(f"\nnear-duplicate search, threshold {THRESHOLD}, FER-like hashes, {scheme}, local "
+              f"(thread pool) against Ray ({cpus}-CPU local cluster); {cpu_description()}; "
               f"medians of {repeats}; load average {os.getloadavg()[0]:.2f} at start:")  # fmt: skip
         print("| hashes | pairs | pairs x | keys | local s | x per doubling | Ray s | "
               "x per doubling | Ray/local | key sorts s | x per doubling | rest s | "
@@ -363,9 +367,10 @@ def search_on_ray(root: Path, sizes: list[int], repeats: int, cpus: int) -> None
         for n in sizes:
             local, ray, loads = [], [], []
             for r in range(repeats):
+                forced = "" if k is None else f"@{k}"
                 order = ("sorts", f"ray:{cpus}") if r % 2 == 0 else (f"ray:{cpus}", "sorts")
                 for impl in order:
-                    result = run_search(base, n, impl, f"{tmp}/{impl[:3]}-{n}-{r}.npz")
+                    result = run_search(base, n, impl + forced, f"{tmp}/{impl[:3]}-{n}-{r}.npz")
                     (local if impl == "sorts" else ray).append(result)
                     loads.append(float(result["load"]))
                 same &= all(np.array_equal(local[-1][k], ray[-1][k]) for k in "uid i j d".split())
@@ -422,6 +427,9 @@ def main() -> None:
     parser.add_argument(
         "--ray-cpus", type=int, default=2, help="CPUs of the local Ray cluster [default: 2]"
     )
+    parser.add_argument(
+        "--k", type=int, help="with --engine ray: force near_search's scheme (0: all pairs)"
+    )
     parser.add_argument("--search-once", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--compare", type=Path, metavar="TREE", help="another fercli checkout")
     parser.add_argument("--check", action="store_true", help="only compare with the reference")
@@ -438,7 +446,7 @@ def main() -> None:
         sys.exit(1 if check(paths) else 0)
     sizes = [int(n) for n in args.sizes.split(",")]
     if args.search_only and args.engine == "ray":
-        return search_on_ray(root, sizes, args.repeats, args.ray_cpus)
+        return search_on_ray(root, sizes, args.repeats, args.ray_cpus, args.k)
     if args.search_only:
         return million(root, sizes, args.old_limit)
     print(f"{len(paths):,} images in {root}; {os.cpu_count()} CPU cores; "
