@@ -147,6 +147,8 @@ def test_model_factories_without_image_size_still_work(register_plugin):
     refused in one line, one it runs on (global pooling) is fine."""
     import torch
 
+    from fercli.train.models import create_model
+
     class Plugin:
         @hookimpl
         def register_models(self, register):
@@ -164,12 +166,12 @@ def test_model_factories_without_image_size_still_work(register_plugin):
             register("pooled", pooled)
 
     register_plugin(Plugin(), "old-plugin")
-    assert registry.create("model", "flat", num_classes=3, image_size=48)(
+    assert create_model("flat", num_classes=3, image_size=48)(
         torch.zeros(2, 1, 48, 48)
     ).shape == (2, 3)
     with pytest.raises(PluginError, match=r"'flat' .*48x48 input only.*64x64"):
-        registry.create("model", "flat", num_classes=3, image_size=64)
-    model = registry.create("model", "pooled", num_classes=3, image_size=64)
+        create_model("flat", num_classes=3, image_size=64)
+    model = create_model("pooled", num_classes=3, image_size=64)
     assert model.training and model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
 
 
