@@ -40,6 +40,10 @@ HASH_SIZE = 8
 # sizes). Measured on FER-2013 with 64-bit phash (docs/clean.md, "Near duplicates"): pairs at
 # distance 6 or less are the same photograph; at 8 about half are different people.
 NEAR_THRESHOLD_64 = 6
+# clean: a near-duplicate pair is kept only where its pixels agree this well (normalized
+# cross-correlation over small shifts, scales and turns; docs/near-duplicates.md says how it
+# was chosen)
+VERIFY_THRESHOLD = 0.929
 
 # --- train, evaluate, export -----------------------------------------------------------------
 

@@ -17,13 +17,14 @@ import numpy as np
 
 from fercli.clean.filters import ImageBatch
 from fercli.defaults import BLANK_STD as DEFAULT_BLANK_STD
+from fercli.defaults import HASH, HASH_SIZE
 from fercli.errors import FercliError
 
 
 @dataclass(frozen=True)
 class LeakCheck:
-    hash: str = "phash"
-    hash_size: int = 8
+    hash: str = HASH
+    hash_size: int = HASH_SIZE
     threshold: int | None = None  # None: clean's default for the hash size
     reference: str = "train"  # the split whose faces count as seen
     verify: bool = True  # near duplicates checked on their pixels, as clean does

@@ -30,7 +30,8 @@ of BLOCK pairs on a few threads. No torch.
 
 import numpy as np
 
-DEFAULT_VERIFY_THRESHOLD = 0.929
+from fercli.defaults import VERIFY_THRESHOLD as DEFAULT_VERIFY_THRESHOLD
+
 SIZE = 48
 SCALES = (0.92, 0.96, 1.0, 1.04, 1.08)
 ANGLES = (-4.0, 0.0, 4.0)

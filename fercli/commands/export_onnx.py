@@ -3,6 +3,8 @@
 
 import click
 
+from fercli.defaults import CALIBRATION_IMAGES, OPSET
+
 
 @click.command("export-onnx")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=True))
@@ -12,7 +14,9 @@ import click
     type=click.Path(dir_okay=False),
     help="Output file [default: exports/<run folder>.onnx, -ens<k>/-int8/-fp16 added].",
 )
-@click.option("--opset", default=18, show_default=True, type=click.IntRange(9), help="ONNX opset.")
+@click.option(
+    "--opset", default=OPSET, show_default=True, type=click.IntRange(9), help="ONNX opset."
+)
 @click.option(
     "--quantize",
     type=click.Choice(["int8"]),
@@ -28,7 +32,7 @@ import click
 )
 @click.option(
     "--calibration-images",
-    default=1000,
+    default=CALIBRATION_IMAGES,
     show_default=True,
     type=click.IntRange(16),
     help="Training images that calibrate int8 ranges.",
