@@ -104,9 +104,17 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
     ckpt = load_checkpoint(out / "best.pt")
     model = build_model(ckpt).to(device).to(memory_format=torch.channels_last)
     logits = predict_logits(model, data.x_val, device, dtype)
-    report = classification_report(data.y_val.numpy(), logits.argmax(1).numpy(), data.classes)
+    truth, predicted = data.y_val.numpy(), logits.argmax(1).numpy()
+    report = classification_report(truth, predicted, data.classes)
     metrics = json.loads((out / "metrics.json").read_text())
     metrics.update(val_report=report, elapsed_s=round(elapsed, 1))
+    if data.sources:  # several sources: each one's hold-out on its own too
+        from .sources import source_report
+
+        metrics["val_sources"] = {
+            s.name: source_report(truth[s.val], predicted[s.val], data.classes)
+            for s in data.sources
+        }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     try:
         from fercli import plots
