@@ -86,16 +86,15 @@ def load_sources(config: TrainConfig) -> Data:
     training and validation images concatenated in source order."""
     from fercli import FER_CLASSES
 
-    from .sources import SourceSplit, check_class_folders, load_split_source
+    from .sources import SourceSplit, check_sources, load_split_source
 
+    check_sources(config.sources)  # every source's folders before any decoding
     parts, splits, at_train, at_val = [], [], 0, 0
     for s in config.sources:
         root = Path(s["root"])
         if s.get("split"):
             x_tr, y_tr, x_va, y_va, record = load_split_source(s, config.image_size)
         else:
-            for split in ("train", "val"):
-                check_class_folders(root / split)
             train, x_tr, y_tr, x_va, y_va, where = load_root(root, config, FER_CLASSES, False)
             record = {"file_list_hash": train.file_list_hash, "count": len(train)}
             record["val_source"] = where
@@ -145,7 +144,7 @@ def epoch_pool(labels: torch.Tensor, balance: str, generator: torch.Generator) -
     idx = torch.arange(len(labels))
     if balance == "oversample":
         counts = torch.bincount(labels)
-        floor = int(counts.float().median().item() // 2)
+        floor = int(counts[counts > 0].float().median().item() // 2)  # of the classes it has
         extra = []
         for c, n in enumerate(counts.tolist()):
             if 0 < n < floor:

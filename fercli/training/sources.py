@@ -184,6 +184,16 @@ def check_class_folders(folder: Path) -> None:
             )
 
 
+def check_sources(sources: list[dict]) -> None:
+    """Every source's class folders name FER classes (ROOT/train and ROOT/val, or ROOT
+    itself for a source with a split file)."""
+    for s in sources:
+        root = Path(s["root"])
+        folders = [root] if s.get("split") else [root / "train", root / "val"]
+        for folder in folders:
+            check_class_folders(folder)
+
+
 def load_split_source(source: dict, size: int):
     """A source with a person-split file: (train images, labels, val images, labels,
     record) from its `train` and `val` parts."""
@@ -194,7 +204,6 @@ def load_split_source(source: dict, size: int):
     root, path = Path(source["root"]), source["split"]
     if not root.is_dir():
         raise FercliError(f"no photo folder at {root}: expected {root}/<class>/<image>.")
-    check_class_folders(root)
     split = load_split(path)
     parts = set(split["persons"].values())
     if not {"train", "val"} <= parts:
