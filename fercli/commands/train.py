@@ -3,8 +3,28 @@
 import click
 
 
+class SourceType(click.ParamType):
+    """--data ROOT[:WEIGHT] on the command line; a [[train.data]] table from a config file."""
+
+    name = "ROOT[:WEIGHT]"
+
+    def convert(self, value, param, ctx):
+        from fercli.train.sources import parse_source, source_entry
+
+        return source_entry(value) if isinstance(value, dict) else parse_source(value)
+
+
 @click.command("train")
 @click.argument("data_dir", required=False, type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    type=SourceType(),
+    help="Another data root, sampled with this weight (default 1): each source's share of an "
+    "epoch's samples is its weight over the sum (docs/train.md). Repeatable; DATA_DIR counts "
+    "as one of weight 1. A config file's [[train.data]] tables add name and split.",
+)
 @click.option(
     "--model", default="vgg", show_default=True, help="Registered model name (`fercli plugins`)."
 )
@@ -141,12 +161,17 @@ def train_command(resume, overwrite, **options):
     from fercli.errors import FercliError
     from fercli.progress import say
     from fercli.train import TrainConfig, run_folder, train
+    from fercli.train.sources import is_multi, source_list
 
-    if resume is None and options["data_dir"] is None:
-        raise FercliError("missing DATA_DIR: `fercli train DATA_DIR` (or data_dir in fercli.toml).")
-    config = None
+    given = source_list(options["data_dir"], options.pop("data"))
+    if resume is None and not given:
+        raise FercliError(
+            "missing DATA_DIR: `fercli train DATA_DIR` or --data ROOT (or data_dir in fercli.toml)."
+        )
+    if given:
+        options.update(data_dir=given[0]["root"], sources=given if is_multi(given) else [])
+    config = TrainConfig.from_dict(options) if given else None  # resume: checked against the run
     if not resume:
-        config = TrainConfig.from_dict(options)
         config.out = str(run_folder(config))
     try:
         metrics = train(config, resume=resume, overwrite=overwrite)
@@ -173,3 +198,8 @@ def _summary(metrics: dict) -> None:
         f"{metrics['epochs_run']} epochs in {metrics['elapsed_s'] / 60:.1f} min; "
         f"run folder {metrics['out']}"
     )
+    for name, part in metrics.get("val_sources", {}).items():
+        console.print(
+            f"  source {name}: val accuracy {part['accuracy']:.4f}, macro recall "
+            f"{part['macro_recall']:.4f} ({part['count']} images)"
+        )

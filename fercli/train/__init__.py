@@ -1,6 +1,7 @@
 """The training behind `fercli train`, one concept a module:
 
 config     TrainConfig, the run folder's name
+sources    several data roots (--data ROOT:WEIGHT, [[train.data]]): weights, hold-outs
 device     device, mixed precision, CPU threads, the hardware a run records
 data       the uint8 images and labels, an epoch's order, batched prediction
 optim      optimizer, schedule, augmenters

@@ -40,6 +40,8 @@ class TrainConfig:
     init: str | None = None  # a checkpoint whose weights the model starts from (fine-tuning)
     ema: float = 0.0  # per-step decay of the weights' moving average, which is validated and kept
     augment_options: dict = field(default_factory=dict)
+    # several data roots (fercli.train.sources): [{root, weight, name, split}]; empty: data_dir
+    sources: list = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -11,7 +11,7 @@ from fercli.progress import bar
 
 from . import distributed
 from .config import NORMALIZATION, TrainConfig
-from .data import Data, epoch_indices, epoch_pool
+from .data import Data, data_epoch_indices, data_epoch_pool
 from .teacher import distillation_loss
 
 
@@ -53,10 +53,10 @@ def epoch_batches(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> 
     distributed run the DistributedSampler shuffles (see distributed.local_batches)."""
     world, device, size = parts.world, parts.device, config.batch_size
     if not world.distributed:
-        order = epoch_indices(data.y_train, config.balance, parts.generator).to(device)
+        order = data_epoch_indices(data, config.balance, parts.generator).to(device)
         return [(order[s : s + size], len(order[s : s + size])) for s in range(0, len(order), size)]
     seed = distributed.stream_seed(config.seed, epoch, distributed.POOL)
-    pool = epoch_pool(data.y_train, config.balance, torch.Generator().manual_seed(seed))
+    pool = data_epoch_pool(data, config.balance, torch.Generator().manual_seed(seed))
     plan = distributed.local_batches(len(pool), size, world, config.seed, epoch)
     return [(pool[positions].to(device), n) for positions, n in plan]
 

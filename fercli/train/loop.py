@@ -15,10 +15,10 @@ from fercli.progress import say, settings
 from fercli.train.checkpoint import load_checkpoint, save_checkpoint
 from fercli.train.models import create_model
 
-from . import distributed
+from . import distributed, sources
 from . import epoch as epoch_module
 from .config import NORMALIZATION, RUN_FILES, TrainConfig, run_folder
-from .data import class_weights, epoch_indices, load_data, predict_logits
+from .data import data_class_weights, data_epoch_indices, load_data, predict_logits
 from .device import amp_dtype, default_threads, flush_denormals, hardware, resolve_device
 from .ema import WeightAverage
 from .epoch import Parts, make_augment_generator
@@ -54,7 +54,10 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
     state = None
     if resume:
         state, out = resume_state(resume)
-        config = TrainConfig.from_dict(state["config"])
+        saved = TrainConfig.from_dict(state["config"])
+        if config is not None:  # the data it was given must be the run's
+            sources.refuse_other_sources(saved, config, out)
+        config = saved
     else:
         out = run_folder(config)
         if not overwrite:
@@ -105,13 +108,13 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
     average = WeightAverage(model, config.ema) if config.ema else None  # --resume loads it
     optimizer = make_optimizer(config, model)
     steps = math.ceil(
-        len(epoch_indices(data.y_train, config.balance, torch.Generator())) / config.batch_size
+        len(data_epoch_indices(data, config.balance, torch.Generator())) / config.batch_size
     )
     scheduler = make_scheduler(config, optimizer, steps)
     dtype = amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     weights = (
-        class_weights(data.y_train, num_classes).to(device) if config.balance == "weights" else None
+        data_class_weights(data, num_classes).to(device) if config.balance == "weights" else None
     )
     history: list[dict] = []
     best = {"val_acc": -1.0, "epoch": 0}
@@ -151,8 +154,10 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
         "input_size": config.image_size,
         "teacher": teacher_record,
         "normalization": dict(NORMALIZATION),
-        "config": plain(asdict(config)),
-        "data": {
+        "config": saved_config(config),
+        "data": sources.data_record(config, data)
+        if data.sources
+        else {
             "root": str(Path(config.data_dir).resolve()),
             "file_list_hash": data.train.file_list_hash,
             "count": len(data.train),
@@ -180,6 +185,8 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
             else ""
         )
     )
+    for line in sources.describe(data, config.balance) if data.sources else ():
+        say(line)
     parts = Parts(
         model,
         optimizer,
@@ -202,16 +209,17 @@ def _train(config: TrainConfig | None, resume: str | None, world, overwrite=Fals
     last_epoch = state["epoch"] if state and completed(state, config) else config.num_epochs
     for epoch in range(start_epoch, last_epoch + 1):
         row = epoch_module.train_epoch(parts, data, config, epoch)
-        val_loss, val_acc = validation_scores(kept, data, device, dtype, world)
+        val_loss, val_acc, columns = validation_row(kept, data, device, dtype, world)
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(val_acc)
         row.update(val_loss=round(val_loss, 5), val_acc=round(val_acc, 5))
         if average is not None:  # the last step's weights too: what the average gains
-            row["val_acc_live"] = round(validation_scores(model, data, device, dtype, world)[1], 5)
+            row["val_acc_live"] = round(validation_row(model, data, device, dtype, world)[1], 5)
+        row.update(columns)  # several sources: each one's accuracy and macro recall
         history.append(row)
         improved = val_acc > best["val_acc"]
         if improved:
-            best, stale = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch}, 0
+            best, stale = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch, **columns}, 0
             if world.main:
                 save_checkpoint(
                     out / "best.pt",
@@ -299,6 +307,28 @@ def validation_scores(model, data, device, dtype, world) -> tuple[float, float]:
     logits = validation_logits(model, data, device, dtype, world)
     accuracy = (logits.argmax(1) == data.y_val).float().mean().item()
     return F.cross_entropy(logits, data.y_val).item(), accuracy
+
+
+def validation_row(model, data, device, dtype, world) -> tuple[float, float, dict]:
+    """The validation loss (over every validation image), the accuracy that picks best.pt
+    and the per-source history columns. One source: its accuracy, no columns; several: the
+    mean over sources of their accuracy, and each one's accuracy and macro recall
+    (fercli.train.sources.source_scores)."""
+    logits = validation_logits(model, data, device, dtype, world)
+    loss = F.cross_entropy(logits, data.y_val).item()
+    if not data.sources:
+        return loss, (logits.argmax(1) == data.y_val).float().mean().item(), {}
+    accuracy, columns = sources.source_scores(logits, data)
+    return loss, accuracy, columns
+
+
+def saved_config(config: TrainConfig) -> dict:
+    """The resolved options as checkpoints keep them; `sources` only where there are several
+    (a single-root run's record stays as it was)."""
+    values = plain(asdict(config))
+    if not values.get("sources"):
+        values.pop("sources", None)
+    return values
 
 
 def validation_logits(model, data, device, dtype, world) -> torch.Tensor:

@@ -43,7 +43,7 @@ def completed(state: dict, config: TrainConfig) -> bool:
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporary files of writes that a killed run left behind (the targets are intact)."""
-    from fercli.metrics import plots
+    from fercli.metrics.classification import plots
 
     for name in RUN_FILES + plots.RUN_PLOTS:
         for tmp in out.glob(f".{name}.*.tmp"):
@@ -98,18 +98,26 @@ def write_logs(out: Path, history, best, meta, elapsed) -> None:
 
 def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> dict:
     """Final validation report of the best checkpoint, plots, metrics.json."""
-    from fercli.metrics.classification import classification_report
+    from fercli.metrics.classification.classification import classification_report
     from fercli.train.checkpoint import build_model
 
     ckpt = load_checkpoint(out / "best.pt")
     model = build_model(ckpt).to(device).to(memory_format=torch.channels_last)
     logits = predict_logits(model, data.x_val, device, dtype)
-    report = classification_report(data.y_val.numpy(), logits.argmax(1).numpy(), data.classes)
+    truth, predicted = data.y_val.numpy(), logits.argmax(1).numpy()
+    report = classification_report(truth, predicted, data.classes)
     metrics = json.loads((out / "metrics.json").read_text())
     metrics.update(val_report=report, elapsed_s=round(elapsed, 1))
+    if data.sources:  # several sources: each one's hold-out on its own too
+        from .sources import source_report
+
+        metrics["val_sources"] = {
+            s.name: source_report(truth[s.val], predicted[s.val], data.classes)
+            for s in data.sources
+        }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     try:
-        from fercli.metrics import plots
+        from fercli.metrics.classification import plots
 
         plots.training_plots(out, history, report, data)
     except ImportError:
