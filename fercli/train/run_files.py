@@ -98,7 +98,7 @@ def write_logs(out: Path, history, best, meta, elapsed) -> None:
 
 def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> dict:
     """Final validation report of the best checkpoint, plots, metrics.json."""
-    from fercli.metrics.classification.classification import classification_report
+    from fercli.metrics.classification import classification_report
     from fercli.train.checkpoint import build_model
 
     ckpt = load_checkpoint(out / "best.pt")
