@@ -43,7 +43,7 @@ def completed(state: dict, config: TrainConfig) -> bool:
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporary files of writes that a killed run left behind (the targets are intact)."""
-    from fercli.metrics.classification import plots
+    from fercli.metrics import plots
 
     for name in RUN_FILES + plots.RUN_PLOTS:
         for tmp in out.glob(f".{name}.*.tmp"):
@@ -117,7 +117,7 @@ def finish_run(out: Path, data: Data, device, dtype, best, history, elapsed) -> 
         }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     try:
-        from fercli.metrics.classification import plots
+        from fercli.metrics import plots
 
         plots.training_plots(out, history, report, data)
     except ImportError:

@@ -64,8 +64,8 @@ def test_yunet_is_the_default_detector_everywhere():
         (score,) = [p for p in command.params if p.name == "min_face_score"]
         (size,) = [p for p in command.params if p.name == "min_face_size"]
         assert score.default is None and size.default == DEFAULT_MIN_FACE_SIZE
-    assert predict.predict_dir.__kwdefaults__["detector"] == DEFAULT_DETECTOR
-    assert predict.predict_dir.__kwdefaults__["min_face_score"] is None
+    assert predict.PredictDirOptions().detector == DEFAULT_DETECTOR
+    assert predict.PredictDirOptions().min_face_score is None
     assert api.DEFAULT_DETECTOR == DEFAULT_DETECTOR
     assert inspect.signature(api.Predictor).parameters["detector"].default == DEFAULT_DETECTOR
     assert inspect.signature(evaluation.evaluate_part).parameters["detector"].default == "yunet"
