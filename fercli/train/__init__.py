@@ -10,7 +10,9 @@ run_files  checkpoint state for --resume, history, metrics, the final report
 distributed  several processes under torchrun (DDP)
 teacher    distillation: the teacher's cached targets and the tempered KL
 ema        the weights' exponential moving average (--ema)
-loop       train(): a run from start or resume to its report
+start      a run set up: folder and config (or --resume's), data, teacher, model, optimizer,
+           schedule, EMA, the resumed state
+loop       train(): a run from start or resume to its report: epochs, stopping, report
 models     the network architectures; checkpoint: the checkpoint format
 augment    the batch augmentations; model_cost: multiply-accumulates and parameters
 model_listing  what `fercli models` reports (no torch unless costs are asked)

@@ -83,95 +83,143 @@ def mix_distillation(label_loss, logits, teacher, mix, config: TrainConfig):
 
 
 def train_epoch(parts: Parts, data: Data, config: TrainConfig, epoch: int) -> dict:
-    world = parts.world
-    if world.distributed:
+    """One epoch of steps over this process's batches; its history row (the training loss
+    and accuracy over all processes, the learning rate, the speed)."""
+    if parts.world.distributed:
         reseed(parts, config.seed, epoch)
-    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
-    generator, device, dtype, weights = parts.generator, parts.device, parts.dtype, parts.weights
-    scaler = parts.scaler
-    model.train()
+    parts.model.train()
     batches = epoch_batches(parts, data, config, epoch)
-    # Running sums stay on the device (float64, so a CPU run's figures are unchanged) and are
-    # read for the progress bar every `sync_every` steps: each read waits for the GPU.
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen = seen_all = reported = 0  # this process's images; all processes' (the bar's)
-    sync_every = 25 if device.type == "cuda" else 1
-    t0 = time.perf_counter()
+    tally = Tally(parts.device)
     per_step = isinstance(
-        scheduler, (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CosineAnnealingLR)
+        parts.scheduler,
+        (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CosineAnnealingLR),
     )
     with bar(
         sum(n for _, n in batches), f"epoch {epoch}/{config.num_epochs}", ("loss", "acc", "img_s")
     ) as progress:
         for step, (idx, n_all) in enumerate(batches, 1):
-            xb = parts.x_train[idx].float().div_(255.0)
-            for aug in parts.augmenters:
-                xb = aug(xb, parts.augment_generator)
-            xb = (xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]
-            xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = parts.y_train[idx]
-            mix = None
-            if config.mixup > 0:
-                lam = float(
-                    np.random.default_rng(
-                        int(torch.randint(2**31, (1,), generator=generator))
-                    ).beta(config.mixup, config.mixup)
-                )
-                perm = torch.randperm(len(idx), generator=generator).to(device)
-                xb = lam * xb + (1 - lam) * xb[perm]
-                mix = (perm, lam)
-            with torch.autocast(
-                device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
-            ):
-                logits = model(xb)
-            logits = logits.float()
-            loss = F.cross_entropy(
-                logits, yb, weight=weights, label_smoothing=config.label_smoothing
-            )
-            if mix:
-                perm, lam = mix
-                loss = lam * loss + (1 - lam) * F.cross_entropy(
-                    logits, yb[perm], weight=weights, label_smoothing=config.label_smoothing
-                )
-            if parts.batch_teacher is not None:  # it saw the mixed images: no mixing of its terms
-                loss = mix_distillation(loss, logits, parts.batch_teacher(xb), None, config)
-            elif parts.teacher is not None:
-                loss = mix_distillation(loss, logits, parts.teacher[idx], mix, config)
-            n = len(idx)
-            # DDP averages the processes' gradients; weighting each by its share of the global
-            # batch makes that the gradient of the global batch's mean loss.
-            scale = n * world.size / n_all if world.distributed else None
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss * scale if scale else loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if parts.average is not None:
-                parts.average.update(distributed.unwrap(model))
-            if per_step:
-                scheduler.step()
-            total_loss += loss.detach().double() * n
-            correct += (logits.argmax(1) == yb).sum()
-            seen += n
-            seen_all += n_all
-            if step % sync_every == 0 or step == len(batches):
-                rate = seen_all / (time.perf_counter() - t0)
-                progress.advance(
-                    seen_all - reported,
-                    loss=f"{total_loss.item() / seen:.3f}",
-                    acc=f"{correct.item() / seen:.3f}",
-                    img_s=f"{rate:.0f}",
-                )
-                reported = seen_all
-    loss_sum, hits, seen = distributed.sum_all(
-        [total_loss.item(), correct.item(), seen], world, device
+            loss, logits, yb = train_step(parts, config, idx, n_all, per_step)
+            tally.add(loss, logits, yb, len(idx), n_all)
+            if step % tally.sync_every == 0 or step == len(batches):
+                tally.show(progress)
+    return tally.row(parts, epoch)
+
+
+class Tally:
+    """An epoch's running loss, hits and image counts. The sums stay on the device (float64,
+    so a CPU run's figures are unchanged) and are read for the progress bar every
+    `sync_every` steps: each read waits for the GPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = self.seen_all = self.reported = 0  # this process's images; all processes'
+        self.sync_every = 25 if device.type == "cuda" else 1
+        self.t0 = time.perf_counter()
+
+    def add(self, loss, logits, yb, n: int, n_all: int) -> None:
+        self.total_loss += loss.detach().double() * n
+        self.correct += (logits.argmax(1) == yb).sum()
+        self.seen += n
+        self.seen_all += n_all
+
+    def show(self, progress) -> None:
+        """The bar advanced to all processes' images so far (this process's running loss
+        and accuracy)."""
+        rate = self.seen_all / (time.perf_counter() - self.t0)
+        progress.advance(
+            self.seen_all - self.reported,
+            loss=f"{self.total_loss.item() / self.seen:.3f}",
+            acc=f"{self.correct.item() / self.seen:.3f}",
+            img_s=f"{rate:.0f}",
+        )
+        self.reported = self.seen_all
+
+    def row(self, parts: Parts, epoch: int) -> dict:
+        """The epoch's history row, its sums over all processes."""
+        loss_sum, hits, seen = distributed.sum_all(
+            [self.total_loss.item(), self.correct.item(), self.seen], parts.world, self.device
+        )
+        seconds = time.perf_counter() - self.t0
+        return {
+            "epoch": epoch,
+            "train_loss": round(loss_sum / seen, 5),
+            "train_acc": round(hits / seen, 5),
+            "lr": parts.optimizer.param_groups[0]["lr"],
+            "images_per_s": round(seen / seconds, 1),
+            "seconds": round(seconds, 2),
+        }
+
+
+def train_step(parts: Parts, config: TrainConfig, idx, n_all: int, per_step: bool):
+    """One optimizer step on the images `idx` (of a global batch of `n_all`): (loss, logits,
+    labels)."""
+    xb = batch_images(parts, idx)
+    yb = parts.y_train[idx]
+    xb, mix = mixup(parts, config, xb)
+    with torch.autocast(
+        parts.device.type, dtype=parts.dtype or torch.bfloat16, enabled=parts.dtype is not None
+    ):
+        logits = parts.model(xb)
+    logits = logits.float()
+    loss = batch_loss(parts, config, logits, yb, mix)
+    if parts.batch_teacher is not None:  # it saw the mixed images: no mixing of its terms
+        loss = mix_distillation(loss, logits, parts.batch_teacher(xb), None, config)
+    elif parts.teacher is not None:
+        loss = mix_distillation(loss, logits, parts.teacher[idx], mix, config)
+    step(parts, loss, len(idx), n_all, per_step)
+    return loss, logits, yb
+
+
+def batch_images(parts: Parts, idx) -> torch.Tensor:
+    """The images `idx` as float, augmented, normalized, channels-last."""
+    xb = parts.x_train[idx].float().div_(255.0)
+    for aug in parts.augmenters:
+        xb = aug(xb, parts.augment_generator)
+    xb = (xb - NORMALIZATION["mean"]) / NORMALIZATION["std"]
+    return xb.contiguous(memory_format=torch.channels_last)
+
+
+def mixup(parts: Parts, config: TrainConfig, xb: torch.Tensor):
+    """--mixup: (the batch mixed with a permutation of itself, (permutation, lambda)); the
+    batch as it is and None when off."""
+    if not config.mixup > 0:
+        return xb, None
+    generator = parts.generator
+    lam = float(
+        np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator))).beta(
+            config.mixup, config.mixup
+        )
     )
-    seconds = time.perf_counter() - t0
-    return {
-        "epoch": epoch,
-        "train_loss": round(loss_sum / seen, 5),
-        "train_acc": round(hits / seen, 5),
-        "lr": optimizer.param_groups[0]["lr"],
-        "images_per_s": round(seen / seconds, 1),
-        "seconds": round(seconds, 2),
-    }
+    perm = torch.randperm(len(xb), generator=generator).to(parts.device)
+    return lam * xb + (1 - lam) * xb[perm], (perm, lam)
+
+
+def batch_loss(parts: Parts, config: TrainConfig, logits, yb, mix) -> torch.Tensor:
+    """The labels' cross-entropy (class weights, label smoothing); with mixup, both labels'
+    weighted by lambda."""
+    loss = F.cross_entropy(logits, yb, weight=parts.weights, label_smoothing=config.label_smoothing)
+    if mix:
+        perm, lam = mix
+        loss = lam * loss + (1 - lam) * F.cross_entropy(
+            logits, yb[perm], weight=parts.weights, label_smoothing=config.label_smoothing
+        )
+    return loss
+
+
+def step(parts: Parts, loss, n: int, n_all: int, per_step: bool) -> None:
+    """Backward and optimizer step (through the scaler), the weight average's update and a
+    per-step schedule's step."""
+    world = parts.world
+    # DDP averages the processes' gradients; weighting each by its share of the global
+    # batch makes that the gradient of the global batch's mean loss.
+    scale = n * world.size / n_all if world.distributed else None
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss * scale if scale else loss).backward()
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    if parts.average is not None:
+        parts.average.update(distributed.unwrap(parts.model))
+    if per_step:
+        parts.scheduler.step()
