@@ -33,6 +33,8 @@ order: by (i, j)), which this module replaces in fercli.clean.duplicates.
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import combinations
 from math import comb
 
@@ -41,6 +43,10 @@ import numpy as np
 from fercli.data.hashing import pack, popcount
 
 EMPTY = np.zeros(0, np.int64)
+# The runner for searches that name none, in this context: `fercli clean --engine ray` sets
+# Ray's (fercli.clean.ray.ray_runner) for its filters' search (`searching_with`); None: the
+# thread pool.
+RUNNER: ContextVar = ContextVar("near_search_runner", default=None)
 # Runs of equal keys longer than this are compared as blocks of a matrix, not offset by offset.
 LONG_RUN = 64
 # Cost model (seconds), measured on a 2-core AMD EPYC: per row per key (mask, sort, gathers)
@@ -372,7 +378,7 @@ def near_pairs(
     if n < 2:
         return EMPTY, EMPTY, EMPTY[:0].astype(np.uint8)
     task, items = plan(bits, threshold, k)
-    parts = (runner or thread_runner(workers))(task, items)
+    parts = (runner or RUNNER.get() or thread_runner(workers))(task, items)
     if parts is None or len(parts) != len(items):
         got = "nothing" if parts is None else f"{len(parts)} parts"
         raise RuntimeError(f"the near-duplicate search's runner returned {got} for {len(items)}")
@@ -396,3 +402,13 @@ def near_graph(bits: np.ndarray, threshold: int, **options):
         )
     i, j, d = near_pairs(bits[first], threshold, **options)
     return inverse.ravel().astype(np.int64), i, j, d
+
+
+@contextmanager
+def searching_with(runner):
+    """Within the block, searches that name no runner use `runner` (None: the thread pool)."""
+    token = RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        RUNNER.reset(token)

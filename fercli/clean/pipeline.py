@@ -21,6 +21,7 @@ import numpy as np
 
 from fercli import registry
 from fercli.clean.filters import UNREADABLE, Flag, ImageBatch, is_unreadable
+from fercli.clean.near_search import searching_with
 from fercli.data.dataset import QUARANTINE_DIR, class_names, find_splits, map_chunks, scan_split
 from fercli.data.hashing import preload
 from fercli.data.images import IMAGE_SIZE, ImageError, load_with_pixels
@@ -264,6 +265,8 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
     with ExitStack() as stack:
         if settings.engine == "ray":
             stack.enter_context(ray_engine.cluster(settings.ray_address))
+            # the near-duplicate search's keys become Ray tasks too; the driver merges pairs
+            stack.enter_context(searching_with(ray_engine.ray_runner()))
             chunks = _scan_on_ray(full, specs, settings.actors)
         else:
             preload([kind for kind, _ in specs])
@@ -276,11 +279,11 @@ def run_clean(root, settings: CleanSettings | None = None) -> CleanResult:
                 if error is not None and is_unreadable(error):
                     unreadable[paths[first + i]] = error[len(UNREADABLE) :]
             flags += _check_chunk(filters, first, decoded, paths, file_splits, labels)
-    groups, verification = [], {}
-    for name, flt in filters:
-        flags += [replace(f, filter=name) for f in _call(name, flt.finish)]
-        groups += getattr(flt, "groups", [])
-        verification.update(getattr(flt, "verification", None) or {})
+        groups, verification = [], {}
+        for name, flt in filters:  # on the cluster still, with --engine ray
+            flags += [replace(f, filter=name) for f in _call(name, flt.finish)]
+            groups += getattr(flt, "groups", [])
+            verification.update(getattr(flt, "verification", None) or {})
     if unreadable:  # no filter's flag moves a file that could not be read (a plugin's neither)
         flags = [f for f in flags if f.path not in unreadable]
     used = {name: _describe(flt) for name, flt in filters}

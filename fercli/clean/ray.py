@@ -109,12 +109,7 @@ def near_pairs(bits: np.ndarray, threshold: int, k: int | None = None, tasks: in
 
 def near_graph(bits: np.ndarray, threshold: int, k: int | None = None, tasks: int | None = None):
     """fercli.clean.near_search.near_graph (hash id of each row, i, j, distance) with the
-    search on Ray (see near_pairs): the same result as the local one. The entry point for
-    `fercli clean --engine ray`: fercli.clean.duplicates.find_duplicates (group_around_kept,
-    group_verified) calls this instead of near_search.near_graph when engine == "ray",
-    inside a `cluster(address)` block:
-
-        with cluster(ray_address):
-            uid, i, j, d = fercli.clean.ray.near_graph(bits, threshold)
-    """
+    search on Ray (see near_pairs): the same result as the local one, on the cluster joined
+    with `cluster()`. `fercli clean --engine ray` gets the same through ray_runner, which the
+    pipeline sets for its filters' searches (fercli.clean.near_search.searching_with)."""
     return near_search.near_graph(bits, threshold, k=k, runner=ray_runner(tasks))

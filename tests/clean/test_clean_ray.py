@@ -1,7 +1,7 @@
 """clean --engine ray: on a local Ray cluster (2 CPUs, no dashboard, a small object store)
 the synthetic dataset's planted duplicates, blanks and corrupt file are flagged exactly as the
 local engine flags them (the JSON reports are the same but for the timing and the report's
-own path); a missing extra is one line. Skipped where Ray is not installed."""
+own path), the near-duplicate search's keys run as Ray tasks; a missing extra is one line. Skipped where Ray is not installed."""
 
 import json
 import sys
@@ -24,9 +24,17 @@ def test_ray_engine_flags_what_the_local_engine_flags(
     run_cli,
     monkeypatch,
 ):
+    from fercli.clean import ray as clean_ray
     from fercli.data import dataset
 
     monkeypatch.setattr(dataset, "CHUNK", 100)  # several Ray batches, regrouped (local: 512)
+    searched = []  # the near-duplicate search's tasks, run on the cluster
+
+    def run_tasks(task, items, tasks=None, _run=clean_ray.run_tasks):
+        searched.append(len(items))
+        return _run(task, items, tasks=tasks)
+
+    monkeypatch.setattr(clean_ray, "run_tasks", run_tasks)
     local = run_cli("clean", synth_root, "--report", tmp_path / "local.json", "--workers", 1)
     assert local.exit_code == 0, local.output
     ray = run_cli(
@@ -34,6 +42,7 @@ def test_ray_engine_flags_what_the_local_engine_flags(
         "--actors", 2,
     )  # fmt: skip
     assert ray.exit_code == 0, ray.output
+    assert searched and sum(searched) > 0  # the dedup filter's search ran as Ray tasks
     expected, got = _report(tmp_path / "local.json"), _report(tmp_path / "ray.json")
     assert got == expected
     per_filter = expected["summary"]["flagged"]["per_filter"]
