@@ -1,7 +1,8 @@
 """clean --engine ray: on a local Ray cluster (2 CPUs, no dashboard, a small object store)
 the synthetic dataset's planted duplicates, blanks and corrupt file are flagged exactly as the
 local engine flags them (the JSON reports are the same but for the timing and the report's
-own path), the near-duplicate search's keys run as Ray tasks; a missing extra is one line. Skipped where Ray is not installed."""
+own path), the near-duplicate search's keys run as Ray tasks; a missing extra is one line.
+Skipped where Ray is not installed."""
 
 import json
 import sys
