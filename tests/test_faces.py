@@ -605,6 +605,7 @@ def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monk
 
     faces = synth_faces(2, seed=3)
     model = OnnxModel(bundled_path("fast"), "cpu")
+    real = images.open_raw
     for placed, full_decodes in (
         ([Placed(faces[0], 900, 960, 900)], 0),
         ([Placed(faces[0], 900, 960, 900), Placed(faces[1], 2000, 900, 160)], 1),
@@ -612,8 +613,7 @@ def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monk
         path = tmp_path / f"scene{len(placed)}.jpg"
         scene(2560, 1920, placed).convert("RGB").save(path, quality=92)
         calls = []
-        real = images.open_raw
-        monkeypatch.setattr(predict_faces, "open_raw", lambda p: calls.append(p) or real(p))
+        monkeypatch.setattr(predict_faces, "open_raw", lambda p, c=calls: c.append(p) or real(p))
         drafted, crops = predict_faces.find_faces(path, "detect", "yunet", 48, None)
         assert len(calls) == full_decodes
         monkeypatch.setattr(predict_faces, "open_scaled", lambda p, side: (real(p), 1))
