@@ -373,9 +373,9 @@ def split_one(path, c: Contender, model) -> dict[str, float]:
     t1 = time.perf_counter()
     faces = c.find(rgb)
     t2 = time.perf_counter()
-    if scale > 1 and not from_draft(faces, scale, model.info.image_size):
-        im, faces, scale = upright(open_raw(path)), [f.scaled(scale) for f in faces], 1
     faces = kept([f.scaled(scale) for f in faces], c.min_score, c.min_size)
+    if faces and not from_draft(faces, scale, model.info.image_size):
+        im, scale = upright(open_raw(path)), 1
     gray = to_gray(im)
     crops = [align(gray, f.scaled(1 / scale), model.info.image_size) for f in faces]
     t3 = time.perf_counter()

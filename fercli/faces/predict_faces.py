@@ -163,7 +163,8 @@ DRAFT_ALIGN_SAMPLES = 4
 
 
 def from_draft(faces: list[Face], scale: int, size: int) -> bool:
-    """Whether faces found in a picture decoded at 1/scale can be cut from that decode."""
+    """Whether faces (in the stored picture's pixels) found in a picture decoded at 1/scale
+    can be cut from that decode."""
     return scale == 1 or all(framing(f)[2] / scale >= DRAFT_ALIGN_SAMPLES * size for f in faces)
 
 
@@ -194,13 +195,12 @@ def faces_in(
     found = get_detector()
     faces = detect_scaled(found, colour_of(im), max_side)
     if scale > 1:
-        if not from_draft(faces, scale, size):
-            im = turned(full())
-            faces, scale = [f.scaled(scale) for f in faces], 1
         faces = [f.scaled(scale) for f in faces]  # the stored picture's pixels
     faces = keep(faces, detector=found)
     if not faces:
         return Found(faces=faces), None
+    if not from_draft(faces, scale, size):  # only the faces kept count
+        im, scale = turned(full()), 1
     gray = to_gray(im)
     crops = np.stack([align(gray, f.scaled(1 / scale) if scale > 1 else f, size) for f in faces])
     return Found(faces=faces), crops
