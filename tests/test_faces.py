@@ -598,8 +598,9 @@ def test_open_scaled_decodes_a_large_jpeg_at_a_dct_scale(tmp_path):
 def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monkeypatch):
     """A 2560x1920 JPEG with a large and a small face: decoded at half size for the search
     (YuNet's 1024-pixel copy), the boxes in the stored picture's pixels within 2% of the
-    face's size of those of a full decode, the crops close; with only the large face the
-    crop comes from the draft decode, with the small one too, from a full decode."""
+    face's size of those of a full decode, the crops close and cut from a full decode (one
+    more decode), the labels the same; from_draft would cut the large face alone from the
+    draft decode at 4 samples per input pixel."""
     from fercli import images
     from fercli.bundled import bundled_path
     from fercli.faces import predict_faces
@@ -609,7 +610,7 @@ def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monk
     model = OnnxModel(bundled_path("fast"), "cpu")
     real = images.open_raw
     for placed, full_decodes in (
-        ([Placed(faces[0], 900, 960, 900)], 0),
+        ([Placed(faces[0], 900, 960, 900)], 1),
         ([Placed(faces[0], 900, 960, 900), Placed(faces[1], 2000, 900, 160)], 1),
     ):
         path = tmp_path / f"scene{len(placed)}.jpg"
@@ -622,6 +623,8 @@ def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monk
         whole, full_crops = predict_faces.find_faces(path, "detect", "yunet", 48, None)
         monkeypatch.undo()
         assert len(drafted.faces) == len(whole.faces) == len(placed)
+        assert predict_faces.from_draft(drafted.faces, 2, 48, 4) == (len(placed) == 1)
+        assert not predict_faces.from_draft(drafted.faces, 2, 48)
         for a, b in zip(drafted.faces, whole.faces):
             side = b.box[2] - b.box[0]
             assert np.abs(np.subtract(a.box, b.box)).max() < 0.02 * side
