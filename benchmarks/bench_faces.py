@@ -34,7 +34,9 @@ does not need; the bench extra) are installed, and skipped in one line elsewhere
     two in couple.jpg).
 (4) time per photo: the photos resized to 0.3, 2 and 12 megapixels (JPEG, quality 90), one
     process, one photo at a time: decode (open, EXIF turn, grey and colour copies), detect,
-    align (the 48x48 faces), model (the bundled model on each photo's faces); medians over
+    align (the 48x48 faces), model (the bundled model on each photo's faces), as
+    predict-dir's workers run them (a large JPEG decoded at a DCT scale no smaller than the
+    detector's search side: fercli.data.images.open_scaled); medians over
     the photos of the best of --repeats rounds; ratios against MTCNN.
 (5) end to end: fercli.predict.folder.predict_dir(faces="detect", detector=...) with its default
     workers on --copies copies of the photos at their own sizes, from files to the finished
@@ -351,23 +353,31 @@ def Image_lanczos():  # noqa: N802
 
 
 def split_one(path, c: Contender, model) -> dict[str, float]:
-    """One photo as a predict-dir worker reads it (fercli.predict.faces.faces_in),
-    timed apart: decode, detect (with the defaults' filter), align, model."""
+    """One photo as a predict-dir worker reads it (fercli.predict.faces.read_faces and
+    faces_in), timed apart: decode (a large JPEG at the DCT scale open_scaled picks for the
+    detector's search side, EXIF turn, the detector's picture), detect (with the defaults'
+    filter, boxes in the stored picture's pixels), align (the grey copy, a full decode where
+    a face is too small to cut from a DCT-scaled one, the 48x48 faces), model."""
     import numpy as np
-    from PIL import ImageOps
 
-    from fercli.data.images import open_raw, to_gray
+    from fercli.data.images import open_raw, open_scaled, to_gray, upright
     from fercli.faces.align import align
-    from fercli.predict.faces import colour
+    from fercli.faces.detect import search_side
+    from fercli.predict.faces import colour_of, from_draft
 
     t0 = time.perf_counter()
-    im = ImageOps.exif_transpose(open_raw(path))
-    gray = to_gray(im)
-    rgb = colour(im, gray)
+    side = None if c.name == "fer" else search_side(c.detector)
+    raw, scale = open_scaled(path, side)
+    im = upright(raw)
+    rgb = colour_of(im)
     t1 = time.perf_counter()
-    faces = kept(c.find(rgb), c.min_score, c.min_size)
+    faces = c.find(rgb)
     t2 = time.perf_counter()
-    crops = [align(gray, f, model.info.image_size) for f in faces]
+    faces = kept([f.scaled(scale) for f in faces], c.min_score, c.min_size)
+    if faces and not from_draft(faces, scale, model.info.image_size):
+        im, scale = upright(open_raw(path)), 1
+    gray = to_gray(im)
+    crops = [align(gray, f.scaled(1 / scale), model.info.image_size) for f in faces]
     t3 = time.perf_counter()
     if crops:
         model.predict_proba(np.stack(crops))

@@ -6,12 +6,14 @@ then predicted with the bundled model, against the same faces predicted as they 
     python scripts/faces_roundtrip_fer.py ../shared/fer2013 --per-class 100
 
 Each face is scaled 4x (bicubic), turned by a random angle in [-max-angle, max-angle]
-degrees and pasted at a random place into a 400x400 grey picture with noise; MTCNN runs on
-it as `predict-dir --faces detect` does, the face nearest to the pasted place is aligned
-(fercli.faces.align) and predicted. Printed: how many faces were found, the accuracy of
-the original 48x48 images (all, and those found), and the accuracy after detection and
-alignment (those found; NaN when none is); the same two on the leak-free faces, those
-with no near duplicate in train (fercli.clean.leakage, as `fercli evaluate --leak-free`).
+degrees and pasted at a random place into a 400x400 grey picture with noise; the detector
+(--detector: the default one, YuNet, unless given) runs on it as `predict-dir --faces
+detect` runs it (its copy at most its max_side long, its default --min-face-score), the
+face nearest to the pasted place is aligned (fercli.faces.align) and predicted. Printed:
+how many faces were found, the accuracy of the original 48x48 images (all, and those
+found), and the accuracy after detection and alignment (those found; NaN when none is); the
+same two on the leak-free faces, those with no near duplicate in train (fercli.clean.leakage, as
+`fercli evaluate --leak-free`).
 """
 
 import argparse
@@ -27,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fercli.clean.leakage import leaked_paths  # noqa: E402
 from fercli.faces.align import align  # noqa: E402
-from fercli.faces.mtcnn import MTCNN  # noqa: E402
+from fercli.faces.detect import DEFAULT_DETECTOR, detect_scaled  # noqa: E402
 from fercli.predict.bundled import bundled_path  # noqa: E402
+from fercli.predict.faces import detector as make_detector  # noqa: E402
+from fercli.predict.faces import keep_faces  # noqa: E402
 from fercli.predict.onnx_model import OnnxModel  # noqa: E402
 
 
@@ -43,11 +47,14 @@ def main() -> None:
         default="accurate",
         help="bundled model (fast, accurate) [accurate: the documented figures]",
     )
+    parser.add_argument(
+        "--detector", default=DEFAULT_DETECTOR, help=f"face detector [{DEFAULT_DETECTOR}]"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     model = OnnxModel(bundled_path(args.model), "cpu")
     classes = list(model.info.classes)
-    detector = MTCNN()
+    detector = make_detector(args.detector)
     leaked = leaked_paths(args.fer2013)
     originals, crops, labels, found, clean = [], [], [], [], []
     start = time.perf_counter()
@@ -62,7 +69,7 @@ def main() -> None:
             x, y = (int(v) for v in rng.integers(0, 400 - big.width, 2))
             picture.paste(big, (x, y), mask)
             cx, cy = x + big.width / 2, y + big.height / 2
-            faces = detector.detect([np.asarray(picture)])[0]
+            faces = keep_faces(detect_scaled(detector, picture), detector=detector)
             near = [
                 f
                 for f in faces
@@ -79,6 +86,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "detector": args.detector,
                 "faces": len(labels),
                 "found": int(found.sum()),
                 "max_angle": args.max_angle,

@@ -166,9 +166,10 @@ def test_model_factories_without_image_size_still_work(register_plugin):
             register("pooled", pooled)
 
     register_plugin(Plugin(), "old-plugin")
-    assert create_model("flat", num_classes=3, image_size=48)(
-        torch.zeros(2, 1, 48, 48)
-    ).shape == (2, 3)
+    assert create_model("flat", num_classes=3, image_size=48)(torch.zeros(2, 1, 48, 48)).shape == (
+        2,
+        3,
+    )
     with pytest.raises(PluginError, match=r"'flat' .*48x48 input only.*64x64"):
         create_model("flat", num_classes=3, image_size=64)
     model = create_model("pooled", num_classes=3, image_size=64)

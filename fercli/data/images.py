@@ -49,13 +49,53 @@ def open_raw(path: str | Path) -> Image.Image:
     """Open and fully decode an image exactly as stored (own mode and size, no EXIF turn).
 
     Refuses decompression bombs; raises ImageError with the decoder's reason."""
+    return open_scaled(path, None)[0]
+
+
+# A DCT-scaled decode (open_scaled) may be this much shorter than asked: a 4000x3000 photo
+# is then decoded at 1/4, 1000x750, for a 1024-pixel search, not at 1/2, 2000x1500, only to
+# be shrunk to 1024x768 (2% fewer pixels across than that copy).
+DRAFT_SLACK = 0.95
+
+
+def draft_scale(size: tuple[int, int], min_side: int | None) -> tuple[int, int] | None:
+    """The size to ask Pillow's JPEG draft mode for so that the picture is decoded at the
+    smallest DCT scale (1/2, 1/4 or 1/8) whose longer side is still at least min_side
+    (less DRAFT_SLACK); None where no such scale reduces it (min_side None, or the picture
+    under twice that)."""
+    if not min_side:
+        return None
+    side = -(-min_side * round(DRAFT_SLACK * 100) // 100)
+    w, h = size
+    longer = max(w, h)
+    if longer < 2 * side:
+        return None
+    return (max(1, -(-w * side // longer)), max(1, -(-h * side // longer)))
+
+
+def open_scaled(path: str | Path, min_side) -> tuple[Image.Image, int]:
+    """(picture, scale): open_raw's picture, except that a colour or grey JPEG at least twice
+    min_side on its longer side is decoded at 1/scale of its size by libjpeg's DCT scaling
+    (Pillow's Image.draft: scale 2, 4 or 8, the largest that keeps the longer side at least
+    min_side less DRAFT_SLACK: draft_scale), which costs a fraction of a full decode; pixel
+    (x, y) of the result covers the stored pixels scale*x to scale*x + scale - 1.
+    min_side: an int, None (never scaled: open_raw), or a callable given the stored
+    (width, height) that returns one of those (to decide only once the size is known)."""
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its pixel limit: refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open_regular(path) as f, Image.open(f) as im:
+                scale = 1
+                if min_side is not None and im.format == "JPEG" and im.mode in ("L", "RGB"):
+                    side = min_side(im.size) if callable(min_side) else min_side
+                    ask = draft_scale(im.size, side)
+                    if ask is not None:
+                        stored = im.size
+                        im.draft(im.mode, ask)
+                        scale = round(stored[0] / im.size[0])
                 im.load()
-                return im
+                return im, scale
     except (
         OSError,
         SyntaxError,
@@ -73,6 +113,17 @@ def open_image(path: str | Path) -> Image.Image:
 
 # Where Pillow's getexif() finds an orientation (ImageOps.exif_transpose reads it there).
 _ORIENTATION_SOURCES = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """A decoded image turned by its EXIF orientation: the image itself (no copy) where it
+    has no orientation anywhere; raises ImageError for a broken EXIF block."""
+    if not hasattr(im, "tag_v2") and not any(k in im.info for k in _ORIENTATION_SOURCES):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(read_error_reason(exc)) from None
 
 
 def upright_gray(im: Image.Image) -> Image.Image:

@@ -1,7 +1,7 @@
 """Ray Data under every command run with --engine ray (predict-dir, predict-video, clean):
 `cluster` joins or starts the cluster, `map_files` runs a pool of actors over the files and
 returns their batches in the files' order, `regroup` cuts them again into the chunks the
-local engine would cut. What the actors do is the caller's: fercli.predict.folder.ray (predicting)
+local engine would cut. What the actors do is the caller's: fercli.predict.ray (predicting)
 and fercli.clean.ray (decoding and hashing) hold them.
 
 An actor's arguments (a model's bytes among them) go into the object store once; a file an

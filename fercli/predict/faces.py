@@ -22,14 +22,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from fercli.data.images import ImageError, load_shortcut, open_raw, to_array, to_gray, upright_gray
-from fercli.faces.align import align
+from fercli.data.images import (
+    ImageError,
+    load_shortcut,
+    open_raw,
+    open_scaled,
+    to_array,
+    to_gray,
+    upright_gray,
+)
+from fercli.data.images import upright as turned
+from fercli.faces.align import align, framing
 from fercli.faces.detect import (
     DEFAULT_DETECTOR,
     DEFAULT_MIN_FACE_SIZE,
     Face,
     default_min_score,
     detect_scaled,
+    search_side,
 )
 from fercli.predict.output import abstain_rows, make_rows
 from fercli.util import atomic_path
@@ -128,27 +138,74 @@ def find_faces(path, mode: str, detector_name: str, size: int, max_side, keep=ke
 
 def read_faces(path, mode: str, get_detector, size: int, max_side, keep=keep_faces):
     """find_faces with the detector that get_detector() gives, asked for only where a
-    picture is searched."""
+    picture is searched. A large JPEG is decoded at a DCT scale (fercli.data.images.open_scaled)
+    no smaller than the detector's searched copy (search_side), which it would be shrunk to
+    anyway; the faces found are cut from a full decode (DRAFT_ALIGN_SAMPLES, faces_in)."""
     quick = load_shortcut(path, size, AUTO_MIN_SIDE) if mode == "auto" else None
     if quick is not None:  # a small plain gray JPEG, by the shared loader's shortcut
         return Found(whole=True), quick[0][None]
-    return faces_in(open_raw(path), mode, get_detector, size, max_side, keep)
+
+    def side(stored):  # the decode's smallest longer side: the searched copy's
+        if mode == "auto" and min(stored) <= AUTO_MIN_SIDE:
+            return None  # taken whole, at its own size
+        return search_side(get_detector(), max_side)
+
+    raw, scale = open_scaled(path, side)
+    return faces_in(raw, mode, get_detector, size, max_side, keep, scale, partial(open_raw, path))
 
 
-def faces_in(raw: Image.Image, mode: str, get_detector, size: int, max_side, keep=keep_faces):
+# The faces are cut from a full decode of the photo (read_faces). Cutting them from the
+# DCT-scaled decode where the crop spans at least N times the model's input there
+# (fercli.faces.align samples a crop at up to 4 times the input: N = 4 reads as many
+# samples) saves that decode, but with N = 4 it changed the label of one of the 13 faces of
+# the development photos (couple.jpg, `fast`), so it is off: None.
+DRAFT_ALIGN_SAMPLES = None
+
+
+def from_draft(faces: list[Face], scale: int, size: int, samples=DRAFT_ALIGN_SAMPLES) -> bool:
+    """Whether faces (in the stored picture's pixels) found in a picture decoded at 1/scale
+    can be cut from that decode: each crop spans at least `samples` times the model's input
+    there (None: never)."""
+    if scale == 1:
+        return True
+    return samples is not None and all(framing(f)[2] / scale >= samples * size for f in faces)
+
+
+def colour_of(im: Image.Image) -> Image.Image:
+    """colour(im, ...) without copying an RGB picture (the detector only reads it)."""
+    return im if im.mode == "RGB" else colour(im, to_gray(im))
+
+
+def faces_in(
+    raw: Image.Image,
+    mode: str,
+    get_detector,
+    size: int,
+    max_side,
+    keep=keep_faces,
+    scale: int = 1,
+    full=None,
+):
     """read_faces for a picture decoded as open_raw decodes a file (its own mode, not yet
     turned by its EXIF orientation): a file's, or one given to fercli.Predictor. max_side:
-    the searched copy's longer side (None: the detector's own; search_side)."""
-    if mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:  # EXIF turns keep the shorter side
+    the searched copy's longer side (None: the detector's own; search_side). scale: raw
+    was decoded at 1/scale of the stored size (fercli.data.images.open_scaled); full() then
+    gives the full-size decode, for faces too small to cut from raw (from_draft)."""
+    if scale == 1 and mode == "auto" and min(raw.size) <= AUTO_MIN_SIDE:
+        # EXIF turns keep the shorter side
         return Found(whole=True), to_array(upright_gray(raw), size)[None]  # = load_image
-    try:
-        im = ImageOps.exif_transpose(raw)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(str(exc) or type(exc).__name__) from None
-    gray = to_gray(im)
+    im = turned(raw)
     found = get_detector()
-    faces = keep(detect_scaled(found, colour(im, gray), max_side), detector=found)
-    crops = np.stack([align(gray, f, size) for f in faces]) if faces else None
+    faces = detect_scaled(found, colour_of(im), max_side)
+    if scale > 1:
+        faces = [f.scaled(scale) for f in faces]  # the stored picture's pixels
+    faces = keep(faces, detector=found)
+    if not faces:
+        return Found(faces=faces), None
+    if not from_draft(faces, scale, size):  # only the faces kept count
+        im, scale = turned(full()), 1
+    gray = to_gray(im)
+    crops = np.stack([align(gray, f.scaled(1 / scale) if scale > 1 else f, size) for f in faces])
     return Found(faces=faces), crops
 
 

@@ -11,7 +11,7 @@ engine cuts them: a FacePredictor actor finds the faces (the detector made on it
 name), aligns and predicts them and writes the chunk's --annotate and --crops files; the
 driver makes the rows from the probabilities and faces it sends back (RemoteFaces). For
 predict-video each row is one video, which a VideoPredictor reads, tracks and predicts as
-fercli.predict.folder.video.VideoRun does locally; the driver writes its rows in the order given.
+fercli.predict.video.VideoRun does locally; the driver writes its rows in the order given.
 """
 
 import json

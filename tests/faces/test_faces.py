@@ -497,3 +497,99 @@ def test_detecting_faces_does_not_import_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("NO-TORCH")
+
+
+# ----------------------------------------------------------------------------- draft decoding
+
+
+def test_draft_scale_asks_for_the_smallest_size_still_as_long_as_the_search():
+    from fercli.data.images import draft_scale
+
+    assert draft_scale((4000, 3000), 1024) == (973, 730)  # 1024 less 5%: a 1/4 decode
+    assert draft_scale((3000, 4000), 1024) == (730, 973)
+    assert draft_scale((4000, 3000), 1100) == (1045, 784)  # a 1/2 decode
+    assert draft_scale((1945, 1000), 1024) is None  # under twice the search: nothing to gain
+    assert draft_scale((4000, 3000), None) is None
+
+
+def test_open_scaled_decodes_a_large_jpeg_at_a_dct_scale(tmp_path):
+    from fercli.data.images import open_raw, open_scaled
+
+    path = tmp_path / "big.jpg"
+    backdrop(4000, 3000).convert("RGB").save(path, quality=90)
+    cases = ((1100, 2), (1024, 4), (600, 4), (500, 8), (300, 8), (2048, 2), (2200, 1), (None, 1))
+    for side, scale in cases:
+        im, got = open_scaled(path, side)
+        assert got == scale and im.mode == "RGB"
+        assert im.size == (-(-4000 // scale), -(-3000 // scale))
+        assert max(im.size) >= 0.95 * (side or 0)
+    im, got = open_scaled(path, lambda size: 1100 if size == (4000, 3000) else None)
+    assert (got, im.size) == (2, (2000, 1500))
+    full = np.asarray(open_raw(path), np.float32)
+    half = np.asarray(open_scaled(path, 1100)[0], np.float32)
+    means = full.reshape(1500, 2, 2000, 2, 3).mean(axis=(1, 3))
+    assert np.abs(means - half).mean() < 2  # the same picture, at half size
+    png = tmp_path / "big.png"
+    backdrop(2400, 1800).save(png)
+    assert open_scaled(png, 1024)[1] == 1  # only JPEGs have DCT scales
+
+
+def test_draft_decoding_finds_the_same_faces_with_the_same_labels(tmp_path, monkeypatch):
+    """A 2560x1920 JPEG with a large and a small face: decoded at half size for the search
+    (YuNet's 1024-pixel copy), the boxes in the stored picture's pixels within 2% of the
+    face's size of those of a full decode, the crops close and cut from a full decode (one
+    more decode), the labels the same; from_draft would cut the large face alone from the
+    draft decode at 4 samples per input pixel."""
+    from fercli.data import images
+    from fercli.predict import faces as predict_faces
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.onnx_model import OnnxModel
+
+    faces = synth_faces(2, seed=3)
+    model = OnnxModel(bundled_path("fast"), "cpu")
+    real = images.open_raw
+    for placed, full_decodes in (
+        ([Placed(faces[0], 900, 960, 900)], 1),
+        ([Placed(faces[0], 900, 960, 900), Placed(faces[1], 2000, 900, 160)], 1),
+    ):
+        path = tmp_path / f"scene{len(placed)}.jpg"
+        scene(2560, 1920, placed).convert("RGB").save(path, quality=92)
+        calls = []
+        monkeypatch.setattr(predict_faces, "open_raw", lambda p, c=calls: c.append(p) or real(p))
+        drafted, crops = predict_faces.find_faces(path, "detect", "yunet", 48, None)
+        assert len(calls) == full_decodes
+        monkeypatch.setattr(predict_faces, "open_scaled", lambda p, side: (real(p), 1))
+        whole, full_crops = predict_faces.find_faces(path, "detect", "yunet", 48, None)
+        monkeypatch.undo()
+        assert len(drafted.faces) == len(whole.faces) == len(placed)
+        assert predict_faces.from_draft(drafted.faces, 2, 48, 4) == (len(placed) == 1)
+        assert not predict_faces.from_draft(drafted.faces, 2, 48)
+        for a, b in zip(drafted.faces, whole.faces):
+            side = b.box[2] - b.box[0]
+            assert np.abs(np.subtract(a.box, b.box)).max() < 0.02 * side
+        assert np.abs(crops.astype(int) - full_crops).mean() < 4
+        labels = model.predict_proba(crops).argmax(1)
+        assert labels.tolist() == model.predict_proba(full_crops).argmax(1).tolist()
+
+
+@pytest.mark.skipif(not (PHOTOS / "couple.jpg").is_file(), reason=f"no photos in {PHOTOS}")
+def test_draft_decoding_keeps_the_labels_of_the_photos(monkeypatch):
+    """The development photos over twice YuNet's 1024-pixel search (4 of 12, 2 to 4.3 MP):
+    the same faces and labels as with a full decode, boxes within 3 pixels."""
+    from fercli.data import images
+    from fercli.predict import faces as predict_faces
+    from fercli.predict.bundled import bundled_path
+    from fercli.predict.onnx_model import OnnxModel
+
+    model = OnnxModel(bundled_path("fast"), "cpu")
+    real = images.open_raw
+    for name in ("couple.jpg", "img4.jpg"):
+        drafted, crops = predict_faces.find_faces(PHOTOS / name, "detect", "yunet", 48, None)
+        monkeypatch.setattr(predict_faces, "open_scaled", lambda p, side: (real(p), 1))
+        whole, full_crops = predict_faces.find_faces(PHOTOS / name, "detect", "yunet", 48, None)
+        monkeypatch.undo()
+        assert [len(drafted.faces)] == [len(whole.faces)]
+        for a, b in zip(drafted.faces, whole.faces):
+            assert np.abs(np.subtract(a.xywh(), b.xywh())).max() <= 3
+        labels = model.predict_proba(crops).argmax(1)
+        assert labels.tolist() == model.predict_proba(full_crops).argmax(1).tolist()
