@@ -10,6 +10,8 @@ import pytest
 
 from fercli.util import cpu_description
 
+pytestmark = pytest.mark.slow  # the benchmark scripts: `pytest -m 'not slow'` leaves them out
+
 
 def names_its_cpu_first(out: str) -> bool:
     """Every benchmark's first line is this CPU, its relevant instruction sets and cores:

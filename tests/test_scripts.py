@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the scripts, run small: `pytest -m 'not slow'` leaves it out
+
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:

@@ -19,6 +19,8 @@ from test_predict import make_mixed_folder
 
 from fercli.predict.folder import predict_dir
 
+pytestmark = pytest.mark.slow  # starts a two-node Ray cluster: `pytest -m 'not slow'` leaves it out
+
 STARTUP_S = 90  # each node up, and both seen by the head
 RUN_S = 300  # each fercli command on the cluster
 

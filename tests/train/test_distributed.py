@@ -100,6 +100,7 @@ def without_timing(rows):
     return [{k: v for k, v in row.items() if k not in ("images_per_s", "seconds")} for row in rows]
 
 
+@pytest.mark.slow  # torchrun starts processes
 def test_two_processes_train_like_one_stop_together_and_resume(
     synth_root, tmp_path, one_torch_thread
 ):
@@ -174,6 +175,7 @@ def test_each_process_gets_its_share_of_the_cores(monkeypatch):
     assert threads_per_process(World(32, 0, 0, 32)) == 1
 
 
+@pytest.mark.slow  # torchrun starts processes
 def test_two_processes_keep_one_average_of_the_weights(synth_root, tmp_path):
     """--ema under torchrun: each process averages the same (synchronised) weights; the kept
     average is rank 0's, and it is what best.pt holds and validation scored."""
